@@ -1,0 +1,135 @@
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "broker/base/assert.h"
+#include "broker/base/clock.h"
+#include "broker/base/errc.h"
+#include "broker/base/failpoint.h"
+#include "broker/base/result.h"
+
+namespace ferry {
+
+std::string_view errc_name(errc e) noexcept {
+  switch (e) {
+    case errc::ok: return "ok";
+    case errc::unknown: return "unknown";
+    case errc::malformed_frame: return "malformed_frame";
+    case errc::frame_too_large: return "frame_too_large";
+    case errc::unsupported_api: return "unsupported_api";
+    case errc::unsupported_version: return "unsupported_version";
+    case errc::unknown_topic: return "unknown_topic";
+    case errc::invalid_topic_name: return "invalid_topic_name";
+    case errc::invalid_argument: return "invalid_argument";
+    case errc::topic_exists: return "topic_exists";
+    case errc::unknown_partition: return "unknown_partition";
+    case errc::offset_out_of_range: return "offset_out_of_range";
+    case errc::corrupt_batch: return "corrupt_batch";
+    case errc::not_leader: return "not_leader";
+    case errc::timeout: return "timeout";
+    case errc::disk_full: return "disk_full";
+    case errc::storage_error: return "storage_error";
+    case errc::out_of_order_sequence: return "out_of_order_sequence";
+    case errc::duplicate_sequence: return "duplicate_sequence";
+    case errc::request_too_large: return "request_too_large";
+    case errc::shutting_down: return "shutting_down";
+    case errc::not_ready: return "not_ready";
+    case errc::connection_closed: return "connection_closed";
+  }
+  return "unknown";
+}
+
+bool errc_retriable(errc e) noexcept {
+  switch (e) {
+    case errc::not_leader:
+    case errc::timeout:
+    case errc::out_of_order_sequence:
+    case errc::shutting_down:
+    case errc::not_ready:
+    case errc::connection_closed:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string error::to_string() const {
+  std::string s(errc_name(code));
+  if (!message.empty()) {
+    s += ": ";
+    s += message;
+  }
+  return s;
+}
+
+void throw_exception_from_error(error const& e, boost::source_location const&) { throw error_exception(e); }
+
+namespace detail {
+void assert_fail(const char* expr, const char* file, int line, const char* msg) noexcept {
+  std::fprintf(stderr, "FERRY_ASSERT failed: %s at %s:%d: %s\n", expr, file, line, msg);
+  std::fflush(stderr);
+  std::abort();
+}
+}  // namespace detail
+
+int64_t wall_now_ms() noexcept {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+int64_t system_clock_source::now_ms() const noexcept { return wall_now_ms(); }
+int64_t system_clock_source::monotonic_ns() const noexcept {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+namespace failpoint {
+namespace {
+std::mutex mu;
+std::map<std::string, std::string, std::less<>>& points() {
+  static std::map<std::string, std::string, std::less<>> p;
+  return p;
+}
+}  // namespace
+
+void arm(std::string_view name, std::string_view action) {
+  std::lock_guard lk(mu);
+  points()[std::string(name)] = std::string(action);
+}
+void disarm_all() {
+  std::lock_guard lk(mu);
+  points().clear();
+}
+void arm_from_env() {
+  const char* env = std::getenv("FERRY_FAILPOINTS");
+  if (env == nullptr) return;
+  std::string_view s(env);
+  while (!s.empty()) {
+    auto comma = s.find(',');
+    auto item = s.substr(0, comma);
+    auto eq = item.find('=');
+    if (eq != std::string_view::npos) arm(item.substr(0, eq), item.substr(eq + 1));
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
+}
+bool hit(std::string_view name) {
+  std::string action;
+  {
+    std::lock_guard lk(mu);
+    auto it = points().find(name);
+    if (it == points().end()) return false;
+    action = it->second;
+  }
+  if (action == "crash") {
+    std::fprintf(stderr, "failpoint %.*s: crash\n", static_cast<int>(name.size()), name.data());
+    _exit(137);
+  }
+  return action == "error";
+}
+}  // namespace failpoint
+
+}  // namespace ferry

@@ -1,0 +1,57 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "broker/base/crc32c.h"
+#include "broker/base/result.h"
+#include "broker/base/types.h"
+
+namespace ferry {
+namespace {
+
+// RFC 3720 B.4 test vectors.
+TEST(crc32c, matches_rfc3720_vectors) {
+  unsigned char zeros[32] = {};
+  unsigned char ones[32];
+  unsigned char inc[32];
+  unsigned char dec[32];
+  for (int i = 0; i < 32; ++i) {
+    ones[i] = 0xFF;
+    inc[i] = static_cast<unsigned char>(i);
+    dec[i] = static_cast<unsigned char>(31 - i);
+  }
+  EXPECT_EQ(crc32c(zeros, 32), 0x8A9136AAu);
+  EXPECT_EQ(crc32c(ones, 32), 0x62A8AB43u);
+  EXPECT_EQ(crc32c(inc, 32), 0x46DD794Eu);
+  EXPECT_EQ(crc32c(dec, 32), 0x113FDB5Cu);
+  EXPECT_EQ(crc32c_extend_portable(0, inc, 32), 0x46DD794Eu);
+  EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
+}
+
+TEST(crc32c, hardware_and_portable_agree_on_every_length_and_split) {
+  std::string s;
+  for (int i = 0; i < 300; ++i) s.push_back(static_cast<char>(i * 7 + 3));
+  for (size_t n = 0; n <= s.size(); ++n) {
+    uint32_t whole = crc32c(s.data(), n);
+    ASSERT_EQ(whole, crc32c_extend_portable(0, s.data(), n)) << n;
+    size_t half = n / 3;
+    ASSERT_EQ(whole, crc32c_extend(crc32c(s.data(), half), s.data() + half, n - half)) << n;
+  }
+}
+
+TEST(result, carries_code_and_message) {
+  auto f = []() -> result<int> { return fail(errc::unknown_topic, "topic 'x' not found"); };
+  auto r = f();
+  ASSERT_FALSE(r.has_value());
+  EXPECT_EQ(r.error().code, errc::unknown_topic);
+  EXPECT_EQ(r.error().to_string(), "unknown_topic: topic 'x' not found");
+  EXPECT_THROW((void)r.value(), error_exception);
+}
+
+TEST(strong_types, compare_by_value) {
+  EXPECT_LT(offset{1}, offset{2});
+  EXPECT_EQ(partition_id{3}, partition_id{3});
+}
+
+}  // namespace
+}  // namespace ferry

@@ -1,0 +1,56 @@
+#include "schema/frame.h"
+
+#include <cstring>
+
+#include "schema/record_batch.h"
+
+namespace ferry::wire {
+
+// ErrorCode and errc must agree (see broker/base/errc.h).
+static_assert(static_cast<uint16_t>(ErrorCode::ConnectionClosed) == static_cast<uint16_t>(errc::connection_closed));
+static_assert(static_cast<uint16_t>(ErrorCode::UnknownTopic) == static_cast<uint16_t>(errc::unknown_topic));
+static_assert(static_cast<uint16_t>(ErrorCode::NotReady) == static_cast<uint16_t>(errc::not_ready));
+static_assert(static_cast<uint16_t>(ErrorCode::MAX) == static_cast<uint16_t>(errc::connection_closed));
+
+namespace {
+// Depth and table limits for the verifier: generous for our schema, small enough that a hostile
+// frame cannot make verification expensive.
+constexpr flatbuffers::uoffset_t max_depth = 32;
+constexpr flatbuffers::uoffset_t max_tables = 1'000'000;
+}  // namespace
+
+result<const Request*> decode_request(std::span<const std::byte> frame) {
+  auto p = reinterpret_cast<const uint8_t*>(frame.data());
+  if (frame.size() < frame_prefix_bytes + 2 * sizeof(flatbuffers::uoffset_t))
+    return fail(errc::malformed_frame, "frame too short to hold a request");
+  if (get_le32(frame.data()) != frame.size() - frame_prefix_bytes)
+    return fail(errc::malformed_frame, "frame length prefix does not match the frame");
+  flatbuffers::Verifier v(p, frame.size(), max_depth, max_tables);
+  if (!v.VerifySizePrefixedBuffer<Request>(nullptr)) return fail(errc::malformed_frame, "request failed FlatBuffers verification");
+  return flatbuffers::GetSizePrefixedRoot<Request>(p);
+}
+
+result<const Response*> decode_response(std::span<const std::byte> frame) {
+  auto p = reinterpret_cast<const uint8_t*>(frame.data());
+  if (frame.size() < frame_prefix_bytes + 2 * sizeof(flatbuffers::uoffset_t))
+    return fail(errc::malformed_frame, "frame too short to hold a response");
+  if (get_le32(frame.data()) != frame.size() - frame_prefix_bytes)
+    return fail(errc::malformed_frame, "frame length prefix does not match the frame");
+  flatbuffers::Verifier v(p, frame.size(), max_depth, max_tables);
+  if (!v.VerifySizePrefixedBuffer<Response>(nullptr)) return fail(errc::malformed_frame, "response failed FlatBuffers verification");
+  return flatbuffers::GetSizePrefixedRoot<Response>(p);
+}
+
+void finish_request(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<Request> root) {
+  fbb.FinishSizePrefixed(root);
+}
+void finish_response(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<Response> root) {
+  fbb.FinishSizePrefixed(root);
+}
+
+const char* api_name(uint8_t api) noexcept {
+  if (api == 0 || api > api_max) return "unknown";
+  return EnumNamesRequestBody()[api];
+}
+
+}  // namespace ferry::wire

@@ -1,0 +1,150 @@
+#pragma once
+// Record batches: the unit the producer sends, the log stores and readers get back, byte for
+// byte. Format: schema/record_batch.md. Shared by the broker and the client library.
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "broker/base/result.h"
+
+namespace ferry::wire {
+
+inline constexpr size_t batch_header_size = 70;
+inline constexpr uint8_t batch_magic = 1;
+
+// Field offsets inside the header (little-endian).
+namespace hdr {
+inline constexpr size_t base_offset = 0;
+inline constexpr size_t batch_length = 8;
+inline constexpr size_t leader_epoch = 12;
+inline constexpr size_t append_time = 16;
+inline constexpr size_t crc = 24;
+inline constexpr size_t magic = 28;  // the CRC covers [magic, batch_length)
+inline constexpr size_t attributes = 30;
+inline constexpr size_t last_offset_delta = 32;
+inline constexpr size_t first_timestamp = 36;
+inline constexpr size_t max_timestamp = 44;
+inline constexpr size_t producer_id = 52;
+inline constexpr size_t producer_epoch = 60;
+inline constexpr size_t base_sequence = 62;
+inline constexpr size_t record_count = 66;
+}  // namespace hdr
+
+// Batch attribute bits.
+inline constexpr uint16_t attr_delay_relative = 1u << 3;  // deliver_at fields are delays from append_time
+
+struct batch_header {
+  int64_t base_offset = 0;
+  int32_t batch_length = 0;
+  int32_t leader_epoch = 0;
+  int64_t append_time = -1;
+  uint32_t crc = 0;
+  uint8_t magic = batch_magic;
+  uint16_t attributes = 0;
+  int32_t last_offset_delta = 0;
+  int64_t first_timestamp = 0;
+  int64_t max_timestamp = 0;
+  int64_t producer_id = -1;
+  int16_t producer_epoch = 0;
+  int32_t base_sequence = -1;
+  int32_t record_count = 0;
+
+  int64_t last_offset() const { return base_offset + last_offset_delta; }
+  int64_t next_offset() const { return base_offset + last_offset_delta + 1; }
+  int32_t last_sequence() const { return base_sequence + last_offset_delta; }
+};
+
+// Reads the header fields; checks only that `bytes` holds a full header with a sane length
+// and magic (batch_length in [header, bytes.size()] is NOT required: see read_batch_length).
+[[nodiscard]] result<batch_header> parse_batch_header(std::span<const std::byte> bytes);
+
+// Full check of one complete batch (bytes.size() == batch_length): header, CRC32C, and that the
+// records parse and their count and offset deltas match the header. errc::corrupt_batch if not.
+[[nodiscard]] result<batch_header> verify_batch(std::span<const std::byte> batch);
+
+// CRC32C over [magic, end) of a complete batch.
+uint32_t compute_batch_crc(std::span<const std::byte> batch) noexcept;
+
+// The broker stamps these fields (outside the CRC) on append.
+void stamp_batch(std::span<std::byte> batch, int64_t base_offset, int32_t leader_epoch, int64_t append_time) noexcept;
+
+struct header_view {
+  std::string_view key;
+  std::optional<std::string_view> value;
+};
+
+// One decoded record; the views point into the batch bytes.
+struct record_view {
+  int64_t offset = 0;
+  int64_t timestamp = 0;
+  std::optional<std::string_view> key;
+  std::optional<std::string_view> value;
+  std::vector<header_view> headers;
+  std::optional<int64_t> deliver_at;  // absolute ms (already resolved if the batch had relative delays)
+};
+
+// Decodes every record of a verified batch, calling `fn(const record_view&)` in offset order.
+template <class Fn>
+[[nodiscard]] result<void> for_each_record(std::span<const std::byte> batch, Fn&& fn);
+
+// Builds batches. Reuses its buffer between batches (call reset()).
+class batch_builder {
+ public:
+  batch_builder();
+  void reset();
+  // Appends one record. `timestamp` is the producer's clock in ms. `deliver_at` is absolute ms,
+  // or a relative delay when the batch is built with relative delays (set_relative_delays).
+  void add(std::optional<std::string_view> key, std::optional<std::string_view> value,
+           std::span<const header_view> headers, int64_t timestamp, std::optional<int64_t> deliver_at = std::nullopt);
+  void set_relative_delays(bool relative) { relative_delays_ = relative; }
+  // Bytes the batch would have if finished now.
+  size_t size_bytes() const { return buf_.size(); }
+  int32_t record_count() const { return count_; }
+  // Fills in the header and CRC; the returned span is valid until the next reset()/add().
+  std::span<const std::byte> finish(int64_t producer_id, int16_t producer_epoch, int32_t base_sequence);
+
+ private:
+  std::vector<std::byte> buf_;
+  std::vector<std::byte> rec_;
+  int32_t count_ = 0;
+  int64_t first_ts_ = 0;
+  int64_t max_ts_ = 0;
+  bool relative_delays_ = false;
+};
+
+namespace detail {
+// Decodes the record at `p`; returns bytes consumed or an error.
+[[nodiscard]] result<size_t> decode_record(std::span<const std::byte> rest, const batch_header& h, record_view& out);
+}
+
+template <class Fn>
+result<void> for_each_record(std::span<const std::byte> batch, Fn&& fn) {
+  auto h = parse_batch_header(batch);
+  if (!h) return h.error();
+  size_t pos = batch_header_size;
+  size_t end = static_cast<size_t>(h->batch_length);
+  if (end > batch.size()) return fail(errc::corrupt_batch, "batch shorter than its length field");
+  record_view r;
+  for (int32_t i = 0; i < h->record_count; ++i) {
+    auto n = detail::decode_record(batch.subspan(pos, end - pos), *h, r);
+    if (!n) return n.error();
+    pos += *n;
+    fn(static_cast<const record_view&>(r));
+  }
+  return {};
+}
+
+// Little-endian helpers, shared with the frame code.
+inline void put_le32(std::byte* p, uint32_t v) noexcept {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
+}
+inline uint32_t get_le32(const std::byte* p) noexcept {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
+  return v;
+}
+
+}  // namespace ferry::wire
