@@ -1,0 +1,133 @@
+#pragma once
+// partition_log: the segmented, append-only log of one partition (DESIGN.md, "Segmented log";
+// byte formats in schema/segment.md).
+//
+// Threading: one owner thread (the partition's shard) calls every member function, except
+// run_sync(), which is static and runs on a disk thread. Nothing here blocks on fsync except
+// run_sync(). Reads and appends use pread/pwrite on the page cache.
+//
+// Durability: append() writes into the page cache and returns at once. To make appends durable,
+// the owner calls begin_sync() (owner thread), run_sync() (disk thread), end_sync() (owner thread):
+// one fdatasync covers every batch appended before begin_sync() (group commit). durable_offset()
+// is the offset below which everything is synced. After a failed write or fsync the log refuses
+// further appends with errc::storage_error until it is reopened (recovery); it never retries an
+// fsync and pretends it worked.
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "broker/base/clock.h"
+#include "broker/base/result.h"
+#include "broker/base/types.h"
+#include "broker/log/file.h"
+#include "schema/record_batch.h"
+
+namespace ferry::log {
+
+struct log_config {
+  std::filesystem::path dir;                      // this partition's folder; created if missing
+  uint64_t segment_bytes = 128ull << 20;          // roll before a batch would make the segment bigger
+  int64_t segment_ms = 7LL * 24 * 3600 * 1000;    // roll when the active segment's first batch is older
+  uint32_t index_interval_bytes = 4096;           // one sparse offset/time index entry per this many bytes
+  bool preallocate = true;                        // fallocate each new segment to segment_bytes
+  int64_t retention_ms = -1;                      // <= 0: no time limit
+  int64_t retention_bytes = -1;                   // <= 0: no size limit (whole partition)
+  const clock* clk = nullptr;                     // nullptr: the system clock. Must outlive the log.
+  file_factory* files = nullptr;                  // nullptr: real POSIX files. Must outlive the log.
+};
+
+struct append_info {
+  offset base;            // offset of the batch's first record
+  offset last;            // offset of its last record
+  int64_t append_time;    // broker clock (ms) stamped into the batch
+};
+
+// What one fdatasync will cover; made by begin_sync(), consumed by run_sync() and end_sync().
+struct pending_sync {
+  std::vector<std::shared_ptr<file>> files;  // keeps the files open even if retention drops them
+  offset upto{0};                            // every batch below this is durable after the sync
+  bool empty() const { return files.empty(); }
+};
+
+struct retention_result {
+  int segments_deleted = 0;
+  uint64_t bytes_deleted = 0;
+  offset new_start{0};
+};
+
+struct segment_info {
+  offset base;
+  uint64_t size_bytes;
+  int64_t max_timestamp;
+};
+
+class partition_log {
+ public:
+  // Opens (creating if needed) and recovers the log in cfg.dir: verifies the tail of the last
+  // segment and truncates a torn last batch; rebuilds missing or damaged indexes; reports (does
+  // not skip) a corrupt batch that is followed by valid data (errc::corrupt_batch, naming the
+  // segment file and position). `epoch` is the leader epoch to stamp on appends.
+  [[nodiscard]] static result<std::unique_ptr<partition_log>> open(log_config cfg);
+  ~partition_log();
+  partition_log(const partition_log&) = delete;
+  partition_log& operator=(const partition_log&) = delete;
+
+  // Appends one complete batch (verified by the caller with wire::verify_batch): assigns offsets
+  // from next_offset(), stamps base_offset, leader epoch and append time (the log's clock) into
+  // `batch` in place, writes it, rolls the segment first if needed. Not durable until a sync.
+  // Errors: storage_error / disk_full (nothing partial stays in the file), corrupt_batch if the
+  // header does not parse.
+  [[nodiscard]] result<append_info> append(std::span<std::byte> batch, epoch leader_epoch);
+
+  // Reads whole batches, the first being the batch that contains `from`, until max_bytes would be
+  // exceeded (at least one whole batch is returned even if it is larger), never returning a batch
+  // whose last offset is >= `upto` (the high-water mark). Appends bytes to `out`. Each batch is
+  // CRC-checked: a corrupt one is errc::corrupt_batch, never served. `from` below start_offset()
+  // or above next_offset() is errc::offset_out_of_range; from == next_offset() returns nothing.
+  [[nodiscard]] result<void> read(offset from, size_t max_bytes, offset upto, std::vector<std::byte>& out);
+
+  // Calls fn(header) for every batch from the one containing `from` to the end (headers only,
+  // no CRC check of bodies). Used to rebuild producer state on start-up.
+  [[nodiscard]] result<void> for_each_batch_header(offset from, const std::function<void(const wire::batch_header&)>& fn);
+
+  // First offset whose batch has max_timestamp >= ts, or next_offset() if none.
+  [[nodiscard]] result<offset> offset_for_timestamp(int64_t ts);
+
+  // Group commit, see the file comment.
+  pending_sync begin_sync();
+  [[nodiscard]] static result<void> run_sync(pending_sync& s);
+  void end_sync(const pending_sync& s, const result<void>& outcome);
+
+  // Deletes whole non-active segments that lie entirely below `low_water_mark`, or whose newest
+  // timestamp is older than now - retention_ms, or the oldest ones while the partition is over
+  // retention_bytes. Never deletes the active segment. Crash-safe: a segment is removed data file
+  // last... see log.cc for the order.
+  [[nodiscard]] result<retention_result> apply_retention(offset low_water_mark);
+
+  // Removes every batch at or above `from` (replication: divergent tail). `from` must be a batch
+  // boundary. durable_offset() drops to at most `from`.
+  [[nodiscard]] result<void> truncate_suffix(offset from);
+
+  // Syncs and closes the active segment (clean shutdown: the next open has nothing to recover).
+  [[nodiscard]] result<void> close();
+
+  offset start_offset() const;    // first offset still stored
+  offset next_offset() const;     // offset the next appended record gets (log end)
+  offset durable_offset() const;  // every batch below this has been fsynced
+  uint64_t size_bytes() const;
+  size_t segment_count() const;
+  std::vector<segment_info> segments() const;
+  bool failed() const;            // a write or fsync failed; appends are refused
+
+ private:
+  struct impl;
+  explicit partition_log(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace ferry::log
