@@ -1,0 +1,72 @@
+#include "broker/app/config.h"
+
+#include <CLI/CLI.hpp>
+#include <charconv>
+#include <stdexcept>
+#include <thread>
+
+namespace ferry::app {
+
+void add_flags(CLI::App& app, broker_config& c) {
+  app.set_config("--config", "", "Read flags from a TOML/INI file (same names as the flags)");
+  app.add_option("--data-dir", c.data_dir, "Data folder (created if missing)")->capture_default_str();
+  app.add_option("--listen", c.listen, "Client listener host:port (port 0: any free port)")->capture_default_str();
+  app.add_option("--http", c.http, "HTTP listener for /health and /metrics (empty: off)")->capture_default_str();
+  app.add_option("--ready-file", c.ready_file, "Write {pid, client_port, http_port} JSON here once listening");
+  app.add_option("--log-level", c.log_level, "trace|debug|info|warn|error")->capture_default_str();
+  app.add_option("--node-id", c.node_id, "This broker's node id")->capture_default_str();
+  app.add_option("--shards", c.shards, "Shard threads (0: one per core)")->capture_default_str();
+  app.add_option("--disk-threads", c.disk_threads, "Threads for fsync and metadata I/O")->capture_default_str();
+  app.add_option("--max-frame-bytes", c.max_frame_bytes, "Largest request frame accepted")->capture_default_str();
+  app.add_option("--retention", c.retention, "Default topic retention (e.g. 7d, 12h; 0: forever)")->capture_default_str();
+  app.add_option("--segment-bytes", c.segment_bytes, "Default segment size in bytes")->capture_default_str();
+  app.add_option("--segment-age", c.segment_age, "Default segment age before rolling")->capture_default_str();
+  app.add_option("--max-batch-bytes", c.max_batch_bytes, "Default largest record batch")->capture_default_str();
+  app.add_flag("--preallocate,!--no-preallocate", c.preallocate, "Preallocate segment files")->capture_default_str();
+  app.add_option("--retention-check-ms", c.retention_check_ms, "How often retention runs")->capture_default_str();
+  app.add_option("--idle-timeout-ms", c.idle_timeout_ms, "Close connections idle this long")->capture_default_str();
+}
+
+int64_t parse_duration_ms(const std::string& s) {
+  if (s.empty()) return -1;
+  int64_t n = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc{} || n < 0) return -1;
+  std::string unit(p, s.data() + s.size());
+  if (unit.empty() || unit == "ms") return n;
+  if (unit == "s") return n * 1000;
+  if (unit == "m") return n * 60'000;
+  if (unit == "h") return n * 3'600'000;
+  if (unit == "d") return n * 86'400'000;
+  return -1;
+}
+
+namespace {
+void split_host_port(const std::string& flag, const std::string& v, std::string& host, uint16_t& port) {
+  auto colon = v.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    throw std::invalid_argument(flag + " must be host:port, got '" + v + "'");
+  host = v.substr(0, colon);
+  int p = -1;
+  auto ps = v.substr(colon + 1);
+  auto [ptr, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), p);
+  if (ec != std::errc{} || ptr != ps.data() + ps.size() || p < 0 || p > 65535)
+    throw std::invalid_argument(flag + " has an invalid port in '" + v + "'");
+  port = static_cast<uint16_t>(p);
+}
+}  // namespace
+
+void finish(broker_config& c) {
+  split_host_port("--listen", c.listen, c.listen_host, c.listen_port);
+  if (!c.http.empty()) split_host_port("--http", c.http, c.http_host, c.http_port);
+  c.retention_ms = parse_duration_ms(c.retention);
+  if (c.retention_ms < 0) throw std::invalid_argument("--retention: invalid duration '" + c.retention + "'");
+  c.segment_ms = parse_duration_ms(c.segment_age);
+  if (c.segment_ms <= 0) throw std::invalid_argument("--segment-age: invalid duration '" + c.segment_age + "'");
+  if (c.shards == 0) c.shards = std::max(1u, std::thread::hardware_concurrency());
+  if (c.disk_threads == 0) throw std::invalid_argument("--disk-threads must be at least 1");
+  if (c.max_frame_bytes < 1024) throw std::invalid_argument("--max-frame-bytes must be at least 1024");
+  if (c.node_id < 0) throw std::invalid_argument("--node-id must be >= 0");
+}
+
+}  // namespace ferry::app

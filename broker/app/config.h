@@ -1,0 +1,46 @@
+#pragma once
+// ferryd's configuration: every flag also works from the config file (--config FILE, CLI11's
+// TOML/INI format: `listen = "127.0.0.1:7070"`).
+#include <cstdint>
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace ferry::app {
+
+struct broker_config {
+  std::string data_dir = "./ferry-data";
+  std::string listen = "127.0.0.1:7070";
+  std::string http = "127.0.0.1:7072";  // empty: no HTTP listener
+  std::string ready_file;
+  std::string log_level = "info";
+  int32_t node_id = 1;
+  size_t shards = 0;                     // 0: one per core
+  size_t disk_threads = 2;
+  uint32_t max_frame_bytes = 16u << 20;
+  std::string retention = "7d";          // default topic retention
+  int64_t segment_bytes = 128LL << 20;   // default topic segment size
+  std::string segment_age = "7d";
+  int32_t max_batch_bytes = 8 << 20;
+  bool preallocate = true;
+  int64_t retention_check_ms = 30000;
+  int64_t idle_timeout_ms = 10 * 60 * 1000;
+
+  // Derived by finish():
+  std::string listen_host;
+  uint16_t listen_port = 0;
+  std::string http_host;
+  uint16_t http_port = 0;
+  int64_t retention_ms = 0;
+  int64_t segment_ms = 0;
+};
+
+void add_flags(CLI::App& app, broker_config& c);
+// Validates and derives fields; throws std::invalid_argument naming the bad flag.
+void finish(broker_config& c);
+// "500ms", "30s", "15m", "2h", "7d", or a plain number of milliseconds; -1 on error.
+int64_t parse_duration_ms(const std::string& s);
+
+}  // namespace ferry::app

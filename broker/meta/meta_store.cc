@@ -1,0 +1,79 @@
+#include "broker/meta/meta_store.h"
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+
+#include <charconv>
+
+namespace ferry::meta {
+namespace {
+
+error from_status(const rocksdb::Status& s, const std::string& what) {
+  errc code = s.IsNoSpace() ? errc::disk_full : errc::storage_error;
+  return error{code, "metadata store: " + what + ": " + s.ToString()};
+}
+
+constexpr const char* topic_prefix = "topic/";
+constexpr const char* id_key = "next_id";
+
+class rocks_store final : public meta_store {
+ public:
+  explicit rocks_store(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) { wo_.sync = true; }
+
+  result<void> put_topic(const topic_record& r) override {
+    auto s = db_->Put(wo_, topic_prefix + r.name, encode_topic_record(r));
+    if (!s.ok()) return from_status(s, "writing topic " + r.name);
+    return {};
+  }
+
+  result<void> delete_topic(const std::string& name) override {
+    auto s = db_->Delete(wo_, topic_prefix + name);
+    if (!s.ok()) return from_status(s, "deleting topic " + name);
+    return {};
+  }
+
+  result<std::vector<topic_record>> list_topics() override {
+    std::vector<topic_record> out;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(topic_prefix); it->Valid() && it->key().starts_with(topic_prefix); it->Next()) {
+      auto r = decode_topic_record(std::string_view(it->value().data(), it->value().size()));
+      if (!r) return r.error();
+      out.push_back(std::move(*r));
+    }
+    if (!it->status().ok()) return from_status(it->status(), "listing topics");
+    return out;
+  }
+
+  result<uint64_t> next_id() override {
+    std::string v;
+    uint64_t id = 1;
+    auto s = db_->Get(rocksdb::ReadOptions(), id_key, &v);
+    if (s.ok()) {
+      std::from_chars(v.data(), v.data() + v.size(), id);
+    } else if (!s.IsNotFound()) {
+      return from_status(s, "reading the id counter");
+    }
+    s = db_->Put(wo_, id_key, std::to_string(id + 1));
+    if (!s.ok()) return from_status(s, "writing the id counter");
+    return id;
+  }
+
+ private:
+  std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::WriteOptions wo_;
+};
+
+}  // namespace
+
+result<std::unique_ptr<meta_store>> meta_store::open(const std::filesystem::path& dir) {
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  opts.max_background_jobs = 1;
+  opts.keep_log_file_num = 3;
+  rocksdb::DB* raw = nullptr;
+  auto s = rocksdb::DB::Open(opts, dir.string(), &raw);
+  if (!s.ok()) return from_status(s, "opening " + dir.string());
+  return std::unique_ptr<meta_store>(std::make_unique<rocks_store>(std::unique_ptr<rocksdb::DB>(raw)));
+}
+
+}  // namespace ferry::meta

@@ -1,0 +1,103 @@
+#pragma once
+// broker/net: the client listener. Accepts connections, spreads them over the shards, and runs a
+// session per connection: a reader coroutine (length-prefixed frames, bounded, handed to the
+// frame_handler) and a writer coroutine (responses in request order). Requests are pipelined;
+// the number and bytes of unanswered requests per connection are bounded, and when full the
+// session stops reading (backpressure). net knows frames, not what is in them: the protocol
+// layer implements frame_handler.
+#include <boost/asio/awaitable.hpp>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "broker/base/result.h"
+#include "broker/base/types.h"
+
+namespace ferry::runtime {
+class shard_set;
+}
+
+namespace ferry::net {
+
+namespace asio = boost::asio;
+
+// One received frame: the 4-byte length prefix and the body, in one 16-byte aligned buffer
+// (the FlatBuffers verifier checks alignment relative to the frame start).
+struct in_frame {
+  std::vector<std::byte> bytes;
+  std::span<const std::byte> view() const { return bytes; }
+};
+
+// A response frame to send; kept alive until its write completes.
+class out_frame {
+ public:
+  virtual ~out_frame() = default;
+  virtual std::span<const std::byte> bytes() const = 0;
+};
+using out_frame_ptr = std::unique_ptr<out_frame>;
+
+struct session_info {
+  uint64_t id = 0;
+  std::string peer;
+  shard_id shard{0};
+};
+
+class frame_handler {
+ public:
+  virtual ~frame_handler() = default;
+  // Runs on the session's shard for each frame; may hop to other shards and must come back
+  // (co_spawn ... use_awaitable does). Returns the response frame. An exception is a bug: the
+  // session logs and counts it and closes the connection.
+  virtual asio::awaitable<out_frame_ptr> handle(std::shared_ptr<in_frame> f, session_info s) = 0;
+  // A response for a frame that could not be read at all (correlation id 0).
+  virtual out_frame_ptr error_frame(errc code, std::string message) = 0;
+};
+
+struct server_config {
+  std::string host = "127.0.0.1";
+  uint16_t port = 7070;                        // 0: any free port
+  uint32_t max_frame_bytes = 16u << 20;
+  size_t max_inflight_requests = 256;          // per connection
+  size_t max_inflight_bytes = 64u << 20;       // per connection, request bytes
+  int64_t idle_timeout_ms = 10 * 60 * 1000;    // close a connection silent for this long
+};
+
+class server {
+ public:
+  // `rt` and `handler` must outlive the server.
+  server(runtime::shard_set& rt, frame_handler& handler, server_config cfg);
+  ~server();
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Binds and listens; returns the bound port. Call before rt.start() or from any thread.
+  [[nodiscard]] result<uint16_t> listen();
+  void start();                    // starts accepting (on shard 0)
+  asio::awaitable<void> stop();    // stops accepting, closes every session, waits for them
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+// A minimal HTTP/1.1 GET listener for health and Prometheus metrics. `route(path, status)`
+// returns the body and sets the status code; every response closes the connection.
+class http_server {
+ public:
+  using route_fn = std::function<std::string(const std::string& path, int& status, std::string& content_type)>;
+  http_server(runtime::shard_set& rt, std::string host, uint16_t port, route_fn route);
+  ~http_server();
+  [[nodiscard]] result<uint16_t> listen();
+  void start();
+  void stop();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace ferry::net

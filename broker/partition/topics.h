@@ -1,0 +1,80 @@
+#pragma once
+// topic_manager: the topics this broker holds, their partitions (each opened on its owner shard),
+// creation and deletion (persisted in the metadata store first), start-up and shutdown.
+//
+// Threading: find()/list()/version() from any thread (a shared lock over a small map; the hot
+// path takes it once per request). create/delete/start/close are coroutines that may run on any
+// shard; they hop to the disk pool for the metadata store and to each partition's owner shard.
+#include <boost/asio/awaitable.hpp>
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <set>
+#include <shared_mutex>
+#include <string>
+#include <vector>
+
+#include "broker/base/result.h"
+#include "broker/meta/meta_store.h"
+#include "broker/meta/topic_config.h"
+#include "broker/partition/partition.h"
+
+namespace ferry::runtime {
+class shard_set;
+}
+
+namespace ferry::partition {
+
+struct topic {
+  std::string name;
+  uint64_t id = 0;
+  meta::topic_config config;
+  std::vector<std::shared_ptr<partition>> partitions;  // index = partition id
+};
+
+struct broker_defaults {
+  meta::topic_config topic;      // defaults for values a create request leaves unset
+  int max_replication = 1;       // until replication lands
+  bool preallocate = true;
+  int64_t retention_check_ms = 30000;
+};
+
+class topic_manager {
+ public:
+  // `rt` and `store` must outlive the manager.
+  topic_manager(runtime::shard_set& rt, meta::meta_store& store, std::filesystem::path data_dir, broker_defaults d);
+
+  // Loads every stored topic and opens its partitions (recovery). Removes folders of topics
+  // whose deletion was interrupted. Starts the retention loop.
+  asio::awaitable<result<void>> start();
+  asio::awaitable<result<meta::topic_config>> create_topic(std::string name, meta::topic_config cfg);
+  asio::awaitable<result<void>> delete_topic(std::string name);
+  // Closes every partition (sync + close logs). No topic is usable afterwards.
+  asio::awaitable<void> close_all();
+
+  std::shared_ptr<const topic> find(std::string_view name) const;
+  std::vector<std::shared_ptr<const topic>> list() const;
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+  const broker_defaults& defaults() const { return defaults_; }
+  shard_id shard_for(std::string_view topic, int32_t partition) const;
+
+ private:
+  asio::awaitable<result<std::shared_ptr<topic>>> open_topic(meta::topic_record rec);
+  asio::awaitable<void> close_topic(std::shared_ptr<topic> t);
+  asio::awaitable<void> retention_loop();
+  std::filesystem::path topic_dir(const meta::topic_record& r) const;
+  partition_config partition_cfg(const meta::topic_record& r, int32_t p) const;
+
+  runtime::shard_set& rt_;
+  meta::meta_store& store_;
+  std::filesystem::path data_dir_;
+  broker_defaults defaults_;
+  mutable std::shared_mutex mu_;
+  std::map<std::string, std::shared_ptr<topic>, std::less<>> topics_;
+  std::set<std::string, std::less<>> pending_;  // names being created or deleted
+  std::atomic<uint64_t> version_{1};
+  std::atomic<bool> closed_{false};
+};
+
+}  // namespace ferry::partition

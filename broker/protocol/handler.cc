@@ -1,0 +1,496 @@
+#include "broker/protocol/handler.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
+#include <chrono>
+
+#include "broker/partition/probe.h"
+#include "broker/runtime/runtime.h"
+#include "schema/frame.h"
+#include "schema/record_batch.h"
+
+namespace ferry::protocol {
+
+namespace w = ferry::wire;
+using asio::as_tuple;
+using asio::use_awaitable;
+using fbb_t = flatbuffers::FlatBufferBuilder;
+template <class T>
+using fb_offset = flatbuffers::Offset<T>;
+
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() {
+  static auto l = [] {
+    auto existing = spdlog::get("protocol");
+    return existing ? existing : spdlog::default_logger()->clone("protocol");
+  }();
+  return l;
+}
+
+struct probe {
+  std::array<metrics::counter*, w::api_max + 1> requests{};
+  std::array<metrics::histogram*, w::api_max + 1> latency{};
+  std::array<metrics::counter*, static_cast<size_t>(errc::connection_closed) + 1> errors{};
+  probe() {
+    for (uint8_t a = 1; a <= w::api_max; ++a) {
+      std::string label = std::string("api=\"") + w::api_name(a) + "\"";
+      requests[a] = &metrics::get_counter("ferry_requests_total", "Requests handled, by API", label);
+      latency[a] = &metrics::get_histogram("ferry_request_seconds", "Request handling time, by API", label);
+    }
+    for (size_t e = 0; e < errors.size(); ++e)
+      errors[e] = &metrics::get_counter("ferry_errors_total", "Errors returned to clients, by code",
+                                        std::string("code=\"") + std::string(errc_name(static_cast<errc>(e))) + "\"");
+  }
+  void error(errc e) {
+    auto i = static_cast<size_t>(e);
+    if (i < errors.size()) errors[i]->inc();
+  }
+  static probe& get() {
+    static probe p;
+    return p;
+  }
+};
+
+class builder_frame final : public net::out_frame {
+ public:
+  explicit builder_frame(std::unique_ptr<fbb_t> b) : b_(std::move(b)) {}
+  std::span<const std::byte> bytes() const override {
+    auto s = b_->GetBufferSpan();
+    return std::as_bytes(std::span(s.data(), s.size()));
+  }
+
+ private:
+  std::unique_ptr<fbb_t> b_;
+};
+
+// What an API handler produces: the body (type + offset into fbb) or a request-level error.
+struct body_result {
+  w::ResponseBody type = w::ResponseBody::NONE;
+  flatbuffers::Offset<void> body{};
+  errc code = errc::ok;
+  std::string message;
+};
+
+body_result failed(const error& e) { return body_result{w::ResponseBody::NONE, {}, e.code, e.message}; }
+body_result failed(errc c, std::string m) { return body_result{w::ResponseBody::NONE, {}, c, std::move(m)}; }
+
+std::string str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+
+w::TopicConfig::Builder* unused_builder_ptr = nullptr;  // (keeps the generated Builder type visible to readers)
+
+fb_offset<w::TopicConfig> write_config(fbb_t& fbb, const meta::topic_config& c) {
+  return w::CreateTopicConfig(fbb, c.partitions, c.replication, c.retention_ms, c.retention_bytes, c.segment_bytes,
+                              c.segment_ms, c.max_batch_bytes,
+                              c.fsync == meta::fsync_mode::interval ? w::FsyncPolicy::Interval : w::FsyncPolicy::Always,
+                              c.fsync_interval_ms);
+}
+
+// Request values of -1 / 0 take the broker's defaults (schema/ferry.fbs, TopicConfig).
+meta::topic_config read_config(const w::TopicConfig* in, const meta::topic_config& d) {
+  meta::topic_config c = d;
+  if (in == nullptr) return c;
+  c.partitions = in->partitions();
+  c.replication = in->replication();
+  if (in->retention_ms() != -1) c.retention_ms = in->retention_ms();
+  c.retention_bytes = in->retention_bytes();
+  if (in->segment_bytes() != 0) c.segment_bytes = in->segment_bytes();
+  if (in->segment_ms() != 0) c.segment_ms = in->segment_ms();
+  if (in->max_batch_bytes() != 0) c.max_batch_bytes = in->max_batch_bytes();
+  c.fsync = in->fsync() == w::FsyncPolicy::Interval ? meta::fsync_mode::interval : meta::fsync_mode::always;
+  if (in->fsync_interval_ms() != 0) c.fsync_interval_ms = in->fsync_interval_ms();
+  return c;
+}
+
+std::string pname(const std::string& topic, int32_t p) { return topic + "/" + std::to_string(p); }
+
+
+// ---- produce ---------------------------------------------------------------------------------
+
+struct produce_slot {
+  int32_t partition = 0;
+  result<partition::produce_result> res = fail(errc::unknown, "not run");
+};
+
+// Joins partition appends running on several shards: each completion is posted back to the
+// session's executor, the last one wakes the waiting request.
+struct produce_join {
+  explicit produce_join(asio::any_io_executor ex) : timer(ex, std::chrono::steady_clock::time_point::max()) {}
+  asio::steady_timer timer;
+  size_t remaining = 0;
+};
+
+asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic_manager* topics, bool shutting_down,
+                                        fbb_t* fbb, const w::ProduceRequest* req, std::shared_ptr<net::in_frame> f) {
+  auto name = str(req->topic());
+  if (shutting_down) co_return failed(errc::shutting_down, "broker is shutting down");
+  auto t = topics->find(name);
+  if (!t) {
+    if (auto v = meta::validate_topic_name(name); !v) co_return failed(v.error());
+    co_return failed(errc::unknown_topic, "topic '" + name + "' does not exist");
+  }
+  if (req->partitions() == nullptr || req->partitions()->size() == 0)
+    co_return failed(errc::invalid_argument, "produce request without partitions");
+  auto acks = req->acks() == w::Acks::Leader ? partition::ack_level::leader : partition::ack_level::durable;
+  auto ex = co_await asio::this_coro::executor;
+  size_t n = req->partitions()->size();
+  std::vector<produce_slot> slots(n);
+  auto join = std::make_shared<produce_join>(ex);
+  auto* slots_ptr = &slots;
+  for (size_t i = 0; i < n; ++i) {
+    auto* pp = req->partitions()->Get(static_cast<flatbuffers::uoffset_t>(i));
+    auto& slot = slots[i];
+    slot.partition = pp->partition();
+    if (pp->partition() < 0 || static_cast<size_t>(pp->partition()) >= t->partitions.size()) {
+      slot.res = fail(errc::unknown_partition, "topic '" + name + "' has no partition " + std::to_string(pp->partition()) +
+                                                   " (it has " + std::to_string(t->partitions.size()) + ")");
+      continue;
+    }
+    if (pp->records() == nullptr || pp->records()->size() == 0) {
+      slot.res = fail(errc::invalid_argument, "no record batch for " + pname(name, pp->partition()));
+      continue;
+    }
+    if (pp->records()->size() > static_cast<size_t>(t->config.max_batch_bytes)) {
+      slot.res = fail(errc::request_too_large, "batch of " + std::to_string(pp->records()->size()) + " bytes for " +
+                                                   pname(name, pp->partition()) + " is over the topic's max_batch_bytes " +
+                                                   std::to_string(t->config.max_batch_bytes));
+      continue;
+    }
+    // The frame buffer is ours (net::in_frame, kept alive by `f` until this request completes);
+    // the broker stamps offsets into the batch in place, so the const from FlatBuffers goes.
+    auto* data = const_cast<std::byte*>(reinterpret_cast<const std::byte*>(pp->records()->data()));
+    std::span<std::byte> batch(data, pp->records()->size());
+    // Check the batch here, on the connection's shard, to spread CRC work away from the partition.
+    auto h = w::verify_batch(batch);
+    if (!h) {
+      slot.res = fail(errc::corrupt_batch, pname(name, pp->partition()) + ": " + h.error().message);
+      continue;
+    }
+    auto p = t->partitions[static_cast<size_t>(pp->partition())];
+    ++join->remaining;
+    asio::co_spawn(rt->executor(p->owner()), p->produce(batch, *h, acks),
+                   [join, slots_ptr, i, ex](std::exception_ptr e, result<partition::produce_result> r) {
+                     asio::post(ex, [join, slots_ptr, i, e, r = std::move(r)]() mutable {
+                       (*slots_ptr)[i].res = e ? result<partition::produce_result>(fail(errc::unknown, "append threw"))
+                                               : std::move(r);
+                       if (--join->remaining == 0) join->timer.cancel();
+                     });
+                   });
+  }
+  if (join->remaining > 0) co_await join->timer.async_wait(as_tuple(use_awaitable));
+  (void)f;
+  std::vector<fb_offset<w::ProducePartitionResult>> results;
+  results.reserve(n);
+  for (auto& slot : slots) {
+    if (slot.res) {
+      results.push_back(w::CreateProducePartitionResult(*fbb, slot.partition, w::ErrorCode::Ok, 0, slot.res->base.value,
+                                                        slot.res->append_time, slot.res->duplicate));
+    } else {
+      probe::get().error(slot.res.error().code);
+      auto msg = fbb->CreateString(slot.res.error().message);
+      results.push_back(w::CreateProducePartitionResult(*fbb, slot.partition, w::to_wire(slot.res.error().code), msg));
+    }
+  }
+  auto tn = fbb->CreateString(name);
+  auto rv = fbb->CreateVector(results);
+  co_return body_result{w::ResponseBody::ProduceResponse, w::CreateProduceResponse(*fbb, tn, rv).Union()};
+}
+
+// ---- fetch -----------------------------------------------------------------------------------
+
+struct fetch_slot {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  size_t max_bytes = 0;
+  std::shared_ptr<partition::partition> p;
+  errc code = errc::ok;
+  std::string message;
+  std::vector<std::byte> bytes;
+  int64_t hwm = -1;
+  int64_t log_start = -1;
+};
+
+struct fetch_read {
+  result<void> r;
+  std::vector<std::byte> bytes;
+  int64_t hwm;
+  int64_t log_start;
+};
+
+// Woken by a partition (posted to the request's executor) when new data is visible.
+struct fetch_wait {
+  explicit fetch_wait(asio::any_io_executor ex) : timer(ex) {}
+  asio::steady_timer timer;
+  bool woken = false;
+};
+
+asio::awaitable<size_t> read_all(runtime::shard_set* rt, std::vector<fetch_slot>* slots, size_t budget) {
+  size_t total = 0;
+  for (auto& s : *slots) {
+    if (!s.p || s.code != errc::ok) continue;
+    size_t limit = std::min(s.max_bytes, budget > total ? budget - total : size_t{1});
+    auto p = s.p;
+    int64_t from = s.offset;
+    auto rd = co_await asio::co_spawn(
+        rt->executor(p->owner()),
+        [p, from, limit]() -> asio::awaitable<fetch_read> {
+          fetch_read out{result<void>{}, {}, p->high_watermark().value, p->stats().log_start.value};
+          out.r = p->read(offset{from}, limit, out.bytes);
+          co_return out;
+        },
+        use_awaitable);
+    s.hwm = rd.hwm;
+    s.log_start = rd.log_start;
+    if (!rd.r) {
+      s.code = rd.r.error().code;
+      s.message = pname(p->topic(), s.partition) + ": " + rd.r.error().message;
+      continue;
+    }
+    s.bytes = std::move(rd.bytes);
+    total += s.bytes.size();
+  }
+  co_return total;
+}
+
+asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_manager* topics, int32_t max_wait_cap,
+                                      fbb_t* fbb, const w::FetchRequest* req, std::shared_ptr<net::in_frame> f) {
+  (void)f;
+  auto name = str(req->topic());
+  auto t = topics->find(name);
+  if (!t) {
+    if (auto v = meta::validate_topic_name(name); !v) co_return failed(v.error());
+    co_return failed(errc::unknown_topic, "topic '" + name + "' does not exist");
+  }
+  if (req->partitions() == nullptr || req->partitions()->size() == 0)
+    co_return failed(errc::invalid_argument, "fetch request without partitions");
+  if (req->max_wait_ms() < 0 || req->max_bytes() <= 0)
+    co_return failed(errc::invalid_argument, "fetch max_wait_ms must be >= 0 and max_bytes > 0");
+  std::vector<fetch_slot> slots(req->partitions()->size());
+  for (size_t i = 0; i < slots.size(); ++i) {
+    auto* fp = req->partitions()->Get(static_cast<flatbuffers::uoffset_t>(i));
+    auto& s = slots[i];
+    s.partition = fp->partition();
+    s.offset = fp->offset();
+    s.max_bytes = static_cast<size_t>(std::max(fp->max_bytes(), 1));
+    if (fp->partition() < 0 || static_cast<size_t>(fp->partition()) >= t->partitions.size()) {
+      s.code = errc::unknown_partition;
+      s.message = "topic '" + name + "' has no partition " + std::to_string(fp->partition());
+    } else if (fp->max_bytes() <= 0) {
+      s.code = errc::invalid_argument;
+      s.message = "fetch max_bytes must be > 0";
+    } else {
+      s.p = t->partitions[static_cast<size_t>(fp->partition())];
+    }
+  }
+  auto budget = static_cast<size_t>(req->max_bytes());
+  size_t got = co_await read_all(rt, &slots, budget);
+  bool any_error = std::any_of(slots.begin(), slots.end(), [](const fetch_slot& s) { return s.code != errc::ok; });
+  int32_t wait_ms = std::min(req->max_wait_ms(), max_wait_cap);
+  if (got == 0 && !any_error && wait_ms > 0) {
+    auto ex = co_await asio::this_coro::executor;
+    auto waiter = std::make_shared<fetch_wait>(ex);
+    waiter->timer.expires_after(std::chrono::milliseconds(wait_ms));
+    std::weak_ptr<fetch_wait> weak = waiter;
+    for (auto& s : slots) {
+      auto p = s.p;
+      int64_t from = s.offset;
+      co_await asio::co_spawn(
+          rt->executor(p->owner()),
+          [p, from, weak, ex]() -> asio::awaitable<void> {
+            p->on_data(offset{from}, [weak, ex] {
+              asio::post(ex, [weak] {
+                if (auto w = weak.lock()) {
+                  w->woken = true;
+                  w->timer.cancel();
+                }
+              });
+            });
+            co_return;
+          },
+          use_awaitable);
+    }
+    if (!waiter->woken) co_await waiter->timer.async_wait(as_tuple(use_awaitable));
+    if (waiter->woken) co_await read_all(rt, &slots, budget);
+  }
+  std::vector<fb_offset<w::FetchPartitionResult>> results;
+  for (auto& s : slots) {
+    auto msg = s.message.empty() ? fb_offset<flatbuffers::String>{} : fbb->CreateString(s.message);
+    if (s.code != errc::ok) probe::get().error(s.code);
+    partition::probe::get().fetched_bytes.inc(s.bytes.size());
+    auto recs = fbb->CreateVector(reinterpret_cast<const uint8_t*>(s.bytes.data()), s.bytes.size());
+    results.push_back(w::CreateFetchPartitionResult(*fbb, s.partition, w::to_wire(s.code), msg, s.hwm, s.log_start, recs));
+  }
+  auto tn = fbb->CreateString(name);
+  auto rv = fbb->CreateVector(results);
+  co_return body_result{w::ResponseBody::FetchResponse, w::CreateFetchResponse(*fbb, tn, rv).Union()};
+}
+
+}  // namespace
+
+struct handler::impl {
+  // Runs `fn` (returning an awaitable<T>) on the partition's owner shard and resumes here.
+  template <class T, class Fn>
+  static asio::awaitable<T> on_owner(runtime::shard_set& rt, const partition::partition& p, Fn fn) {
+    co_return co_await asio::co_spawn(rt.executor(p.owner()), std::move(fn), use_awaitable);
+  }
+};
+
+handler::handler(runtime::shard_set& rt, partition::topic_manager& topics, handler_config cfg)
+    : rt_(rt), topics_(topics), cfg_(std::move(cfg)) {
+  (void)unused_builder_ptr;
+}
+handler::~handler() = default;
+
+net::out_frame_ptr handler::error_frame(errc code, std::string message) {
+  probe::get().error(code);
+  auto fbb = std::make_unique<fbb_t>(256);
+  auto msg = fbb->CreateString(message);
+  auto resp = w::CreateResponse(*fbb, 0, w::to_wire(code), msg, topics_.version());
+  w::finish_response(*fbb, resp);
+  return std::make_unique<builder_frame>(std::move(fbb));
+}
+
+asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_frame> f, net::session_info s) {
+  auto started = std::chrono::steady_clock::now();
+  auto& pr = probe::get();
+  auto req = w::decode_request(f->view());
+  if (!req) {
+    logger()->debug("conn {} from {}: {}", s.id, s.peer, req.error().to_string());
+    co_return error_frame(req.error().code, req.error().message);
+  }
+  const w::Request* r = *req;
+  auto api = static_cast<uint8_t>(r->body_type());
+  auto fbb = std::make_unique<fbb_t>(1024);
+  body_result out;
+  if (api == 0 || api > w::api_max || r->body() == nullptr) {
+    out = failed(errc::unsupported_api, "API id " + std::to_string(api) + " is not supported by this broker (known: 1.." +
+                                            std::to_string(w::api_max) + ")");
+  } else if (r->version() == 0 || r->version() > w::api_version_max) {
+    out = failed(errc::unsupported_version, std::string("version ") + std::to_string(r->version()) + " of API " +
+                                                w::api_name(api) + " is not supported (this broker speaks 1.." +
+                                                std::to_string(w::api_version_max) + ")");
+  } else {
+    pr.requests[api]->inc();
+    switch (r->body_type()) {
+      case w::RequestBody::MetadataRequest: {
+        auto* m = r->body_as_MetadataRequest();
+        std::vector<fb_offset<w::TopicMetadata>> tms;
+        std::vector<std::shared_ptr<const partition::topic>> ts;
+        std::vector<std::string> missing;
+        if (m->topics() == nullptr || m->topics()->size() == 0) {
+          ts = topics_.list();
+        } else {
+          for (auto name : *m->topics()) {
+            auto t = topics_.find(name->string_view());
+            if (t)
+              ts.push_back(t);
+            else
+              missing.push_back(name->str());
+          }
+        }
+        for (auto& t : ts) {
+          std::vector<fb_offset<w::PartitionInfo>> ps;
+          for (auto& p : t->partitions) {
+            std::vector<int32_t> replicas{cfg_.node_id};
+            ps.push_back(w::CreatePartitionInfoDirect(*fbb, p->id().value, cfg_.node_id, &replicas, 0));
+          }
+          tms.push_back(w::CreateTopicMetadataDirect(*fbb, t->name.c_str(), w::ErrorCode::Ok, nullptr, &ps));
+        }
+        for (auto& name : missing) {
+          std::string msg = "topic '" + name + "' does not exist";
+          tms.push_back(w::CreateTopicMetadataDirect(*fbb, name.c_str(), w::ErrorCode::UnknownTopic, msg.c_str()));
+        }
+        std::vector<fb_offset<w::BrokerInfo>> brokers{
+            w::CreateBrokerInfoDirect(*fbb, cfg_.node_id, cfg_.advertised_host.c_str(), cfg_.advertised_port)};
+        out.type = w::ResponseBody::MetadataResponse;
+        out.body = w::CreateMetadataResponseDirect(*fbb, &brokers, &tms, cfg_.node_id).Union();
+        break;
+      }
+      case w::RequestBody::CreateTopicRequest: {
+        auto* c = r->body_as_CreateTopicRequest();
+        auto name = str(c->name());
+        auto cfg = read_config(c->config(), topics_.defaults().topic);
+        auto created = co_await topics_.create_topic(name, cfg);
+        if (!created) {
+          out = failed(created.error());
+          break;
+        }
+        out.type = w::ResponseBody::CreateTopicResponse;
+        auto n = fbb->CreateString(name);
+        out.body = w::CreateCreateTopicResponse(*fbb, n, write_config(*fbb, *created)).Union();
+        break;
+      }
+      case w::RequestBody::ListTopicsRequest: {
+        std::vector<fb_offset<w::TopicSummary>> v;
+        for (auto& t : topics_.list())
+          v.push_back(w::CreateTopicSummaryDirect(*fbb, t->name.c_str(), t->config.partitions, t->config.replication));
+        out.type = w::ResponseBody::ListTopicsResponse;
+        out.body = w::CreateListTopicsResponseDirect(*fbb, &v).Union();
+        break;
+      }
+      case w::RequestBody::DescribeTopicRequest: {
+        auto name = str(r->body_as_DescribeTopicRequest()->name());
+        auto t = topics_.find(name);
+        if (!t) {
+          out = failed(errc::unknown_topic, "topic '" + name + "' does not exist");
+          break;
+        }
+        std::vector<fb_offset<w::PartitionState>> ps;
+        for (auto& p : t->partitions) {
+          auto st = co_await asio::co_spawn(
+              rt_.executor(p->owner()), [p]() -> asio::awaitable<partition::partition_stats> { co_return p->stats(); },
+              use_awaitable);
+          ps.push_back(w::CreatePartitionState(*fbb, p->id().value, cfg_.node_id, st.log_start.value,
+                                               st.high_watermark.value, st.log_end.value,
+                                               static_cast<int64_t>(st.size_bytes), static_cast<int32_t>(st.segments)));
+        }
+        auto n = fbb->CreateString(name);
+        auto cfgo = write_config(*fbb, t->config);
+        auto pv = fbb->CreateVector(ps);
+        out.type = w::ResponseBody::DescribeTopicResponse;
+        out.body = w::CreateDescribeTopicResponse(*fbb, n, cfgo, pv).Union();
+        break;
+      }
+      case w::RequestBody::DeleteTopicRequest: {
+        auto name = str(r->body_as_DeleteTopicRequest()->name());
+        if (auto v = meta::validate_topic_name(name); !v) {
+          out = failed(v.error());
+          break;
+        }
+        auto d = co_await topics_.delete_topic(name);
+        if (!d) {
+          out = failed(d.error());
+          break;
+        }
+        out.type = w::ResponseBody::DeleteTopicResponse;
+        out.body = w::CreateDeleteTopicResponseDirect(*fbb, name.c_str()).Union();
+        break;
+      }
+      case w::RequestBody::ProduceRequest:
+        out = co_await do_produce(&rt_, &topics_, shutting_down_.load(), fbb.get(), r->body_as_ProduceRequest(), f);
+        break;
+      case w::RequestBody::FetchRequest:
+        out = co_await do_fetch(&rt_, &topics_, cfg_.max_fetch_wait_ms, fbb.get(), r->body_as_FetchRequest(), f);
+        break;
+      default:
+        out = failed(errc::unsupported_api, "API id " + std::to_string(api) + " is not supported");
+    }
+    pr.latency[api]->observe_us(static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count()));
+  }
+  if (out.code != errc::ok) pr.error(out.code);
+  auto msg = out.message.empty() ? fb_offset<flatbuffers::String>{} : fbb->CreateString(out.message);
+  auto resp = w::CreateResponse(*fbb, r->correlation_id(), w::to_wire(out.code), msg, topics_.version(), out.type,
+                                out.body);
+  w::finish_response(*fbb, resp);
+  co_return std::make_unique<builder_frame>(std::move(fbb));
+}
+
+}  // namespace ferry::protocol

@@ -1,0 +1,49 @@
+#pragma once
+// The protocol layer: decodes verified request frames, routes them to the topic manager and the
+// partitions (on their shards), and builds the response frames. The only layer that knows both
+// the wire schema and the partitions. Every failure becomes a typed error in the response; the
+// connection stays up.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "broker/net/server.h"
+#include "broker/partition/topics.h"
+
+namespace ferry::runtime {
+class shard_set;
+}
+
+namespace ferry::protocol {
+
+namespace asio = boost::asio;
+
+struct handler_config {
+  int32_t node_id = 1;
+  std::string advertised_host = "127.0.0.1";
+  uint16_t advertised_port = 7070;
+  int32_t max_fetch_wait_ms = 30000;  // longer waits are clamped
+};
+
+class handler final : public net::frame_handler {
+ public:
+  // `rt` and `topics` must outlive the handler.
+  handler(runtime::shard_set& rt, partition::topic_manager& topics, handler_config cfg);
+  ~handler() override;
+
+  asio::awaitable<net::out_frame_ptr> handle(std::shared_ptr<net::in_frame> f, net::session_info s) override;
+  net::out_frame_ptr error_frame(errc code, std::string message) override;
+
+  void set_advertised_port(uint16_t port) { cfg_.advertised_port = port; }
+  void begin_shutdown() { shutting_down_ = true; }
+
+ private:
+  struct impl;
+  runtime::shard_set& rt_;
+  partition::topic_manager& topics_;
+  handler_config cfg_;
+  std::atomic<bool> shutting_down_{false};
+};
+
+}  // namespace ferry::protocol

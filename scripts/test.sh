@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Quick start, command 2: installs what is missing, builds, and runs every test
+# (unit and integration; integration tests start real ferryd processes on loopback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+start=$(date +%s)
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=ON -DFERRY_FAILPOINTS=ON >/dev/null
+cmake --build build -j2
+echo "build took $(( $(date +%s) - start )) s"
+ctest --test-dir build --output-on-failure -j2 --timeout 900
+echo "build and tests took $(( $(date +%s) - start )) s"
