@@ -51,7 +51,11 @@ struct append_info {
 struct pending_sync {
   std::vector<std::shared_ptr<file>> files;  // keeps the files open even if retention drops them
   offset upto{0};                            // every batch below this is durable after the sync
-  bool empty() const { return files.empty(); }
+  // Set when a segment was created since the last sync: its directory entry must be made durable
+  // too (sync_dir through `fs`, which outlives the log's files by log_config's contract).
+  std::filesystem::path dir;
+  file_factory* fs = nullptr;
+  bool empty() const { return files.empty() && dir.empty(); }
 };
 
 struct retention_result {
@@ -71,7 +75,9 @@ class partition_log {
   // Opens (creating if needed) and recovers the log in cfg.dir: verifies the tail of the last
   // segment and truncates a torn last batch; rebuilds missing or damaged indexes; reports (does
   // not skip) a corrupt batch that is followed by valid data (errc::corrupt_batch, naming the
-  // segment file and position). `epoch` is the leader epoch to stamp on appends.
+  // segment file and position). Everything recovered is fdatasynced before open() returns, so
+  // durable_offset() == next_offset() afterwards. Blocks on I/O: call it at start-up, off the
+  // network shards if possible.
   [[nodiscard]] static result<std::unique_ptr<partition_log>> open(log_config cfg);
   ~partition_log();
   partition_log(const partition_log&) = delete;
@@ -103,14 +109,18 @@ class partition_log {
   [[nodiscard]] static result<void> run_sync(pending_sync& s);
   void end_sync(const pending_sync& s, const result<void>& outcome);
 
-  // Deletes whole non-active segments that lie entirely below `low_water_mark`, or whose newest
-  // timestamp is older than now - retention_ms, or the oldest ones while the partition is over
-  // retention_bytes. Never deletes the active segment. Crash-safe: a segment is removed data file
-  // last... see log.cc for the order.
+  // Deletes whole non-active segments, oldest first, while the oldest lies entirely below
+  // `low_water_mark`, or its newest append time (broker clock) is older than now - retention_ms,
+  // or the partition is over retention_bytes; stops at the first segment it keeps. Never deletes
+  // the active segment. Crash-safe: a segment's index files go first, its data file last
+  // (schema/segment.md, "Retention and truncation").
   [[nodiscard]] result<retention_result> apply_retention(offset low_water_mark);
 
   // Removes every batch at or above `from` (replication: divergent tail). `from` must be a batch
-  // boundary. durable_offset() drops to at most `from`.
+  // boundary (else errc::invalid_argument) in [start_offset(), next_offset()] (else
+  // offset_out_of_range). durable_offset() drops to at most `from`, and so does the `upto` of a
+  // sync already begun. Blocks on one fdatasync and a directory fsync (rare; the truncation must
+  // not come back after a crash).
   [[nodiscard]] result<void> truncate_suffix(offset from);
 
   // Syncs and closes the active segment (clean shutdown: the next open has nothing to recover).
