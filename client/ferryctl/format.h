@@ -1,0 +1,46 @@
+#pragma once
+// ferryctl's parsing and formatting helpers: durations, RFC 3339 times, header flags, JSON
+// strings, aligned tables. Pure functions, unit tested in client/src/client_test.cc.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace ferry::ctl {
+
+// "500ms", "30s", "15m", "2h", "7d" (a non-negative integer and one unit; "0" alone is allowed)
+// to milliseconds; nullopt if malformed or out of range.
+std::optional<int64_t> parse_duration_ms(std::string_view s);
+
+// RFC 3339 date-time ("2024-05-01T12:00:00Z", "2024-05-01T12:00:00.250+02:00"; 't'/'z' and a
+// space for 'T' accepted) to milliseconds since the epoch; nullopt if malformed.
+std::optional<int64_t> parse_rfc3339_ms(std::string_view s);
+// Milliseconds since the epoch as RFC 3339 UTC with milliseconds ("2024-05-01T12:00:00.250Z").
+std::string format_rfc3339_ms(int64_t ms);
+
+// "k=v" to {k, v} (the value may contain '='; the key may not be empty); nullopt if malformed.
+std::optional<std::pair<std::string, std::string>> parse_header(std::string_view s);
+
+// `s` as a JSON string literal, quotes included. Escapes '"', '\\' and control characters;
+// valid UTF-8 passes through unchanged. A byte that is not part of valid UTF-8 is written as
+// \u00XX (its value as a code point, i.e. read as Latin-1): the output is always valid JSON, but
+// such bytes do not round-trip exactly. Values meant for scripts should be UTF-8.
+std::string json_string(std::string_view s);
+
+// A table for people: columns padded to the widest cell, two spaces apart.
+class table {
+ public:
+  explicit table(std::vector<std::string> headers) { rows_.push_back(std::move(headers)); }
+  void add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  std::string str() const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// For table cells: control characters and invalid UTF-8 as \xNN, so a value cannot break a row.
+std::string printable(std::string_view s);
+
+}  // namespace ferry::ctl

@@ -1,0 +1,157 @@
+// Unit tests of the client library's pure parts and of ferryctl's helpers. The producer, reader
+// and admin against a broker: client/src/fake_broker_test.cc and tests/integration.
+#include <gtest/gtest.h>
+
+#include "client/ferryctl/format.h"
+#include "ferry/client/client.h"
+
+namespace fc = ferry::client;
+namespace ctl = ferry::ctl;
+
+namespace {
+
+TEST(murmur2, matches_kafka_reference_values) {
+  // From Kafka's UtilsTest.testMurmur2.
+  EXPECT_EQ(static_cast<int32_t>(fc::murmur2("21")), -973932308);
+  EXPECT_EQ(static_cast<int32_t>(fc::murmur2("foobar")), -790332482);
+  EXPECT_EQ(static_cast<int32_t>(fc::murmur2("a-little-bit-long-string")), -985981536);
+  EXPECT_EQ(static_cast<int32_t>(fc::murmur2("a-little-bit-longer-string")), -1486304829);
+  EXPECT_EQ(static_cast<int32_t>(fc::murmur2("lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8")), -58897971);
+  EXPECT_EQ(static_cast<int32_t>(fc::murmur2("abc")), 479470107);
+}
+
+TEST(partition_for_key, is_positive_murmur2_modulo_partitions) {
+  // murmur2("21") = -973932308 = 0xC5F2F1EC; & 0x7fffffff = 1173551340.
+  EXPECT_EQ(fc::partition_for_key("21", 10), 1173551340 % 10);
+  EXPECT_EQ(fc::partition_for_key("abc", 7), 479470107 % 7);
+  EXPECT_EQ(fc::partition_for_key("anything", 1), 0);
+  for (int n = 1; n < 50; ++n) {
+    int32_t p = fc::partition_for_key("order-42", n);
+    EXPECT_GE(p, 0);
+    EXPECT_LT(p, n);
+  }
+}
+
+TEST(partition_for_key, empty_key_is_stable) {
+  EXPECT_EQ(fc::partition_for_key("", 3), fc::partition_for_key("", 3));
+}
+
+TEST(message_id, prints_and_parses) {
+  fc::message_id id{"orders", 3, 42};
+  EXPECT_EQ(id.to_string(), "orders/3/42");
+  auto p = fc::parse_message_id("orders/3/42");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->topic, "orders");
+  EXPECT_EQ(p->partition, 3);
+  EXPECT_EQ(p->offset, 42);
+  auto big = fc::parse_message_id("a.b-c_d/0/9223372036854775807");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->offset, INT64_MAX);
+}
+
+TEST(message_id, rejects_malformed_ids) {
+  for (const char* bad : {"", "orders", "orders/1", "/1/2", "orders//2", "orders/1/", "orders/x/2", "orders/1/2x",
+                          "orders/-1/2", "orders/1/-2", "a/b/1/2", "orders/1/99999999999999999999"}) {
+    auto p = fc::parse_message_id(bad);
+    EXPECT_FALSE(p) << bad;
+    if (!p) {
+      EXPECT_EQ(p.error().code, ferry::errc::invalid_argument);
+    }
+  }
+}
+
+TEST(received_message, id_is_topic_partition_offset) {
+  fc::received_message m;
+  m.topic = "t";
+  m.partition = 2;
+  m.offset = 7;
+  EXPECT_EQ(m.id(), "t/2/7");
+}
+
+TEST(default_bootstrap, reads_environment) {
+  ::unsetenv("FERRY_BOOTSTRAP");
+  EXPECT_EQ(fc::default_bootstrap(), "127.0.0.1:7070");
+  ::setenv("FERRY_BOOTSTRAP", "10.0.0.1:9000", 1);
+  EXPECT_EQ(fc::default_bootstrap(), "10.0.0.1:9000");
+  ::unsetenv("FERRY_BOOTSTRAP");
+}
+
+TEST(duration, parses_every_unit) {
+  EXPECT_EQ(ctl::parse_duration_ms("500ms"), 500);
+  EXPECT_EQ(ctl::parse_duration_ms("30s"), 30'000);
+  EXPECT_EQ(ctl::parse_duration_ms("15m"), 900'000);
+  EXPECT_EQ(ctl::parse_duration_ms("2h"), 7'200'000);
+  EXPECT_EQ(ctl::parse_duration_ms("7d"), 604'800'000);
+  EXPECT_EQ(ctl::parse_duration_ms("0"), 0);
+  EXPECT_EQ(ctl::parse_duration_ms("0s"), 0);
+}
+
+TEST(duration, rejects_malformed) {
+  for (const char* bad : {"", "15", "m", "-5s", "1.5h", "5 s", "5sec", "5S", "10w", "99999999999999999999d", "9223372036854775807d"})
+    EXPECT_FALSE(ctl::parse_duration_ms(bad)) << bad;
+}
+
+TEST(rfc3339, parses_utc_offsets_and_fractions) {
+  EXPECT_EQ(ctl::parse_rfc3339_ms("1970-01-01T00:00:00Z"), 0);
+  EXPECT_EQ(ctl::parse_rfc3339_ms("2024-05-01T12:00:00Z"), 1714564800000);
+  EXPECT_EQ(ctl::parse_rfc3339_ms("2024-05-01T12:00:00.250Z"), 1714564800250);
+  EXPECT_EQ(ctl::parse_rfc3339_ms("2024-05-01T14:00:00+02:00"), 1714564800000);
+  EXPECT_EQ(ctl::parse_rfc3339_ms("2024-05-01T07:30:00-04:30"), 1714564800000);
+  EXPECT_EQ(ctl::parse_rfc3339_ms("2024-02-29t12:00:00.5z"), 1709208000500);
+}
+
+TEST(rfc3339, rejects_malformed) {
+  for (const char* bad : {"", "2024-05-01", "2024-05-01T12:00:00", "2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z",
+                          "2024-05-01T24:00:00Z", "2024-05-01T12:00:00+0200", "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00Zx"})
+    EXPECT_FALSE(ctl::parse_rfc3339_ms(bad)) << bad;
+}
+
+TEST(rfc3339, formats_utc_milliseconds) {
+  EXPECT_EQ(ctl::format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+  EXPECT_EQ(ctl::format_rfc3339_ms(1714564800250), "2024-05-01T12:00:00.250Z");
+  EXPECT_EQ(ctl::parse_rfc3339_ms(ctl::format_rfc3339_ms(1709208000500)), 1709208000500);
+}
+
+TEST(header_flag, splits_at_first_equals) {
+  auto h = ctl::parse_header("trace=a=b");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->first, "trace");
+  EXPECT_EQ(h->second, "a=b");
+  auto empty = ctl::parse_header("k=");
+  ASSERT_TRUE(empty);
+  EXPECT_EQ(empty->second, "");
+  EXPECT_FALSE(ctl::parse_header("novalue"));
+  EXPECT_FALSE(ctl::parse_header("=v"));
+}
+
+TEST(json_string, escapes_quotes_backslashes_and_controls) {
+  EXPECT_EQ(ctl::json_string(""), "\"\"");
+  EXPECT_EQ(ctl::json_string("plain"), "\"plain\"");
+  EXPECT_EQ(ctl::json_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(ctl::json_string("l1\nl2\r\t\b\f"), "\"l1\\nl2\\r\\t\\b\\f\"");
+  EXPECT_EQ(ctl::json_string(std::string("\x01\x1f", 2)), "\"\\u0001\\u001f\"");
+  EXPECT_EQ(ctl::json_string(std::string("a\0b", 3)), "\"a\\u0000b\"");
+  EXPECT_EQ(ctl::json_string("/<>'"), "\"/<>'\"");
+}
+
+TEST(json_string, keeps_valid_utf8_and_escapes_invalid_bytes) {
+  EXPECT_EQ(ctl::json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  EXPECT_EQ(ctl::json_string("\xff"), "\"\\u00ff\"");
+  EXPECT_EQ(ctl::json_string("\xc3"), "\"\\u00c3\"");              // truncated sequence
+  EXPECT_EQ(ctl::json_string("\xc0\xaf"), "\"\\u00c0\\u00af\"");   // overlong '/'
+  EXPECT_EQ(ctl::json_string("\xed\xa0\x80"), "\"\\u00ed\\u00a0\\u0080\"");  // surrogate
+}
+
+TEST(table, pads_columns_to_widest_cell) {
+  ctl::table t({"A", "LONGER"});
+  t.add({"xxxx", "1"});
+  EXPECT_EQ(t.str(), "A     LONGER\nxxxx  1\n");
+}
+
+TEST(printable, escapes_controls_for_table_cells) {
+  EXPECT_EQ(ctl::printable("a\nb"), "a\\x0ab");
+  EXPECT_EQ(ctl::printable("\xc3\xa9"), "\xc3\xa9");
+  EXPECT_EQ(ctl::printable("\xff"), "\\xff");
+}
+
+}  // namespace
