@@ -254,7 +254,7 @@ struct server::impl {
   std::atomic<uint64_t> next_id{1};
   // Sessions per shard, touched only on that shard.
   std::vector<std::vector<std::weak_ptr<session>>> sessions;
-  bool stopping = false;
+  std::atomic<bool> stopping{false};
 
   impl(runtime::shard_set& r, frame_handler& h, server_config c) : rt(r), handler(h), cfg(std::move(c)) {
     sessions.resize(rt.size());
@@ -314,25 +314,20 @@ void server::start() {
 
 asio::awaitable<void> server::stop() {
   auto* im = impl_.get();
-  co_await asio::co_spawn(
-      im->rt.executor(shard_id{0}),
-      [im]() -> asio::awaitable<void> {
-        im->stopping = true;
-        boost::system::error_code ec;
-        if (im->acceptor) im->acceptor->close(ec);
-        co_return;
-      },
-      use_awaitable);
+  im->stopping = true;
+  auto close_acceptor = [im] {
+    boost::system::error_code ec;
+    if (im->acceptor) im->acceptor->close(ec);
+  };
+  auto ex0 = im->rt.executor(shard_id{0});
+  co_await runtime::run_on(ex0, std::move(close_acceptor));
   for (uint32_t i = 0; i < im->rt.size(); ++i) {
-    co_await asio::co_spawn(
-        im->rt.executor(shard_id{i}),
-        [im, i]() -> asio::awaitable<void> {
-          im->stopping = true;
-          for (auto& w : im->sessions[i])
-            if (auto s = w.lock()) s->close();
-          co_return;
-        },
-        use_awaitable);
+    auto close_sessions = [im, i] {
+      for (auto& w : im->sessions[i])
+        if (auto s = w.lock()) s->close();
+    };
+    auto ex = im->rt.executor(shard_id{i});
+    co_await runtime::run_on(ex, std::move(close_sessions));
   }
 }
 

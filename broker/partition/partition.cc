@@ -117,7 +117,8 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
   } else {
     maybe_start_sync();
     if (acks == ack_level::durable) {
-      errc e = co_await wait_durable(offset{info->last.value + 1});
+      offset end{info->last.value + 1};
+      errc e = co_await wait_durable(end);
       if (e != errc::ok) co_return fail(e, "fsync failed on " + topic_ + "/" + std::to_string(id_.value) + ": the log refuses writes until restart");
     }
   }
@@ -129,9 +130,11 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
 asio::awaitable<errc> partition::wait_durable(offset upto) {
   if (log_->durable_offset() >= upto) co_return errc::ok;
   if (log_->failed()) co_return errc::storage_error;
-  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(errc)>(
-      [this, upto](auto handler) { durability_waiters_.push_back(durability_waiter{upto, std::move(handler)}); },
-      asio::use_awaitable);
+  auto enqueue = [this, upto](auto handler) {
+    durability_waiters_.push_back(durability_waiter{upto, std::move(handler)});
+  };
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(errc)>(std::move(enqueue),
+                                                                                     asio::use_awaitable);
 }
 
 void partition::maybe_start_sync() {

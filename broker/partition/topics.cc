@@ -57,12 +57,8 @@ asio::awaitable<result<std::shared_ptr<topic>>> topic_manager::open_topic(meta::
     shard_id owner = shard_for(rec.name, p);
     auto cfg = partition_cfg(rec, p);
     // Open on the owner shard: recovery reads the log there, and the partition lives there.
-    auto opened = co_await asio::co_spawn(
-        rt_.executor(owner),
-        [this, name = rec.name, p, cfg, owner]() -> asio::awaitable<result<std::shared_ptr<partition>>> {
-          co_return partition::open(name, partition_id{p}, cfg, rt_, owner);
-        },
-        asio::use_awaitable);
+    auto open_it = [this, name = rec.name, p, cfg, owner] { return partition::open(name, partition_id{p}, cfg, rt_, owner); };
+    auto opened = co_await runtime::run_on(rt_.executor(owner), std::move(open_it));
     if (!opened) {
       co_await close_topic(t);
       co_return opened.error();
@@ -75,13 +71,14 @@ asio::awaitable<result<std::shared_ptr<topic>>> topic_manager::open_topic(meta::
 asio::awaitable<void> topic_manager::close_topic(std::shared_ptr<topic> t) {
   for (auto& p : t->partitions) {
     if (!p) continue;
-    co_await asio::co_spawn(
-        rt_.executor(p->owner()), [p]() -> asio::awaitable<void> { co_await p->close(); }, asio::use_awaitable);
+    auto ex = rt_.executor(p->owner());
+    co_await asio::co_spawn(ex, p->close(), asio::use_awaitable);
   }
 }
 
 asio::awaitable<result<void>> topic_manager::start() {
-  auto recs = co_await runtime::on_disk(rt_.disk(), [this] { return store_.list_topics(); });
+  auto list_fn = [this] { return store_.list_topics(); };
+  auto recs = co_await runtime::on_disk(rt_.disk(), std::move(list_fn));
   if (!recs) co_return recs.error();
   std::set<std::string> keep;
   for (auto& rec : *recs) {
@@ -120,21 +117,24 @@ asio::awaitable<result<meta::topic_config>> topic_manager::create_topic(std::str
     std::unique_lock lk(mu_);
     pending_.erase(name);
   };
-  auto id = co_await runtime::on_disk(rt_.disk(), [this] { return store_.next_id(); });
+  auto next_id_fn = [this] { return store_.next_id(); };
+  auto id = co_await runtime::on_disk(rt_.disk(), std::move(next_id_fn));
   if (!id) {
     unpend();
     co_return id.error();
   }
   meta::topic_record rec{name, *id, cfg};
   // Persist first: a crash after this point leaves a stored topic whose folders start-up creates.
-  auto put = co_await runtime::on_disk(rt_.disk(), [this, rec] { return store_.put_topic(rec); });
+  auto put_fn = [this, rec] { return store_.put_topic(rec); };
+  auto put = co_await runtime::on_disk(rt_.disk(), std::move(put_fn));
   if (!put) {
     unpend();
     co_return put.error();
   }
   auto t = co_await open_topic(rec);
   if (!t) {
-    (void)co_await runtime::on_disk(rt_.disk(), [this, name] { return store_.delete_topic(name); });
+    auto undo_fn = [this, name] { return store_.delete_topic(name); };
+    (void)co_await runtime::on_disk(rt_.disk(), std::move(undo_fn));
     unpend();
     co_return t.error();
   }
@@ -160,7 +160,8 @@ asio::awaitable<result<void>> topic_manager::delete_topic(std::string name) {
   }
   version_.fetch_add(1);
   // Delete the record first: a crash after it leaves only folders, which start-up removes.
-  auto del = co_await runtime::on_disk(rt_.disk(), [this, name] { return store_.delete_topic(name); });
+  auto del_fn = [this, name] { return store_.delete_topic(name); };
+  auto del = co_await runtime::on_disk(rt_.disk(), std::move(del_fn));
   if (!del) {
     std::unique_lock lk(mu_);
     topics_[name] = t;
@@ -170,11 +171,11 @@ asio::awaitable<result<void>> topic_manager::delete_topic(std::string name) {
   co_await close_topic(t);
   meta::topic_record rec{t->name, t->id, t->config};
   auto dir = topic_dir(rec);
-  co_await runtime::on_disk(rt_.disk(), [dir] {
+  auto remove_fn = [dir] {
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
-    return 0;
-  });
+  };
+  co_await runtime::on_disk(rt_.disk(), std::move(remove_fn));
   {
     std::unique_lock lk(mu_);
     pending_.erase(name);
@@ -216,10 +217,8 @@ asio::awaitable<void> topic_manager::retention_loop() {
       for (auto& p : t->partitions) {
         // Issue-2 scope: no subscriptions yet, so only the topic's time/size limits apply
         // (low-water mark = log start: nothing is pinned or released by consumers).
-        auto r = co_await asio::co_spawn(
-            rt_.executor(p->owner()),
-            [p]() -> asio::awaitable<result<log::retention_result>> { co_return p->apply_retention(p->stats().log_start); },
-            asio::use_awaitable);
+        auto retain = [p] { return p->apply_retention(p->stats().log_start); };
+        auto r = co_await runtime::run_on(rt_.executor(p->owner()), std::move(retain));
         if (!r)
           logger()->warn("retention on {}/{} failed: {}", t->name, p->id().value, r.error().to_string());
         else if (r->segments_deleted > 0)

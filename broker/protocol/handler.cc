@@ -84,8 +84,6 @@ body_result failed(errc c, std::string m) { return body_result{w::ResponseBody::
 
 std::string str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
 
-w::TopicConfig::Builder* unused_builder_ptr = nullptr;  // (keeps the generated Builder type visible to readers)
-
 fb_offset<w::TopicConfig> write_config(fbb_t& fbb, const meta::topic_config& c) {
   return w::CreateTopicConfig(fbb, c.partitions, c.replication, c.retention_ms, c.retention_bytes, c.segment_bytes,
                               c.segment_ms, c.max_batch_bytes,
@@ -238,14 +236,12 @@ asio::awaitable<size_t> read_all(runtime::shard_set* rt, std::vector<fetch_slot>
     size_t limit = std::min(s.max_bytes, budget > total ? budget - total : size_t{1});
     auto p = s.p;
     int64_t from = s.offset;
-    auto rd = co_await asio::co_spawn(
-        rt->executor(p->owner()),
-        [p, from, limit]() -> asio::awaitable<fetch_read> {
-          fetch_read out{result<void>{}, {}, p->high_watermark().value, p->stats().log_start.value};
-          out.r = p->read(offset{from}, limit, out.bytes);
-          co_return out;
-        },
-        use_awaitable);
+    auto read_fn = [p, from, limit] {
+      fetch_read out{result<void>{}, {}, p->high_watermark().value, p->stats().log_start.value};
+      out.r = p->read(offset{from}, limit, out.bytes);
+      return out;
+    };
+    auto rd = co_await runtime::run_on(rt->executor(p->owner()), std::move(read_fn));
     s.hwm = rd.hwm;
     s.log_start = rd.log_start;
     if (!rd.r) {
@@ -301,20 +297,17 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
     for (auto& s : slots) {
       auto p = s.p;
       int64_t from = s.offset;
-      co_await asio::co_spawn(
-          rt->executor(p->owner()),
-          [p, from, weak, ex]() -> asio::awaitable<void> {
-            p->on_data(offset{from}, [weak, ex] {
-              asio::post(ex, [weak] {
-                if (auto w = weak.lock()) {
-                  w->woken = true;
-                  w->timer.cancel();
-                }
-              });
-            });
-            co_return;
-          },
-          use_awaitable);
+      auto register_fn = [p, from, weak, ex] {
+        p->on_data(offset{from}, [weak, ex] {
+          asio::post(ex, [weak] {
+            if (auto w = weak.lock()) {
+              w->woken = true;
+              w->timer.cancel();
+            }
+          });
+        });
+      };
+      co_await runtime::run_on(rt->executor(p->owner()), std::move(register_fn));
     }
     if (!waiter->woken) co_await waiter->timer.async_wait(as_tuple(use_awaitable));
     if (waiter->woken) co_await read_all(rt, &slots, budget);
@@ -334,18 +327,8 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
 
 }  // namespace
 
-struct handler::impl {
-  // Runs `fn` (returning an awaitable<T>) on the partition's owner shard and resumes here.
-  template <class T, class Fn>
-  static asio::awaitable<T> on_owner(runtime::shard_set& rt, const partition::partition& p, Fn fn) {
-    co_return co_await asio::co_spawn(rt.executor(p.owner()), std::move(fn), use_awaitable);
-  }
-};
-
 handler::handler(runtime::shard_set& rt, partition::topic_manager& topics, handler_config cfg)
-    : rt_(rt), topics_(topics), cfg_(std::move(cfg)) {
-  (void)unused_builder_ptr;
-}
+    : rt_(rt), topics_(topics), cfg_(std::move(cfg)) {}
 handler::~handler() = default;
 
 net::out_frame_ptr handler::error_frame(errc code, std::string message) {
@@ -444,9 +427,8 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
         }
         std::vector<fb_offset<w::PartitionState>> ps;
         for (auto& p : t->partitions) {
-          auto st = co_await asio::co_spawn(
-              rt_.executor(p->owner()), [p]() -> asio::awaitable<partition::partition_stats> { co_return p->stats(); },
-              use_awaitable);
+          auto stats_fn = [p] { return p->stats(); };
+          auto st = co_await runtime::run_on(rt_.executor(p->owner()), std::move(stats_fn));
           ps.push_back(w::CreatePartitionState(*fbb, p->id().value, cfg_.node_id, st.log_start.value,
                                                st.high_watermark.value, st.log_end.value,
                                                static_cast<int64_t>(st.size_bytes), static_cast<int32_t>(st.segments)));

@@ -39,7 +39,6 @@ class handler final : public net::frame_handler {
   void begin_shutdown() { shutting_down_ = true; }
 
  private:
-  struct impl;
   runtime::shard_set& rt_;
   partition::topic_manager& topics_;
   handler_config cfg_;

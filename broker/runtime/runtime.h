@@ -5,6 +5,8 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
@@ -15,6 +17,8 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <exception>
 #include <vector>
 
 #include "broker/base/types.h"
@@ -53,12 +57,62 @@ class shard_set {
 // an exception escaping `a` is logged with `what` and counted, and does not take the broker down.
 void spawn_logged(asio::any_io_executor ex, asio::awaitable<void> a, std::string what);
 
-// Runs `fn()` on the disk pool and resumes the caller on its own executor with the result.
+// Runs the plain (non-coroutine) function `fn()` on `target` and resumes the awaiting coroutine
+// on its own executor with the result (an exception thrown by `fn` is rethrown in the awaiter).
+// `fn` must not be a coroutine. The result type must be default-constructible.
+//
+// GCC 12 bug (tests/lint/coroutine_temporaries.py enforces the rule): a lambda or braced
+// temporary created inside a co_await expression is copied bitwise into the coroutine frame, so
+// one with a std::string capture frees a pointer into the frame. Bind the lambda to a named local
+// first: `auto fn = [rec] { ... }; auto r = co_await run_on(ex, std::move(fn));`.
 template <class Fn>
-auto on_disk(asio::thread_pool& pool, Fn fn) -> asio::awaitable<decltype(fn())> {
-  co_return co_await asio::co_spawn(
-      pool.get_executor(), [fn = std::move(fn)]() mutable -> asio::awaitable<decltype(fn())> { co_return fn(); },
-      asio::use_awaitable);
+auto run_on(asio::any_io_executor target, Fn fn) {
+  using R = std::invoke_result_t<Fn&>;
+  if constexpr (std::is_void_v<R>) {
+    auto init = [target](auto handler, Fn f) {
+      auto work = [handler = std::move(handler), f = std::move(f)]() mutable {
+        std::exception_ptr ep;
+        try {
+          f();
+        } catch (...) {
+          ep = std::current_exception();
+        }
+        auto home = asio::get_associated_executor(handler);
+        auto resume = [handler = std::move(handler), ep]() mutable { std::move(handler)(ep); };
+        asio::post(home, std::move(resume));
+      };
+      asio::post(target, std::move(work));
+    };
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr)>(
+        std::move(init), asio::use_awaitable, std::move(fn));
+  } else {
+    static_assert(std::is_default_constructible_v<R>, "run_on: the result type must be default-constructible");
+    auto init = [target](auto handler, Fn f) {
+      auto work = [handler = std::move(handler), f = std::move(f)]() mutable {
+        std::exception_ptr ep;
+        R r{};
+        try {
+          r = f();
+        } catch (...) {
+          ep = std::current_exception();
+        }
+        auto home = asio::get_associated_executor(handler);
+        auto resume = [handler = std::move(handler), ep, r = std::move(r)]() mutable {
+          std::move(handler)(ep, std::move(r));
+        };
+        asio::post(home, std::move(resume));
+      };
+      asio::post(target, std::move(work));
+    };
+    return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, R)>(
+        std::move(init), asio::use_awaitable, std::move(fn));
+  }
+}
+
+// run_on() for the disk pool (fsync, RocksDB): never block a shard on them.
+template <class Fn>
+auto on_disk(asio::thread_pool& pool, Fn fn) {
+  return run_on(pool.get_executor(), std::move(fn));
 }
 
 }  // namespace ferry::runtime
