@@ -125,7 +125,7 @@ class json_object {
   json_object& num(const std::string& k, double v) {
     char buf[64];
     if (std::isfinite(v)) {
-      std::snprintf(buf, sizeof buf, "%.6g", v);
+      std::snprintf(buf, sizeof buf, "%.10g", v);
     } else {
       std::snprintf(buf, sizeof buf, "null");
     }
