@@ -4,6 +4,7 @@
 #include <rocksdb/options.h>
 
 #include <charconv>
+#include <mutex>
 
 namespace ferry::meta {
 namespace {
@@ -45,6 +46,8 @@ class rocks_store final : public meta_store {
   }
 
   result<uint64_t> next_id() override {
+    // Read-modify-write: two disk threads creating topics at once must not get the same id.
+    std::lock_guard lk(id_mu_);
     std::string v;
     uint64_t id = 1;
     auto s = db_->Get(rocksdb::ReadOptions(), id_key, &v);
@@ -61,6 +64,7 @@ class rocks_store final : public meta_store {
  private:
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::WriteOptions wo_;
+  std::mutex id_mu_;
 };
 
 }  // namespace
