@@ -241,6 +241,25 @@ TEST_F(durability, acknowledged_messages_survive_sigterm_mid_stream) {
   verify(acked, "after a second SIGTERM");
 }
 
+TEST_F(durability, acknowledged_messages_survive_cut_connections) {
+  // The broker stays up; every client connection is cut, mid-stream, several times. Requests in
+  // flight are lost with their connection, the producer reconnects and resends them, and the
+  // broker's deduplication keeps every message exactly once, in send order.
+  stream s(via_proxy(), topic_, "cut");
+  s.start();
+  ASSERT_TRUE(wait_until([&] { return s.acked() >= 500; }, 30s)) << s.failure_summary();
+  for (int cut = 0; cut < 5; ++cut) {
+    uint64_t before = s.acked();
+    uint64_t accepted = proxy_->connections_accepted();
+    proxy_->cut_all();
+    ASSERT_TRUE(wait_until([&] { return proxy_->connections_accepted() > accepted && s.acked() >= before + 300; }, 30s))
+        << "cut " << cut << ": no progress after reconnecting; failures: " << s.failure_summary();
+  }
+  s.stop();
+  EXPECT_EQ(s.failure_summary(), "") << "messages failed although the broker never went down";
+  verify(s.acked_messages(), "after 5 cut connections");
+}
+
 TEST_F(durability, acknowledged_messages_survive_sigstop_pause) {
   // A paused broker (SIGSTOP) answers nothing; after SIGCONT the producer's requests complete and
   // nothing is lost or stored twice (the producer may time out and resend meanwhile).
