@@ -10,7 +10,8 @@ namespace ferry::wire {
 static_assert(static_cast<uint16_t>(ErrorCode::ConnectionClosed) == static_cast<uint16_t>(errc::connection_closed));
 static_assert(static_cast<uint16_t>(ErrorCode::UnknownTopic) == static_cast<uint16_t>(errc::unknown_topic));
 static_assert(static_cast<uint16_t>(ErrorCode::NotReady) == static_cast<uint16_t>(errc::not_ready));
-static_assert(static_cast<uint16_t>(ErrorCode::MAX) == static_cast<uint16_t>(errc::connection_closed));
+static_assert(static_cast<uint16_t>(ErrorCode::UnknownMessage) == static_cast<uint16_t>(errc::unknown_message));
+static_assert(static_cast<uint16_t>(ErrorCode::MAX) == static_cast<uint16_t>(errc::last_));
 
 namespace {
 // Depth and table limits for the verifier: generous for our schema, small enough that a hostile

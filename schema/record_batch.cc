@@ -168,6 +168,7 @@ void batch_builder::reset() {
   first_ts_ = 0;
   max_ts_ = 0;
   relative_delays_ = false;
+  control_ = false;
 }
 
 void batch_builder::add(std::optional<std::string_view> key, std::optional<std::string_view> value,
@@ -215,7 +216,8 @@ std::span<const std::byte> batch_builder::finish(int64_t producer_id, int16_t pr
   store<int64_t>(p + hdr::append_time, -1);
   store<uint8_t>(p + hdr::magic, batch_magic);
   store<uint8_t>(p + hdr::magic + 1, 0);
-  store<uint16_t>(p + hdr::attributes, relative_delays_ ? attr_delay_relative : 0);
+  store<uint16_t>(p + hdr::attributes, static_cast<uint16_t>((relative_delays_ ? attr_delay_relative : 0) |
+                                                             (control_ ? attr_control : 0)));
   store<int32_t>(p + hdr::last_offset_delta, count_ - 1);
   store<int64_t>(p + hdr::first_timestamp, first_ts_);
   store<int64_t>(p + hdr::max_timestamp, max_ts_);

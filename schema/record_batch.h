@@ -35,6 +35,9 @@ inline constexpr size_t record_count = 66;
 
 // Batch attribute bits.
 inline constexpr uint16_t attr_delay_relative = 1u << 3;  // deliver_at fields are delays from append_time
+// A control batch (subscription acks, dead-letter moves, seeks; schema/control.md), written by the
+// broker itself. Producers may not set it; readers of the raw log skip such batches.
+inline constexpr uint16_t attr_control = 1u << 4;
 
 struct batch_header {
   int64_t base_offset = 0;
@@ -100,6 +103,8 @@ class batch_builder {
   void add(std::optional<std::string_view> key, std::optional<std::string_view> value,
            std::span<const header_view> headers, int64_t timestamp, std::optional<int64_t> deliver_at = std::nullopt);
   void set_relative_delays(bool relative) { relative_delays_ = relative; }
+  // Marks the batch as a control batch (attr_control): only the broker builds those.
+  void set_control(bool control) { control_ = control; }
   // Bytes the batch would have if finished now.
   size_t size_bytes() const { return buf_.size(); }
   int32_t record_count() const { return count_; }
@@ -113,6 +118,7 @@ class batch_builder {
   int64_t first_ts_ = 0;
   int64_t max_ts_ = 0;
   bool relative_delays_ = false;
+  bool control_ = false;
 };
 
 namespace detail {

@@ -39,6 +39,12 @@ std::string_view errc_name(errc e) noexcept {
     case errc::shutting_down: return "shutting_down";
     case errc::not_ready: return "not_ready";
     case errc::connection_closed: return "connection_closed";
+    case errc::unknown_subscription: return "unknown_subscription";
+    case errc::subscription_exists: return "subscription_exists";
+    case errc::unknown_member: return "unknown_member";
+    case errc::lease_not_held: return "lease_not_held";
+    case errc::unknown_message: return "unknown_message";
+    case errc::invalid_subscription_name: return "invalid_subscription_name";
   }
   return "unknown";
 }

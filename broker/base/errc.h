@@ -31,6 +31,13 @@ enum class errc : uint16_t {
   shutting_down = 20,         // retriable: the broker is stopping
   not_ready = 21,             // retriable: the partition is still recovering
   connection_closed = 22,     // client side: the connection dropped before the answer
+  unknown_subscription = 23,
+  subscription_exists = 24,
+  unknown_member = 25,        // a member id this broker does not know (left, or its connection closed)
+  lease_not_held = 26,        // ack/nack/extend by a member that does not hold the message's lease
+  unknown_message = 27,       // not in flight in this subscription (never delivered, or already acked)
+  invalid_subscription_name = 28,  // same alphabet as topic names
+  last_ = invalid_subscription_name,
 };
 
 // Stable snake_case name of a code, e.g. "unknown_topic". Never empty.

@@ -2,6 +2,7 @@
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/write_batch.h>
 
 #include <charconv>
 #include <mutex>
@@ -16,6 +17,9 @@ error from_status(const rocksdb::Status& s, const std::string& what) {
 
 constexpr const char* topic_prefix = "topic/";
 constexpr const char* id_key = "next_id";
+constexpr const char* sub_prefix = "sub/";
+
+std::string sub_key(const std::string& topic, const std::string& name) { return sub_prefix + topic + "/" + name; }
 
 class rocks_store final : public meta_store {
  public:
@@ -61,8 +65,59 @@ class rocks_store final : public meta_store {
     return id;
   }
 
+  result<void> put_subscription(const subscription_record& r) override {
+    auto s = db_->Put(wo_, sub_key(r.topic, r.name), encode_subscription_record(r));
+    if (!s.ok()) return from_status(s, "writing subscription " + r.topic + "/" + r.name);
+    return {};
+  }
+
+  result<void> delete_subscription(const std::string& topic, const std::string& name) override {
+    auto s = db_->Delete(wo_, sub_key(topic, name));
+    if (!s.ok()) return from_status(s, "deleting subscription " + topic + "/" + name);
+    return {};
+  }
+
+  result<std::vector<subscription_record>> list_subscriptions() override {
+    std::vector<subscription_record> out;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(sub_prefix); it->Valid() && it->key().starts_with(sub_prefix); it->Next()) {
+      auto r = decode_subscription_record(std::string_view(it->value().data(), it->value().size()));
+      if (!r) return r.error();
+      out.push_back(std::move(*r));
+    }
+    if (!it->status().ok()) return from_status(it->status(), "listing subscriptions");
+    return out;
+  }
+
+  result<void> put_checkpoints(const std::vector<std::pair<std::string, std::string>>& kvs) override {
+    rocksdb::WriteBatch b;
+    for (auto& [k, v] : kvs) b.Put(k, v);
+    auto s = db_->Write(unsynced_, &b);
+    if (!s.ok()) return from_status(s, "writing checkpoints");
+    return {};
+  }
+
+  result<std::optional<std::string>> get_checkpoint(const std::string& key) override {
+    std::string v;
+    auto s = db_->Get(rocksdb::ReadOptions(), key, &v);
+    if (s.IsNotFound()) return std::optional<std::string>{};
+    if (!s.ok()) return from_status(s, "reading checkpoint " + key);
+    return std::optional<std::string>(std::move(v));
+  }
+
+  result<void> delete_checkpoints(const std::string& prefix) override {
+    rocksdb::WriteBatch b;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) b.Delete(it->key());
+    if (!it->status().ok()) return from_status(it->status(), "listing checkpoints " + prefix);
+    auto s = db_->Write(wo_, &b);
+    if (!s.ok()) return from_status(s, "deleting checkpoints " + prefix);
+    return {};
+  }
+
  private:
   std::unique_ptr<rocksdb::DB> db_;
+  rocksdb::WriteOptions unsynced_;
   rocksdb::WriteOptions wo_;
   std::mutex id_mu_;
 };

@@ -1,12 +1,18 @@
 #pragma once
-// The broker's metadata store: topics and their configuration, in a RocksDB database under
-// <data-dir>/meta. Every write is synced before it returns. RocksDB stays inside meta_store.cc.
-// Blocking calls: run them on the disk pool, never on a shard.
+// The broker's metadata store, a RocksDB database under <data-dir>/meta: topics and subscriptions
+// (every write synced before it returns), and the checkpoints of the partitions' state machines
+// (written without a sync: a checkpoint only saves replaying the log, which stays the source of
+// truth, so losing the newest one in a crash costs a longer replay, never state). RocksDB stays
+// inside meta_store.cc. Blocking calls: run them on the disk pool, never on a shard.
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "broker/base/result.h"
+#include "broker/meta/subscription_config.h"
 #include "broker/meta/topic_config.h"
 
 namespace ferry::meta {
@@ -20,6 +26,17 @@ class meta_store {
   [[nodiscard]] virtual result<std::vector<topic_record>> list_topics() = 0;
   // A new unique id, persisted (never handed out twice, also across restarts).
   [[nodiscard]] virtual result<uint64_t> next_id() = 0;
+
+  [[nodiscard]] virtual result<void> put_subscription(const subscription_record& r) = 0;
+  [[nodiscard]] virtual result<void> delete_subscription(const std::string& topic, const std::string& name) = 0;
+  [[nodiscard]] virtual result<std::vector<subscription_record>> list_subscriptions() = 0;
+
+  // Checkpoints, keyed by the caller ("ckpt/<topic id>/<partition>/<subscription id>"). Unsynced.
+  [[nodiscard]] virtual result<void> put_checkpoints(const std::vector<std::pair<std::string, std::string>>& kvs) = 0;
+  // The stored value, or nullopt if there is none.
+  [[nodiscard]] virtual result<std::optional<std::string>> get_checkpoint(const std::string& key) = 0;
+  // Deletes every checkpoint whose key starts with `prefix` (synced).
+  [[nodiscard]] virtual result<void> delete_checkpoints(const std::string& prefix) = 0;
 };
 
 }  // namespace ferry::meta

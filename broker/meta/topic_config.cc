@@ -2,23 +2,30 @@
 
 #include <charconv>
 
+#include "broker/meta/record_text.h"
+
 namespace ferry::meta {
 
-result<void> validate_topic_name(std::string_view name) {
+namespace detail {
+result<void> validate_name(std::string_view what, errc code, std::string_view name) {
+  std::string w(what);
   if (name.empty() || name.size() > 200)
-    return fail(errc::invalid_topic_name,
-                "topic name must be 1 to 200 characters, got " + std::to_string(name.size()));
-  if (name == "." || name == "..") return fail(errc::invalid_topic_name, "topic name cannot be '.' or '..'");
+    return fail(code, w + " name must be 1 to 200 characters, got " + std::to_string(name.size()));
+  if (name == "." || name == "..") return fail(code, w + " name cannot be '.' or '..'");
   for (char c : name) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) {
       std::string shown = (c >= 0x20 && c < 0x7f) ? std::string(1, c) : "\\x" + std::to_string(static_cast<unsigned char>(c));
-      return fail(errc::invalid_topic_name,
-                  "topic name '" + std::string(name.substr(0, 64)) + "' has invalid character '" + shown +
-                      "' (allowed: A-Z a-z 0-9 . _ -)");
+      return fail(code, w + " name '" + std::string(name.substr(0, 64)) + "' has invalid character '" + shown +
+                            "' (allowed: A-Z a-z 0-9 . _ -)");
     }
   }
   return {};
+}
+}  // namespace detail
+
+result<void> validate_topic_name(std::string_view name) {
+  return detail::validate_name("topic", errc::invalid_topic_name, name);
 }
 
 result<void> validate_topic_config(const topic_config& c, int max_replication) {
@@ -40,54 +47,45 @@ result<void> validate_topic_config(const topic_config& c, int max_replication) {
 
 std::string encode_topic_record(const topic_record& r) {
   const auto& c = r.config;
-  std::string s;
-  auto kv = [&](const char* k, const std::string& v) { s += std::string(k) + "=" + v + "\n"; };
-  kv("format", "1");
-  kv("name", r.name);
-  kv("id", std::to_string(r.id));
-  kv("partitions", std::to_string(c.partitions));
-  kv("replication", std::to_string(c.replication));
-  kv("retention_ms", std::to_string(c.retention_ms));
-  kv("retention_bytes", std::to_string(c.retention_bytes));
-  kv("segment_bytes", std::to_string(c.segment_bytes));
-  kv("segment_ms", std::to_string(c.segment_ms));
-  kv("max_batch_bytes", std::to_string(c.max_batch_bytes));
-  kv("fsync", c.fsync == fsync_mode::interval ? "interval" : "always");
-  kv("fsync_interval_ms", std::to_string(c.fsync_interval_ms));
-  return s;
+  detail::record_writer w;
+  w.kv("format", "1");
+  w.kv("name", r.name);
+  w.kv("id", static_cast<int64_t>(r.id));
+  w.kv("partitions", c.partitions);
+  w.kv("replication", c.replication);
+  w.kv("retention_ms", c.retention_ms);
+  w.kv("retention_bytes", c.retention_bytes);
+  w.kv("segment_bytes", c.segment_bytes);
+  w.kv("segment_ms", c.segment_ms);
+  w.kv("max_batch_bytes", c.max_batch_bytes);
+  w.kv("fsync", c.fsync == fsync_mode::interval ? "interval" : "always");
+  w.kv("fsync_interval_ms", c.fsync_interval_ms);
+  return std::move(w).str();
 }
 
 result<topic_record> decode_topic_record(std::string_view s) {
+  using detail::parse_int;
   topic_record r;
   auto& c = r.config;
-  while (!s.empty()) {
-    auto nl = s.find('\n');
-    auto line = s.substr(0, nl);
-    s = nl == std::string_view::npos ? std::string_view{} : s.substr(nl + 1);
-    auto eq = line.find('=');
-    if (eq == std::string_view::npos) continue;
-    auto k = line.substr(0, eq);
-    auto v = line.substr(eq + 1);
-    int64_t n = 0;
-    auto num = [&](auto& out) {
-      auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-      if (ec == std::errc{}) out = static_cast<std::remove_reference_t<decltype(out)>>(n);
-      return ec == std::errc{};
-    };
-    bool ok = true;
-    if (k == "name") r.name = std::string(v);
-    else if (k == "id") ok = num(r.id);
-    else if (k == "partitions") ok = num(c.partitions);
-    else if (k == "replication") ok = num(c.replication);
-    else if (k == "retention_ms") ok = num(c.retention_ms);
-    else if (k == "retention_bytes") ok = num(c.retention_bytes);
-    else if (k == "segment_bytes") ok = num(c.segment_bytes);
-    else if (k == "segment_ms") ok = num(c.segment_ms);
-    else if (k == "max_batch_bytes") ok = num(c.max_batch_bytes);
-    else if (k == "fsync") c.fsync = v == "interval" ? fsync_mode::interval : fsync_mode::always;
-    else if (k == "fsync_interval_ms") ok = num(c.fsync_interval_ms);
-    if (!ok) return fail(errc::storage_error, "metadata record has a bad value for " + std::string(k));
-  }
+  std::string_view bad;
+  detail::for_each_kv(
+      s,
+      [&](std::string_view k, std::string_view v) {
+        if (k == "name") r.name = std::string(v);
+        else if (k == "id") return parse_int(v, r.id);
+        else if (k == "partitions") return parse_int(v, c.partitions);
+        else if (k == "replication") return parse_int(v, c.replication);
+        else if (k == "retention_ms") return parse_int(v, c.retention_ms);
+        else if (k == "retention_bytes") return parse_int(v, c.retention_bytes);
+        else if (k == "segment_bytes") return parse_int(v, c.segment_bytes);
+        else if (k == "segment_ms") return parse_int(v, c.segment_ms);
+        else if (k == "max_batch_bytes") return parse_int(v, c.max_batch_bytes);
+        else if (k == "fsync") c.fsync = v == "interval" ? fsync_mode::interval : fsync_mode::always;
+        else if (k == "fsync_interval_ms") return parse_int(v, c.fsync_interval_ms);
+        return true;
+      },
+      &bad);
+  if (!bad.empty()) return fail(errc::storage_error, "metadata record has a bad value for " + std::string(bad));
   if (r.name.empty()) return fail(errc::storage_error, "metadata record without a topic name");
   return r;
 }

@@ -38,7 +38,7 @@ std::shared_ptr<spdlog::logger> logger() {
 struct probe {
   std::array<metrics::counter*, w::api_max + 1> requests{};
   std::array<metrics::histogram*, w::api_max + 1> latency{};
-  std::array<metrics::counter*, static_cast<size_t>(errc::connection_closed) + 1> errors{};
+  std::array<metrics::counter*, static_cast<size_t>(errc::last_) + 1> errors{};
   probe() {
     for (uint8_t a = 1; a <= w::api_max; ++a) {
       std::string label = std::string("api=\"") + w::api_name(a) + "\"";
