@@ -38,7 +38,7 @@ void setup_logging(const app::broker_config& c) {
   auto sink = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
   auto level = spdlog::level::from_str(c.log_level);
   std::string pattern = "%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] node=" + std::to_string(c.node_id) + " %v";
-  for (const char* name : {"app", "net", "protocol", "topics", "partition", "log", "meta"}) {
+  for (const char* name : {"app", "net", "protocol", "topics", "partition", "subscription", "log", "meta"}) {
     auto l = std::make_shared<spdlog::logger>(name, sink);
     l->set_level(level);
     l->set_pattern(pattern);

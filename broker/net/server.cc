@@ -45,6 +45,7 @@ struct probe {
   metrics::counter& frames_in = metrics::get_counter("ferry_frames_received_total", "Request frames received");
   metrics::counter& bytes_in = metrics::get_counter("ferry_received_bytes_total", "Request bytes received");
   metrics::counter& bytes_out = metrics::get_counter("ferry_sent_bytes_total", "Response bytes sent");
+  metrics::counter& pushed = metrics::get_counter("ferry_pushed_frames_total", "Frames sent unasked (deliveries)");
   metrics::counter& oversized = metrics::get_counter("ferry_frames_too_large_total", "Frames refused for their length prefix");
   metrics::counter& handler_exceptions =
       metrics::get_counter("ferry_session_exceptions_total", "Exceptions that escaped a request handler (bugs)");
@@ -66,10 +67,11 @@ std::string endpoint_string(const Socket& s) {
 
 }  // namespace
 
-class session : public std::enable_shared_from_this<session> {
+class session : public session_channel, public std::enable_shared_from_this<session> {
  public:
   session(tcp::socket sock, frame_handler& h, const server_config& cfg, session_info info)
       : sock_(std::move(sock)),
+        ex_(sock_.get_executor()),
         handler_(h),
         cfg_(cfg),
         info_(std::move(info)),
@@ -80,6 +82,7 @@ class session : public std::enable_shared_from_this<session> {
   void start() {
     probe::get().open.add(1);
     auto self = shared_from_this();
+    info_.channel = std::weak_ptr<session_channel>(std::static_pointer_cast<session_channel>(self));
     auto ex = sock_.get_executor();
     runtime::spawn_logged(ex, reader(self), "session reader");
     runtime::spawn_logged(ex, writer(self), "session writer");
@@ -90,15 +93,42 @@ class session : public std::enable_shared_from_this<session> {
   void close() {
     if (closed_) return;
     closed_ = true;
+    closed_flag_.store(true, std::memory_order_release);
     boost::system::error_code ec;
     sock_.shutdown(tcp::socket::shutdown_both, ec);
     sock_.close(ec);
     writer_wake_.cancel();
     reader_wake_.cancel();
     watchdog_.cancel();
+    pushes_.clear();
+    handler_.on_session_closed(info_);
   }
 
+  // session_channel
+  bool push(out_frame_ptr f) override {
+    if (closed_flag_.load(std::memory_order_acquire)) return false;
+    if (runtime::shard_set::current_index() == info_.shard.value) {
+      enqueue_push(std::move(f));
+    } else {
+      auto self = shared_from_this();
+      // Frames are owned by a unique_ptr: hand it over through a shared holder (post needs a
+      // copyable handler only for some executors; this keeps it simple for all).
+      auto holder = std::make_shared<out_frame_ptr>(std::move(f));
+      asio::post(ex_, [self, holder] { self->enqueue_push(std::move(*holder)); });
+    }
+    return true;
+  }
+  bool closed() const override { return closed_flag_.load(std::memory_order_acquire); }
+  asio::any_io_executor executor() const override { return ex_; }
+
   bool finished() const { return finished_; }
+
+  void enqueue_push(out_frame_ptr f) {
+    if (closed_) return;
+    probe::get().pushed.inc();
+    pushes_.push_back(std::move(f));
+    writer_wake_.cancel();
+  }
   ~session() { probe::get().open.add(-1); }
 
  private:
@@ -181,10 +211,19 @@ class session : public std::enable_shared_from_this<session> {
   static asio::awaitable<void> writer(std::shared_ptr<session> self) {
     std::vector<asio::const_buffer> bufs;
     std::vector<std::shared_ptr<slot>> batch;
+    std::vector<out_frame_ptr> pushing;
     while (!self->closed_) {
-      // Gather every answered request at the head of the queue: responses keep request order.
+      // Pushed frames first (they wait for no request), then every answered request at the head
+      // of the queue: responses keep request order.
       batch.clear();
       bufs.clear();
+      pushing.clear();
+      while (!self->pushes_.empty() && pushing.size() < 64) {
+        pushing.push_back(std::move(self->pushes_.front()));
+        self->pushes_.pop_front();
+        auto b = pushing.back()->bytes();
+        bufs.emplace_back(b.data(), b.size());
+      }
       for (auto& s : self->queue_) {
         if (!s->ready || batch.size() >= 64) break;
         batch.push_back(s);
@@ -193,7 +232,7 @@ class session : public std::enable_shared_from_this<session> {
           bufs.emplace_back(b.data(), b.size());
         }
       }
-      if (!batch.empty()) {
+      if (!batch.empty() || !pushing.empty()) {
         auto [ec, n] = co_await asio::async_write(self->sock_, bufs, as_tuple(use_awaitable));
         if (ec) break;
         probe::get().bytes_out.inc(n);
@@ -201,7 +240,7 @@ class session : public std::enable_shared_from_this<session> {
           self->inflight_bytes_ -= self->queue_.front()->request_bytes;
           self->queue_.pop_front();
         }
-        self->reader_wake_.cancel();
+        if (!batch.empty()) self->reader_wake_.cancel();
         continue;
       }
       if (self->reader_done_ && self->queue_.empty()) break;
@@ -232,6 +271,7 @@ class session : public std::enable_shared_from_this<session> {
   }
 
   tcp::socket sock_;
+  asio::any_io_executor ex_;
   frame_handler& handler_;
   const server_config& cfg_;
   session_info info_;
@@ -243,6 +283,8 @@ class session : public std::enable_shared_from_this<session> {
   std::chrono::steady_clock::time_point last_activity_ = std::chrono::steady_clock::now();
   bool reader_done_ = false;
   bool closed_ = false;
+  std::atomic<bool> closed_flag_{false};  // closed_ for other threads (push())
+  std::deque<out_frame_ptr> pushes_;
   bool finished_ = false;
 };
 

@@ -5,6 +5,7 @@
 // the number and bytes of unanswered requests per connection are bounded, and when full the
 // session stops reading (backpressure). net knows frames, not what is in them: the protocol
 // layer implements frame_handler.
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <cstddef>
 #include <cstdint>
@@ -40,10 +41,24 @@ class out_frame {
 };
 using out_frame_ptr = std::unique_ptr<out_frame>;
 
+// A live connection, for frames the broker sends unasked (subscription deliveries: response
+// frames with correlation id 0). They go out between responses, never inside one; responses keep
+// their order among themselves.
+class session_channel {
+ public:
+  virtual ~session_channel() = default;
+  // Queues `f` for sending; from any thread. False (and `f` is dropped) once the connection is closed.
+  virtual bool push(out_frame_ptr f) = 0;
+  virtual bool closed() const = 0;
+  // The connection's shard.
+  virtual asio::any_io_executor executor() const = 0;
+};
+
 struct session_info {
   uint64_t id = 0;
   std::string peer;
   shard_id shard{0};
+  std::weak_ptr<session_channel> channel;  // the connection itself (weak: it may close any time)
 };
 
 class frame_handler {
@@ -55,6 +70,8 @@ class frame_handler {
   virtual asio::awaitable<out_frame_ptr> handle(std::shared_ptr<in_frame> f, session_info s) = 0;
   // A response for a frame that could not be read at all (correlation id 0).
   virtual out_frame_ptr error_frame(errc code, std::string message) = 0;
+  // The connection closed (EOF, reset, idle timeout, shutdown); once per session, on its shard.
+  virtual void on_session_closed(const session_info& s) {}
 };
 
 struct server_config {

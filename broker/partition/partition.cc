@@ -10,8 +10,11 @@
 #include <chrono>
 
 #include "broker/base/assert.h"
+#include "broker/meta/meta_store.h"
 #include "broker/partition/probe.h"
 #include "broker/runtime/runtime.h"
+#include "broker/scheduler/wheel_driver.h"
+#include "broker/subscription/control.h"
 
 namespace ferry::partition {
 
@@ -33,9 +36,18 @@ partition::partition(std::string topic, partition_id id, partition_config cfg, r
                      std::unique_ptr<log::partition_log> log)
     : topic_(std::move(topic)), id_(id), cfg_(std::move(cfg)), rt_(rt), owner_(owner), log_(std::move(log)) {
   hwm_.store(log_->durable_offset().value, std::memory_order_release);
+  // One timing wheel per partition, shared by its subscriptions (leases, backoffs).
+  timers_ = std::make_unique<scheduler::wheel_driver>(
+      rt_.executor(owner_), clock_,
+      [](scheduler::timer_entry& e) { static_cast<subscription::timed_entry&>(e).on_fire(); });
 }
 
-partition::~partition() = default;
+partition::~partition() {
+  // Dispatchers hold timer entries on timers_: they go first.
+  for (auto& [id, s] : subs_) s.d->shutdown();
+  subs_.clear();
+  if (timers_) timers_->stop();
+}
 
 result<std::shared_ptr<partition>> partition::open(std::string topic, partition_id id, partition_config cfg,
                                                    runtime::shard_set& rt, shard_id owner) {
@@ -55,6 +67,7 @@ result<std::shared_ptr<partition>> partition::open(std::string topic, partition_
                  p->log_->start_offset().value, p->log_->next_offset().value, p->log_->segment_count(),
                  p->producers_.size());
   if (p->cfg_.fsync == fsync_policy::interval) p->start_interval_sync();
+  if (p->cfg_.store != nullptr) p->start_checkpoints();
   return p;
 }
 
@@ -70,6 +83,8 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
   auto& pr = probe::get();
   auto start = std::chrono::steady_clock::now();
   if (closing_) co_return fail(errc::shutting_down, "partition " + topic_ + "/" + std::to_string(id_.value) + " is closing");
+  if ((h.attributes & wire::attr_control) != 0)
+    co_return fail(errc::invalid_argument, "control batches are written by the broker only (attribute bit 4 is set)");
   if (h.producer_id >= 0) {
     auto it = producers_.find(h.producer_id);
     if (it != producers_.end() && !it->second.recent.empty()) {
@@ -162,6 +177,7 @@ void partition::sync_done(log::pending_sync s, result<void> r) {
                     r.error().to_string());
   }
   offset durable = log_->durable_offset();
+  apply_pending_controls(durable, log_->failed());
   auto ex = rt_.executor(owner_);
   while (!durability_waiters_.empty() && (durability_waiters_.front().upto <= durable || log_->failed())) {
     auto w = std::move(durability_waiters_.front());
@@ -178,6 +194,7 @@ void partition::sync_done(log::pending_sync s, result<void> r) {
 void partition::advance_hwm(offset to) {
   if (to.value <= hwm_.load(std::memory_order_relaxed)) return;
   hwm_.store(to.value, std::memory_order_release);
+  for (auto& [id, sub] : subs_) sub.d->wake();
   if (data_waiters_.empty()) return;
   std::vector<std::pair<offset, std::function<void()>>> keep;
   for (auto& [from, wake] : data_waiters_) {
@@ -190,7 +207,7 @@ void partition::advance_hwm(offset to) {
 }
 
 void partition::on_data(offset from, std::function<void()> wake) {
-  if (from < high_watermark() || closing_) {
+  if (from < hwm() || closing_) {
     wake();
     return;
   }
@@ -198,7 +215,7 @@ void partition::on_data(offset from, std::function<void()> wake) {
 }
 
 result<void> partition::read(offset from, size_t max_bytes, std::vector<std::byte>& out) {
-  return log_->read(from, max_bytes, high_watermark(), out);
+  return log_->read(from, max_bytes, hwm(), out);
 }
 
 result<offset> partition::offset_for_timestamp(int64_t ts) { return log_->offset_for_timestamp(ts); }
@@ -208,7 +225,7 @@ result<log::retention_result> partition::apply_retention(offset low_water_mark) 
 }
 
 partition_stats partition::stats() const {
-  return partition_stats{log_->start_offset(), high_watermark(), log_->next_offset(), log_->size_bytes(),
+  return partition_stats{log_->start_offset(), hwm(), log_->next_offset(), log_->size_bytes(),
                          log_->segment_count()};
 }
 
@@ -239,10 +256,235 @@ asio::awaitable<void> partition::close() {
     asio::steady_timer t(rt_.executor(owner_), std::chrono::milliseconds(1));
     co_await t.async_wait(asio::use_awaitable);
   }
+  // Every control batch is durable and applied now: the checkpoints cover all of it.
+  if (checkpoint_timer_) checkpoint_timer_->cancel();
+  while (checkpoint_running_) {
+    asio::steady_timer t(rt_.executor(owner_), std::chrono::milliseconds(1));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  co_await save_checkpoints(true);
+  for (auto& [id, sub] : subs_) sub.d->shutdown();
+  apply_pending_controls(log_->durable_offset(), true);
+  timers_->stop();
   auto r = log_->close();
   if (!r) logger()->error("closing {}/{}: {}", topic_, id_.value, r.error().to_string());
   for (auto& [from, wake] : data_waiters_) wake();
   data_waiters_.clear();
+}
+
+// ---- subscriptions -------------------------------------------------------------------------------
+
+int64_t partition::log_start() const { return log_->start_offset().value; }
+
+result<void> partition::read(int64_t from, size_t max_bytes, std::vector<std::byte>& out) {
+  return log_->read(offset{from}, max_bytes, hwm(), out);
+}
+
+void partition::post(std::function<void()> fn) { asio::post(rt_.executor(owner_), std::move(fn)); }
+
+void partition::append_control(std::vector<subscription::control_op> ops, std::function<void(result<void>)> done) {
+  if (closing_) {
+    post([done = std::move(done)] { done(fail(errc::shutting_down, "the partition is closing")); });
+    return;
+  }
+  auto batch = subscription::encode_control_batch(ops, clock_.now_ms());
+  auto info = log_->append(batch, epoch{0});
+  if (!info) {
+    logger()->error("appending a control batch to {}/{} failed: {}", topic_, id_.value, info.error().to_string());
+    post([done = std::move(done), e = info.error()] { done(e); });
+    return;
+  }
+  probe::get().control_batches.inc();
+  pending_controls_.push_back(pending_control{info->base, info->last, std::move(ops), std::move(done)});
+  if (cfg_.fsync == fsync_policy::interval) advance_hwm(log_->next_offset());
+  // Acks are answered once durable, whatever the topic's fsync policy.
+  maybe_start_sync();
+}
+
+void partition::apply_pending_controls(offset durable, bool failed) {
+  while (!pending_controls_.empty()) {
+    auto& pc = pending_controls_.front();
+    if (pc.last < durable) {
+      for (auto& [id, sub] : subs_) sub.d->apply_control(pc.base.value, pc.last.value, pc.ops);
+      auto done = std::move(pc.done);
+      pending_controls_.pop_front();
+      done({});
+    } else if (failed || closing_) {
+      auto done = std::move(pc.done);
+      pending_controls_.pop_front();
+      done(fail(failed ? errc::storage_error : errc::shutting_down,
+                "control batch on " + topic_ + "/" + std::to_string(id_.value) + " is not durable"));
+    } else {
+      break;
+    }
+  }
+}
+
+offset partition::applied_upto() const {
+  return pending_controls_.empty() ? hwm() : pending_controls_.front().base;
+}
+
+result<void> partition::replay_controls(sub_slot& s, offset from) {
+  std::vector<std::pair<offset, offset>> controls;
+  if (from < log_->start_offset()) from = log_->start_offset();
+  if (from >= log_->next_offset()) return {};
+  auto scan = log_->for_each_batch_header(from, [&](const wire::batch_header& h) {
+    if (subscription::is_control(h) && h.base_offset >= from.value)
+      controls.emplace_back(offset{h.base_offset}, offset{h.last_offset()});
+  });
+  if (!scan) return scan.error();
+  std::vector<std::byte> buf;
+  for (auto [base, last] : controls) {
+    buf.clear();
+    if (auto r = log_->read(base, 1, log_->next_offset(), buf); !r) return r.error();
+    auto h = wire::parse_batch_header(buf);
+    if (!h) return h.error();
+    std::vector<subscription::control_op> ops;
+    auto bytes = std::span<const std::byte>(buf).first(static_cast<size_t>(h->batch_length));
+    auto dec = subscription::decode_control_batch(bytes, [&](const subscription::control_op& op) { ops.push_back(op); });
+    if (!dec) return fail(dec.error().code, topic_ + "/" + std::to_string(id_.value) + " control batch at " +
+                                                std::to_string(base.value) + ": " + dec.error().message);
+    s.d->apply_control(base.value, last.value, ops);
+  }
+  if (!controls.empty())
+    logger()->info("{}/{} subscription {}: applied {} control batches from offset {}", topic_, id_.value,
+                   s.d->record().name, controls.size(), from.value);
+  return {};
+}
+
+result<void> partition::add_subscription(const meta::subscription_record& rec, std::optional<std::string> checkpoint) {
+  if (subs_.contains(rec.id)) return {};
+  int64_t start = static_cast<size_t>(id_.value) < rec.start_offsets.size() ? rec.start_offsets[id_.value] : 0;
+  start = std::clamp(start, log_->start_offset().value, log_->next_offset().value);
+  subscription::partition_port& port = *this;
+  auto d = std::make_unique<subscription::dispatcher>(port, rec, start, cfg_.window);
+  offset replay_from{start};
+  bool restored = false;
+  if (checkpoint) {
+    auto a = d->restore(*checkpoint);
+    if (!a) return a.error();
+    replay_from = offset{*a};
+    restored = true;
+  }
+  sub_slot slot{std::move(d), replay_from};
+  // A new subscription has no control records of its own yet; one restored from a checkpoint
+  // applies what came after it (acks that were durable but not yet saved).
+  if (restored) {
+    if (auto r = replay_controls(slot, replay_from); !r) return r.error();
+  }
+  slot.d->expire_below(log_->start_offset().value);
+  logger()->info("{}/{} subscription {}: cursor {} ({})", topic_, id_.value, rec.name, slot.d->cursor(),
+                 restored ? "from its checkpoint" : "new");
+  subs_.emplace(rec.id, std::move(slot));
+  return {};
+}
+
+void partition::remove_subscription(uint64_t sub_id) {
+  auto it = subs_.find(sub_id);
+  if (it == subs_.end()) return;
+  it->second.d->shutdown();
+  subs_.erase(it);
+}
+
+subscription::dispatcher* partition::find_subscription(uint64_t sub_id) {
+  auto it = subs_.find(sub_id);
+  return it == subs_.end() ? nullptr : it->second.d.get();
+}
+
+void partition::seek_subscription(uint64_t sub_id, int64_t new_cursor, std::function<void(result<void>)> done) {
+  subscription::control_op op;
+  op.type = subscription::control_type::seek;
+  op.sub_id = sub_id;
+  op.offset = new_cursor;
+  std::vector<subscription::control_op> ops{std::move(op)};
+  append_control(std::move(ops), std::move(done));
+}
+
+void partition::dead_letter(subscription::dead_letter_request r, std::function<void(result<void>)> done) {
+  if (cfg_.dead_letters == nullptr) {
+    post([done = std::move(done)] { done(fail(errc::unknown, "no dead-letter sink configured")); });
+    return;
+  }
+  std::weak_ptr<partition> weak = weak_from_this();
+  auto ex = rt_.executor(owner_);
+  cfg_.dead_letters->write_dead_letter(std::move(r), [weak, ex, done = std::move(done)](result<void> res) mutable {
+    asio::post(ex, [weak, done = std::move(done), res = std::move(res)]() mutable {
+      if (weak.lock()) done(std::move(res));
+    });
+  });
+}
+
+offset partition::low_water_mark() const {
+  if (subs_.empty()) return log_->start_offset();
+  int64_t lwm = INT64_MAX;
+  for (auto& [id, s] : subs_) lwm = std::min({lwm, s.d->cursor(), s.saved_applied.value});
+  return offset{std::max(lwm, log_->start_offset().value)};
+}
+
+result<log::retention_result> partition::apply_retention_with_subscriptions() {
+  auto r = log_->apply_retention(low_water_mark());
+  if (!r) return r;
+  int64_t start = log_->start_offset().value;
+  for (auto& [id, s] : subs_)
+    if (s.d->cursor() < start) s.d->expire_below(start);
+  return r;
+}
+
+int64_t partition::append_time_at(offset o) {
+  std::vector<std::byte> buf;
+  if (o < log_->start_offset() || o >= hwm()) return -1;
+  if (!log_->read(o, 1, hwm(), buf)) return -1;
+  auto h = wire::parse_batch_header(buf);
+  return h ? h->append_time : -1;
+}
+
+std::string partition::checkpoint_prefix(uint64_t topic_id) { return "ckpt/" + std::to_string(topic_id) + "/"; }
+
+std::string partition::checkpoint_key(uint64_t sub_id) const {
+  return checkpoint_prefix(cfg_.topic_id) + std::to_string(id_.value) + "/" + std::to_string(sub_id);
+}
+
+void partition::start_checkpoints() {
+  checkpoint_timer_ = std::make_unique<asio::steady_timer>(rt_.executor(owner_));
+  auto loop = [](std::shared_ptr<partition> p) -> asio::awaitable<void> {
+    uint64_t round = 0;
+    while (!p->closing_) {
+      p->checkpoint_timer_->expires_after(std::chrono::milliseconds(p->cfg_.checkpoint_interval_ms));
+      auto [ec] = co_await p->checkpoint_timer_->async_wait(boost::asio::as_tuple(asio::use_awaitable));
+      if (p->closing_) break;
+      // Every tenth round also re-saves clean subscriptions whose checkpoint lags the log, so an
+      // idle subscription's old checkpoint does not hold back retention.
+      co_await p->save_checkpoints(++round % 10 == 0);
+    }
+  };
+  runtime::spawn_logged(rt_.executor(owner_), loop(shared_from_this()), "checkpoints of " + topic_);
+}
+
+asio::awaitable<void> partition::save_checkpoints(bool all) {
+  if (cfg_.store == nullptr || subs_.empty() || checkpoint_running_) co_return;
+  offset applied = applied_upto();
+  std::vector<std::pair<std::string, std::string>> kvs;
+  std::vector<uint64_t> ids;
+  for (auto& [id, s] : subs_) {
+    if (!s.d->dirty() && !(all && s.saved_applied < applied)) continue;
+    kvs.emplace_back(checkpoint_key(id), s.d->checkpoint(applied.value));
+    s.d->clear_dirty();
+    ids.push_back(id);
+  }
+  if (kvs.empty()) co_return;
+  checkpoint_running_ = true;
+  auto* store = cfg_.store;
+  auto write = [store, kvs = std::move(kvs)] { return store->put_checkpoints(kvs); };
+  auto r = co_await runtime::on_disk(rt_.disk(), std::move(write));
+  checkpoint_running_ = false;
+  if (!r) {
+    logger()->warn("saving subscription checkpoints of {}/{} failed (the log still has everything): {}", topic_,
+                   id_.value, r.error().to_string());
+    co_return;
+  }
+  probe::get().checkpoints.inc(ids.size());
+  for (auto id : ids)
+    if (auto it = subs_.find(id); it != subs_.end()) it->second.saved_applied = applied;
 }
 
 }  // namespace ferry::partition

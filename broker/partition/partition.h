@@ -1,6 +1,13 @@
 #pragma once
 // partition: one partition of a topic on this broker: its log, its producer (deduplication)
-// state, group commit and the readers waiting for new data.
+// state, group commit, the readers waiting for new data, and its subscriptions (one dispatcher
+// each, see broker/subscription/dispatcher.h) with the control records that change them.
+//
+// Control records: acks, dead-letter moves and seeks are appended to this log as control batches.
+// When one is durable it is applied, in log order, to every subscription of the partition, then
+// the caller is answered. On open, each subscription loads its checkpoint (meta store) and the
+// control batches after it are applied again. `applied_upto()`: every control batch below it has
+// been applied.
 //
 // Threading: a partition belongs to one shard (owner()); every member function must be called on
 // that shard's thread, except the const accessors marked "any thread". Cross-shard callers
@@ -13,19 +20,30 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
+#include <optional>
 #include <memory>
 #include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "broker/base/clock.h"
 #include "broker/base/result.h"
 #include "broker/base/types.h"
 #include "broker/log/log.h"
+#include "broker/meta/subscription_config.h"
+#include "broker/subscription/dispatcher.h"
 #include "schema/record_batch.h"
 
 namespace ferry::runtime {
 class shard_set;
+}
+namespace ferry::meta {
+class meta_store;
+}
+namespace ferry::scheduler {
+class wheel_driver;
 }
 
 namespace ferry::partition {
@@ -35,10 +53,23 @@ namespace asio = boost::asio;
 enum class fsync_policy { always, interval };
 enum class ack_level { durable, leader };
 
+// Where dead letters go: implemented by the topic manager (it may create the dead-letter topic).
+// `done` may run on any thread.
+class dead_letter_sink {
+ public:
+  virtual ~dead_letter_sink() = default;
+  virtual void write_dead_letter(subscription::dead_letter_request r, std::function<void(result<void>)> done) = 0;
+};
+
 struct partition_config {
   log::log_config log;
   fsync_policy fsync = fsync_policy::always;
   int64_t fsync_interval_ms = 1000;
+  uint64_t topic_id = 0;                        // names the checkpoints in the meta store
+  meta::meta_store* store = nullptr;            // checkpoints; must outlive the partition
+  dead_letter_sink* dead_letters = nullptr;     // must outlive the partition
+  int64_t checkpoint_interval_ms = 1000;        // how often dirty subscription state is saved
+  subscription::window_limits window;           // per subscription
 };
 
 struct produce_result {
@@ -55,7 +86,7 @@ struct partition_stats {
   size_t segments = 0;
 };
 
-class partition : public std::enable_shared_from_this<partition> {
+class partition : public std::enable_shared_from_this<partition>, private subscription::partition_port {
  public:
   // Opens and recovers the partition's log in cfg.log.dir and rebuilds producer state from it.
   // Call on the owner shard. `rt` must outlive the partition.
@@ -80,13 +111,35 @@ class partition : public std::enable_shared_from_this<partition> {
   [[nodiscard]] result<offset> offset_for_timestamp(int64_t ts);
   [[nodiscard]] result<log::retention_result> apply_retention(offset low_water_mark);
 
-  // Stops accepting produces, waits for the sync in flight, syncs and closes the log.
+  // Stops accepting produces, waits for the sync in flight, saves the subscriptions' checkpoints,
+  // syncs and closes the log.
   asio::awaitable<void> close();
 
-  offset high_watermark() const { return offset{hwm_.load(std::memory_order_acquire)}; }  // any thread
+  // ---- subscriptions (owner shard) ----
+  // Adds a subscription: from `checkpoint` (its saved state) if there is one, else from its start
+  // offset on this partition; control batches after that are applied again from the log.
+  [[nodiscard]] result<void> add_subscription(const meta::subscription_record& rec, std::optional<std::string> checkpoint);
+  void remove_subscription(uint64_t sub_id);
+  subscription::dispatcher* find_subscription(uint64_t sub_id);
+  size_t subscription_count() const { return subs_.size(); }
+  // A seek of one subscription: appends the seek control record; `done` once it is applied.
+  void seek_subscription(uint64_t sub_id, int64_t new_cursor, std::function<void(result<void>)> done);
+  // Applies retention: deletes segments below the low-water mark (every subscription's cursor and
+  // the oldest saved checkpoint) or over the topic's time/size limit; what the limit deletes
+  // unacknowledged is counted in the subscriptions' `expired`.
+  [[nodiscard]] result<log::retention_result> apply_retention_with_subscriptions();
+  // The lowest offset a subscription still needs (log_start if there is none).
+  offset low_water_mark() const;
+  // Append time of the batch holding `o`, or -1 (for "oldest unacked" in describe).
+  int64_t append_time_at(offset o);
+  // Key of this partition's checkpoint for `sub_id` in the meta store.
+  std::string checkpoint_key(uint64_t sub_id) const;
+  static std::string checkpoint_prefix(uint64_t topic_id);
+
+  offset hwm() const { return offset{hwm_.load(std::memory_order_acquire)}; }  // any thread
   partition_stats stats() const;
   shard_id owner() const { return owner_; }        // any thread
-  const std::string& topic() const { return topic_; }  // any thread
+  const std::string& topic() const override { return topic_; }  // any thread
   partition_id id() const { return id_; }          // any thread
 
  private:
@@ -104,8 +157,36 @@ class partition : public std::enable_shared_from_this<partition> {
     asio::any_completion_handler<void(errc)> handler;
   };
 
+  struct pending_control {
+    offset base;
+    offset last;
+    std::vector<subscription::control_op> ops;
+    std::function<void(result<void>)> done;
+  };
+  struct sub_slot {
+    std::unique_ptr<subscription::dispatcher> d;
+    offset saved_applied{0};  // applied_upto of its newest checkpoint on disk
+  };
+
   partition(std::string topic, partition_id id, partition_config cfg, runtime::shard_set& rt, shard_id owner,
             std::unique_ptr<log::partition_log> log);
+
+  // subscription::partition_port
+  int32_t partition_number() const override { return id_.value; }
+  int64_t high_watermark() const override { return hwm_.load(std::memory_order_acquire); }
+  int64_t log_start() const override;
+  [[nodiscard]] result<void> read(int64_t from, size_t max_bytes, std::vector<std::byte>& out) override;
+  void append_control(std::vector<subscription::control_op> ops, std::function<void(result<void>)> done) override;
+  void dead_letter(subscription::dead_letter_request r, std::function<void(result<void>)> done) override;
+  scheduler::wheel_driver& timers() override { return *timers_; }
+  const ferry::clock& clock() const override { return clock_; }
+  void post(std::function<void()> fn) override;
+
+  void apply_pending_controls(offset durable, bool failed);
+  [[nodiscard]] result<void> replay_controls(sub_slot& s, offset from);
+  offset applied_upto() const;
+  void start_checkpoints();
+  asio::awaitable<void> save_checkpoints(bool all);
 
   void remember_batch(const wire::batch_header& h);
   void maybe_start_sync();
@@ -127,6 +208,13 @@ class partition : public std::enable_shared_from_this<partition> {
   bool sync_running_ = false;
   bool closing_ = false;
   std::unique_ptr<asio::steady_timer> interval_timer_;
+
+  system_clock_source clock_;
+  std::unique_ptr<scheduler::wheel_driver> timers_;
+  std::map<uint64_t, sub_slot> subs_;
+  std::deque<pending_control> pending_controls_;  // appended, not yet durable, in offset order
+  std::unique_ptr<asio::steady_timer> checkpoint_timer_;
+  bool checkpoint_running_ = false;
 };
 
 }  // namespace ferry::partition

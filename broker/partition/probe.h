@@ -15,6 +15,10 @@ struct probe {
   metrics::histogram& fsync_latency = metrics::get_histogram("ferry_fsync_seconds", "Group-commit fdatasync latency");
   metrics::histogram& produce_latency =
       metrics::get_histogram("ferry_partition_produce_seconds", "Append until durable, per batch, on the partition's shard");
+  metrics::counter& control_batches =
+      metrics::get_counter("ferry_control_batches_total", "Control batches (acks, dead-letter moves, seeks) appended");
+  metrics::counter& checkpoints =
+      metrics::get_counter("ferry_subscription_checkpoints_total", "Subscription state checkpoints saved");
   metrics::counter& fetched_bytes = metrics::get_counter("ferry_fetched_bytes_total", "Bytes of record batches returned by fetch");
 
   static probe& get() {

@@ -44,6 +44,10 @@ partition_config topic_manager::partition_cfg(const meta::topic_record& r, int32
   pc.log.preallocate = defaults_.preallocate;
   pc.fsync = r.config.fsync == meta::fsync_mode::interval ? fsync_policy::interval : fsync_policy::always;
   pc.fsync_interval_ms = r.config.fsync_interval_ms;
+  pc.topic_id = r.id;
+  pc.store = &store_;
+  pc.dead_letters = const_cast<topic_manager*>(this);
+  pc.checkpoint_interval_ms = defaults_.checkpoint_interval_ms;
   return pc;
 }
 
@@ -100,6 +104,7 @@ asio::awaitable<result<void>> topic_manager::start() {
   }
   version_.fetch_add(1);
   logger()->info("loaded {} topics", recs->size());
+  if (auto r = co_await load_subscriptions(); !r) co_return r.error();
   runtime::spawn_logged(rt_.executor(shard_id{0}), retention_loop(), "retention loop");
   co_return result<void>{};
 }
@@ -168,6 +173,23 @@ asio::awaitable<result<void>> topic_manager::delete_topic(std::string name) {
     pending_.erase(name);
     co_return del.error();
   }
+  // Its subscriptions go with it (records, then checkpoints; start-up drops leftovers).
+  std::map<std::string, subscription_ptr, std::less<>> gone;
+  {
+    std::unique_lock lk(mu_);
+    if (auto it = subs_.find(name); it != subs_.end()) {
+      gone = std::move(it->second);
+      subs_.erase(it);
+    }
+  }
+  for (auto& [sub_name, sp] : gone) {
+    auto del_sub = [this, name, sn = sub_name] { return store_.delete_subscription(name, sn); };
+    if (auto r = co_await runtime::on_disk(rt_.disk(), std::move(del_sub)); !r)
+      logger()->warn("deleting subscription {}/{}: {}", name, sub_name, r.error().to_string());
+  }
+  auto del_ckpt = [this, prefix = partition::checkpoint_prefix(t->id)] { return store_.delete_checkpoints(prefix); };
+  if (auto r = co_await runtime::on_disk(rt_.disk(), std::move(del_ckpt)); !r)
+    logger()->warn("deleting checkpoints of {}: {}", name, r.error().to_string());
   co_await close_topic(t);
   meta::topic_record rec{t->name, t->id, t->config};
   auto dir = topic_dir(rec);
@@ -217,7 +239,7 @@ asio::awaitable<void> topic_manager::retention_loop() {
       for (auto& p : t->partitions) {
         // Issue-2 scope: no subscriptions yet, so only the topic's time/size limits apply
         // (low-water mark = log start: nothing is pinned or released by consumers).
-        auto retain = [p] { return p->apply_retention(p->stats().log_start); };
+        auto retain = [p] { return p->apply_retention_with_subscriptions(); };
         auto r = co_await runtime::run_on(rt_.executor(p->owner()), std::move(retain));
         if (!r)
           logger()->warn("retention on {}/{} failed: {}", t->name, p->id().value, r.error().to_string());
@@ -227,6 +249,243 @@ asio::awaitable<void> topic_manager::retention_loop() {
       }
     }
   }
+}
+
+// ---- subscriptions -------------------------------------------------------------------------------
+
+subscription_ptr topic_manager::find_subscription(std::string_view topic, std::string_view name) const {
+  std::shared_lock lk(mu_);
+  auto t = subs_.find(topic);
+  if (t == subs_.end()) return nullptr;
+  auto it = t->second.find(name);
+  return it == t->second.end() ? nullptr : it->second;
+}
+
+std::vector<subscription_ptr> topic_manager::list_subscriptions(std::string_view topic) const {
+  std::shared_lock lk(mu_);
+  std::vector<subscription_ptr> out;
+  for (auto& [tn, m] : subs_) {
+    if (!topic.empty() && tn != topic) continue;
+    for (auto& [n, sp] : m) out.push_back(sp);
+  }
+  return out;
+}
+
+asio::awaitable<result<void>> topic_manager::attach_subscription(std::shared_ptr<const topic> t, subscription_ptr s,
+                                                                 bool load_checkpoints) {
+  for (auto& p : t->partitions) {
+    std::optional<std::string> ckpt;
+    if (load_checkpoints) {
+      auto get = [this, key = p->checkpoint_key(s->id)] { return store_.get_checkpoint(key); };
+      auto got = co_await runtime::on_disk(rt_.disk(), std::move(get));
+      if (!got) co_return got.error();
+      ckpt = std::move(*got);
+    }
+    auto add = [p, s, ckpt = std::move(ckpt)] { return p->add_subscription(*s, ckpt); };
+    auto added = co_await runtime::run_on(rt_.executor(p->owner()), std::move(add));
+    if (!added) co_return added.error();
+  }
+  co_return result<void>{};
+}
+
+asio::awaitable<void> topic_manager::detach_subscription(std::shared_ptr<const topic> t, subscription_ptr s) {
+  for (auto& p : t->partitions) {
+    auto rm = [p, id = s->id] { p->remove_subscription(id); };
+    co_await runtime::run_on(rt_.executor(p->owner()), std::move(rm));
+  }
+}
+
+asio::awaitable<result<void>> topic_manager::load_subscriptions() {
+  auto list_fn = [this] { return store_.list_subscriptions(); };
+  auto recs = co_await runtime::on_disk(rt_.disk(), std::move(list_fn));
+  if (!recs) co_return recs.error();
+  size_t n = 0;
+  for (auto& rec : *recs) {
+    auto t = find(rec.topic);
+    if (!t || t->id != rec.topic_id) {
+      // What an interrupted topic deletion left behind.
+      logger()->warn("dropping subscription {}/{}: its topic is gone", rec.topic, rec.name);
+      auto del = [this, topic = rec.topic, name = rec.name] { return store_.delete_subscription(topic, name); };
+      (void)co_await runtime::on_disk(rt_.disk(), std::move(del));
+      continue;
+    }
+    auto sp = std::make_shared<const meta::subscription_record>(rec);
+    if (auto r = co_await attach_subscription(t, sp, true); !r) {
+      co_return fail(r.error().code, "subscription " + rec.topic + "/" + rec.name + ": " + r.error().message);
+    }
+    std::unique_lock lk(mu_);
+    subs_[rec.topic][rec.name] = sp;
+    ++n;
+  }
+  logger()->info("loaded {} subscriptions", n);
+  co_return result<void>{};
+}
+
+asio::awaitable<result<subscription_ptr>> topic_manager::create_subscription(std::string topic, std::string name,
+                                                                             meta::subscription_config cfg) {
+  auto t = find(topic);
+  if (!t) {
+    if (auto v = meta::validate_topic_name(topic); !v) co_return v.error();
+    co_return fail(errc::unknown_topic, "topic '" + topic + "' does not exist");
+  }
+  if (auto r = meta::validate_subscription_name(name); !r) co_return r.error();
+  if (cfg.dead_letter_topic.empty()) cfg.dead_letter_topic = meta::default_dead_letter_topic(topic, name);
+  if (auto r = meta::validate_subscription_config(cfg); !r) co_return r.error();
+  if (cfg.dead_letter_topic == topic)
+    co_return fail(errc::invalid_argument, "the dead-letter topic cannot be the subscription's own topic");
+  {
+    std::unique_lock lk(mu_);
+    auto key = std::make_pair(topic, name);
+    auto ts = subs_.find(topic);
+    if ((ts != subs_.end() && ts->second.contains(name)) || subs_pending_.contains(key))
+      co_return fail(errc::subscription_exists, "subscription '" + name + "' on topic '" + topic + "' already exists");
+    subs_pending_.insert(key);
+  }
+  auto unpend = [this, topic, name] {
+    std::unique_lock lk(mu_);
+    subs_pending_.erase({topic, name});
+  };
+  auto next_id_fn = [this] { return store_.next_id(); };
+  auto id = co_await runtime::on_disk(rt_.disk(), std::move(next_id_fn));
+  if (!id) {
+    unpend();
+    co_return id.error();
+  }
+  auto rec = std::make_shared<meta::subscription_record>();
+  rec->topic = topic;
+  rec->topic_id = t->id;
+  rec->name = name;
+  rec->id = *id;
+  rec->config = cfg;
+  rec->created_ms = wall_now_ms();
+  for (auto& p : t->partitions) {
+    bool earliest = cfg.start == meta::start_position::earliest;
+    auto where = [p, earliest] { return earliest ? p->stats().log_start.value : p->hwm().value; };
+    rec->start_offsets.push_back(co_await runtime::run_on(rt_.executor(p->owner()), std::move(where)));
+  }
+  auto put = [this, rec] { return store_.put_subscription(*rec); };
+  if (auto r = co_await runtime::on_disk(rt_.disk(), std::move(put)); !r) {
+    unpend();
+    co_return r.error();
+  }
+  subscription_ptr sp = rec;
+  if (auto r = co_await attach_subscription(t, sp, false); !r) {
+    co_await detach_subscription(t, sp);
+    auto undo = [this, topic, name] { return store_.delete_subscription(topic, name); };
+    (void)co_await runtime::on_disk(rt_.disk(), std::move(undo));
+    unpend();
+    co_return r.error();
+  }
+  {
+    std::unique_lock lk(mu_);
+    subs_[topic][name] = sp;
+    subs_pending_.erase({topic, name});
+  }
+  version_.fetch_add(1);
+  logger()->info("created subscription {} on {} (from {}, ordered {}, ack timeout {} ms, max deliveries {}, "
+                 "dead letters to {})",
+                 name, topic, cfg.start == meta::start_position::earliest ? "earliest" : "latest", cfg.ordered,
+                 cfg.ack_timeout_ms, cfg.max_deliveries, cfg.dead_letter_topic);
+  co_return sp;
+}
+
+asio::awaitable<result<void>> topic_manager::delete_subscription(std::string topic, std::string name) {
+  subscription_ptr sp;
+  {
+    std::unique_lock lk(mu_);
+    auto ts = subs_.find(topic);
+    if (ts == subs_.end() || !ts->second.contains(name) || subs_pending_.contains({topic, name}))
+      co_return fail(errc::unknown_subscription, "subscription '" + name + "' on topic '" + topic + "' does not exist");
+    sp = ts->second[name];
+    ts->second.erase(name);
+    if (ts->second.empty()) subs_.erase(ts);
+    subs_pending_.insert({topic, name});
+  }
+  auto del = [this, topic, name] { return store_.delete_subscription(topic, name); };
+  auto r = co_await runtime::on_disk(rt_.disk(), std::move(del));
+  if (!r) {
+    std::unique_lock lk(mu_);
+    subs_[topic][name] = sp;
+    subs_pending_.erase({topic, name});
+    co_return r.error();
+  }
+  if (auto t = find(topic)) {
+    co_await detach_subscription(t, sp);
+    for (auto& p : t->partitions) {
+      auto del_ckpt = [this, key = p->checkpoint_key(sp->id)] { return store_.delete_checkpoints(key); };
+      (void)co_await runtime::on_disk(rt_.disk(), std::move(del_ckpt));
+    }
+  }
+  {
+    std::unique_lock lk(mu_);
+    subs_pending_.erase({topic, name});
+  }
+  version_.fetch_add(1);
+  logger()->info("deleted subscription {} on {}", name, topic);
+  co_return result<void>{};
+}
+
+void topic_manager::write_dead_letter(subscription::dead_letter_request r, std::function<void(result<void>)> done) {
+  runtime::spawn_logged(rt_.executor(shard_id{0}), dead_letter_task(std::move(r), std::move(done)), "dead letter");
+}
+
+asio::awaitable<void> topic_manager::dead_letter_task(subscription::dead_letter_request r,
+                                                      std::function<void(result<void>)> done) {
+  auto t = find(r.dead_letter_topic);
+  if (!t) {
+    meta::topic_config cfg = defaults_.topic;
+    cfg.partitions = 1;
+    auto c = co_await create_topic(r.dead_letter_topic, cfg);
+    if (!c && c.error().code != errc::topic_exists) {
+      done(fail(c.error().code, "creating dead-letter topic " + r.dead_letter_topic + ": " + c.error().message));
+      co_return;
+    }
+    // Another dead letter may be creating it right now: wait for it to appear.
+    asio::steady_timer wait(co_await asio::this_coro::executor);
+    for (int i = 0; i < 500 && !(t = find(r.dead_letter_topic)); ++i) {
+      wait.expires_after(std::chrono::milliseconds(10));
+      co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+    }
+    if (!t) {
+      done(fail(errc::unknown_topic, "dead-letter topic " + r.dead_letter_topic + " did not appear"));
+      co_return;
+    }
+  }
+  // The original message, with headers saying where it came from and why it is here
+  // (schema/wire.md, "Dead letters").
+  std::string original = r.topic + "/" + std::to_string(r.partition) + "/" + std::to_string(r.offset);
+  std::string count = std::to_string(r.delivery_count);
+  std::string when = std::to_string(wall_now_ms());
+  std::vector<wire::header_view> hs;
+  for (auto& [k, v] : r.headers)
+    hs.push_back(wire::header_view{k, v ? std::optional<std::string_view>(*v) : std::nullopt});
+  hs.push_back(wire::header_view{"ferry-dlq-original-id", original});
+  hs.push_back(wire::header_view{"ferry-dlq-subscription", r.subscription});
+  hs.push_back(wire::header_view{"ferry-dlq-delivery-count", count});
+  hs.push_back(wire::header_view{"ferry-dlq-reason", r.reason});
+  hs.push_back(wire::header_view{"ferry-dlq-time", when});
+  wire::batch_builder b;
+  b.add(r.key ? std::optional<std::string_view>(*r.key) : std::nullopt,
+        r.value ? std::optional<std::string_view>(*r.value) : std::nullopt, hs, r.timestamp);
+  auto span = b.finish(-1, 0, -1);
+  std::vector<std::byte> bytes(span.begin(), span.end());
+  auto h = wire::verify_batch(bytes);
+  if (!h) {
+    done(h.error());
+    co_return;
+  }
+  auto p = t->partitions[0];
+  auto ex = rt_.executor(p->owner());
+  auto header = *h;
+  auto res = co_await asio::co_spawn(ex, p->produce(std::span<std::byte>(bytes), header, ack_level::durable),
+                                     asio::use_awaitable);
+  if (!res) {
+    done(res.error());
+    co_return;
+  }
+  logger()->info("dead letter {} -> {}/0/{} (subscription {}, {} deliveries: {})", original, r.dead_letter_topic,
+                 res->base.value, r.subscription, r.delivery_count, r.reason);
+  done(result<void>{});
 }
 
 }  // namespace ferry::partition

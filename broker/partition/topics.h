@@ -35,12 +35,17 @@ struct topic {
 
 struct broker_defaults {
   meta::topic_config topic;      // defaults for values a create request leaves unset
+  meta::subscription_config subscription;  // defaults for a new subscription
   int max_replication = 1;       // until replication lands
   bool preallocate = true;
   int64_t retention_check_ms = 30000;
+  int64_t checkpoint_interval_ms = 1000;
 };
 
-class topic_manager {
+// A subscription as the rest of the broker sees it.
+using subscription_ptr = std::shared_ptr<const meta::subscription_record>;
+
+class topic_manager final : public dead_letter_sink {
  public:
   // `rt` and `store` must outlive the manager.
   topic_manager(runtime::shard_set& rt, meta::meta_store& store, std::filesystem::path data_dir, broker_defaults d);
@@ -55,6 +60,19 @@ class topic_manager {
 
   std::shared_ptr<const topic> find(std::string_view name) const;
   std::vector<std::shared_ptr<const topic>> list() const;
+
+  // Subscriptions: persisted in the metadata store first, then added to every partition (on its
+  // shard). `cfg` values are complete (the protocol layer fills in defaults). Creating computes
+  // the start cursor of every partition (log start or high-water mark, per cfg.start).
+  asio::awaitable<result<subscription_ptr>> create_subscription(std::string topic, std::string name,
+                                                                meta::subscription_config cfg);
+  asio::awaitable<result<void>> delete_subscription(std::string topic, std::string name);
+  subscription_ptr find_subscription(std::string_view topic, std::string_view name) const;
+  // Every subscription of `topic` (all topics if empty), sorted by topic and name.
+  std::vector<subscription_ptr> list_subscriptions(std::string_view topic) const;
+
+  // dead_letter_sink: creates the dead-letter topic (1 partition) on first use.
+  void write_dead_letter(subscription::dead_letter_request r, std::function<void(result<void>)> done) override;
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
   const broker_defaults& defaults() const { return defaults_; }
   shard_id shard_for(std::string_view topic, int32_t partition) const;
@@ -63,6 +81,10 @@ class topic_manager {
   asio::awaitable<result<std::shared_ptr<topic>>> open_topic(meta::topic_record rec);
   asio::awaitable<void> close_topic(std::shared_ptr<topic> t);
   asio::awaitable<void> retention_loop();
+  asio::awaitable<void> dead_letter_task(subscription::dead_letter_request r, std::function<void(result<void>)> done);
+  asio::awaitable<result<void>> attach_subscription(std::shared_ptr<const topic> t, subscription_ptr s, bool load_checkpoints);
+  asio::awaitable<void> detach_subscription(std::shared_ptr<const topic> t, subscription_ptr s);
+  asio::awaitable<result<void>> load_subscriptions();
   std::filesystem::path topic_dir(const meta::topic_record& r) const;
   partition_config partition_cfg(const meta::topic_record& r, int32_t p) const;
 
@@ -73,6 +95,9 @@ class topic_manager {
   mutable std::shared_mutex mu_;
   std::map<std::string, std::shared_ptr<topic>, std::less<>> topics_;
   std::set<std::string, std::less<>> pending_;  // names being created or deleted
+  // topic -> name -> subscription
+  std::map<std::string, std::map<std::string, subscription_ptr, std::less<>>, std::less<>> subs_;
+  std::set<std::pair<std::string, std::string>> subs_pending_;
   std::atomic<uint64_t> version_{1};
   std::atomic<bool> closed_{false};
 };

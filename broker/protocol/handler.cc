@@ -12,6 +12,8 @@
 #include <chrono>
 
 #include "broker/partition/probe.h"
+#include "broker/protocol/response.h"
+#include "broker/protocol/subscriptions.h"
 #include "broker/runtime/runtime.h"
 #include "schema/frame.h"
 #include "schema/record_batch.h"
@@ -21,9 +23,6 @@ namespace ferry::protocol {
 namespace w = ferry::wire;
 using asio::as_tuple;
 using asio::use_awaitable;
-using fbb_t = flatbuffers::FlatBufferBuilder;
-template <class T>
-using fb_offset = flatbuffers::Offset<T>;
 
 namespace {
 
@@ -59,30 +58,6 @@ struct probe {
   }
 };
 
-class builder_frame final : public net::out_frame {
- public:
-  explicit builder_frame(std::unique_ptr<fbb_t> b) : b_(std::move(b)) {}
-  std::span<const std::byte> bytes() const override {
-    auto s = b_->GetBufferSpan();
-    return std::as_bytes(std::span(s.data(), s.size()));
-  }
-
- private:
-  std::unique_ptr<fbb_t> b_;
-};
-
-// What an API handler produces: the body (type + offset into fbb) or a request-level error.
-struct body_result {
-  w::ResponseBody type = w::ResponseBody::NONE;
-  flatbuffers::Offset<void> body{};
-  errc code = errc::ok;
-  std::string message;
-};
-
-body_result failed(const error& e) { return body_result{w::ResponseBody::NONE, {}, e.code, e.message}; }
-body_result failed(errc c, std::string m) { return body_result{w::ResponseBody::NONE, {}, c, std::move(m)}; }
-
-std::string str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
 
 fb_offset<w::TopicConfig> write_config(fbb_t& fbb, const meta::topic_config& c) {
   return w::CreateTopicConfig(fbb, c.partitions, c.replication, c.retention_ms, c.retention_bytes, c.segment_bytes,
@@ -237,7 +212,7 @@ asio::awaitable<size_t> read_all(runtime::shard_set* rt, std::vector<fetch_slot>
     auto p = s.p;
     int64_t from = s.offset;
     auto read_fn = [p, from, limit] {
-      fetch_read out{result<void>{}, {}, p->high_watermark().value, p->stats().log_start.value};
+      fetch_read out{result<void>{}, {}, p->hwm().value, p->stats().log_start.value};
       out.r = p->read(offset{from}, limit, out.bytes);
       return out;
     };
@@ -328,8 +303,10 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
 }  // namespace
 
 handler::handler(runtime::shard_set& rt, partition::topic_manager& topics, handler_config cfg)
-    : rt_(rt), topics_(topics), cfg_(std::move(cfg)) {}
+    : rt_(rt), topics_(topics), cfg_(std::move(cfg)), subs_(std::make_unique<subscriptions>(rt, topics)) {}
 handler::~handler() = default;
+
+void handler::on_session_closed(const net::session_info& s) { subs_->session_closed(s); }
 
 net::out_frame_ptr handler::error_frame(errc code, std::string message) {
   probe::get().error(code);
@@ -460,6 +437,37 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
         break;
       case w::RequestBody::FetchRequest:
         out = co_await do_fetch(&rt_, &topics_, cfg_.max_fetch_wait_ms, fbb.get(), r->body_as_FetchRequest(), f);
+        break;
+      case w::RequestBody::CreateSubscriptionRequest:
+        out = co_await subs_->create(fbb.get(), r->body_as_CreateSubscriptionRequest());
+        break;
+      case w::RequestBody::DeleteSubscriptionRequest:
+        out = co_await subs_->remove(fbb.get(), r->body_as_DeleteSubscriptionRequest());
+        break;
+      case w::RequestBody::ListSubscriptionsRequest:
+        out = co_await subs_->list(fbb.get(), r->body_as_ListSubscriptionsRequest());
+        break;
+      case w::RequestBody::DescribeSubscriptionRequest:
+        out = co_await subs_->describe(fbb.get(), r->body_as_DescribeSubscriptionRequest());
+        break;
+      case w::RequestBody::SeekSubscriptionRequest:
+        out = co_await subs_->seek(fbb.get(), r->body_as_SeekSubscriptionRequest());
+        break;
+      case w::RequestBody::JoinRequest:
+        if (shutting_down_.load()) {
+          out = failed(errc::shutting_down, "broker is shutting down");
+          break;
+        }
+        out = co_await subs_->join(fbb.get(), r->body_as_JoinRequest(), s);
+        break;
+      case w::RequestBody::LeaveRequest:
+        out = co_await subs_->leave(fbb.get(), r->body_as_LeaveRequest(), s);
+        break;
+      case w::RequestBody::AckRequest:
+        out = co_await subs_->ack(fbb.get(), r->body_as_AckRequest(), s);
+        break;
+      case w::RequestBody::DeliveryPlaceholder:
+        out = failed(errc::unsupported_api, "API id 16 (Delivery) is sent by the broker only");
         break;
       default:
         out = failed(errc::unsupported_api, "API id " + std::to_string(api) + " is not supported");

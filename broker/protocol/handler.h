@@ -18,6 +18,7 @@ class shard_set;
 namespace ferry::protocol {
 
 namespace asio = boost::asio;
+class subscriptions;
 
 struct handler_config {
   int32_t node_id = 1;
@@ -34,6 +35,7 @@ class handler final : public net::frame_handler {
 
   asio::awaitable<net::out_frame_ptr> handle(std::shared_ptr<net::in_frame> f, net::session_info s) override;
   net::out_frame_ptr error_frame(errc code, std::string message) override;
+  void on_session_closed(const net::session_info& s) override;
 
   void set_advertised_port(uint16_t port) { cfg_.advertised_port = port; }
   void begin_shutdown() { shutting_down_ = true; }
@@ -42,6 +44,7 @@ class handler final : public net::frame_handler {
   runtime::shard_set& rt_;
   partition::topic_manager& topics_;
   handler_config cfg_;
+  std::unique_ptr<subscriptions> subs_;
   std::atomic<bool> shutting_down_{false};
 };
 

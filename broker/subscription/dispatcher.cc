@@ -646,6 +646,10 @@ errc dispatcher::check_lease(uint64_t member_id, int64_t offset, entry*& out, st
       why = name + " is being moved to the dead-letter topic";
       return errc::lease_not_held;
     default:
+      if (e->deliveries == 0) {
+        why = name + " was not delivered in subscription " + rec_.name + " yet";
+        return errc::unknown_message;
+      }
       why = name + " is not leased to this member (its lease ended; it waits for redelivery)";
       return errc::lease_not_held;
   }

@@ -148,6 +148,81 @@ std::string random_payload(uint64_t seed, size_t min_len, size_t max_len, bool b
   return s;
 }
 
+bytes create_subscription_frame(uint64_t cid, std::string_view topic, std::string_view name, const sub_options& o) {
+  fb::FlatBufferBuilder fbb;
+  auto t = fbb.CreateString(topic.data(), topic.size());
+  auto n = fbb.CreateString(name.data(), name.size());
+  auto cfg = CreateSubscriptionConfig(fbb, o.earliest ? StartPosition::Earliest : StartPosition::Latest, o.ack_timeout_ms,
+                                      o.max_deliveries, o.ordered, o.fixed_backoff ? BackoffKind::Fixed : BackoffKind::Exponential,
+                                      o.backoff_initial_ms, -1);
+  auto body = CreateCreateSubscriptionRequest(fbb, t, n, cfg);
+  return finish(fbb, cid, RequestBody::CreateSubscriptionRequest, body.Union());
+}
+
+bytes describe_subscription_frame(uint64_t cid, std::string_view topic, std::string_view name) {
+  fb::FlatBufferBuilder fbb;
+  auto t = fbb.CreateString(topic.data(), topic.size());
+  auto n = fbb.CreateString(name.data(), name.size());
+  auto body = CreateDescribeSubscriptionRequest(fbb, t, n);
+  return finish(fbb, cid, RequestBody::DescribeSubscriptionRequest, body.Union());
+}
+
+bytes join_frame(uint64_t cid, std::string_view topic, std::string_view sub, int32_t credit_messages,
+                 int32_t credit_bytes, int64_t ack_timeout_ms) {
+  fb::FlatBufferBuilder fbb;
+  auto t = fbb.CreateString(topic.data(), topic.size());
+  auto s = fbb.CreateString(sub.data(), sub.size());
+  auto m = fbb.CreateString("raw-test");
+  auto body = CreateJoinRequest(fbb, t, s, m, ack_timeout_ms, credit_messages, credit_bytes);
+  return finish(fbb, cid, RequestBody::JoinRequest, body.Union());
+}
+
+bytes leave_frame(uint64_t cid, uint64_t member) {
+  fb::FlatBufferBuilder fbb;
+  auto body = CreateLeaveRequest(fbb, member);
+  return finish(fbb, cid, RequestBody::LeaveRequest, body.Union());
+}
+
+bytes ack_frame(uint64_t cid, uint64_t member, int32_t partition, const std::vector<int64_t>& acks,
+                const std::vector<nack_spec>& nacks, const std::vector<nack_spec>& extends, int32_t credit_messages,
+                int32_t credit_bytes) {
+  fb::FlatBufferBuilder fbb;
+  std::vector<fb::Offset<PartitionOffsets>> pos;
+  if (!acks.empty()) pos.push_back(CreatePartitionOffsetsDirect(fbb, partition, &acks));
+  std::vector<fb::Offset<NackItem>> nv;
+  for (auto& n : nacks) nv.push_back(CreateNackItem(fbb, n.partition, n.offset, n.delay_ms));
+  std::vector<fb::Offset<ExtendItem>> xv;
+  for (auto& x : extends) xv.push_back(CreateExtendItem(fbb, x.partition, x.offset, x.delay_ms));
+  auto body = CreateAckRequestDirect(fbb, member, &pos, &nv, &xv, credit_messages, credit_bytes);
+  return finish(fbb, cid, RequestBody::AckRequest, body.Union());
+}
+
+std::vector<pushed_message> decode_delivery(const response_frame& f) {
+  std::vector<pushed_message> out;
+  auto* d = f.resp->body_as_Delivery();
+  if (d == nullptr || d->messages() == nullptr) return out;
+  for (auto m : *d->messages()) {
+    pushed_message pm;
+    pm.partition = m->partition();
+    pm.offset = m->offset();
+    pm.delivery_count = m->delivery_count();
+    if (m->record()) {
+      batch_header h;
+      h.first_timestamp = m->first_timestamp();
+      h.append_time = m->append_time();
+      h.attributes = m->batch_attributes();
+      record_view rv;
+      auto rec = std::as_bytes(std::span(m->record()->data(), m->record()->size()));
+      if (detail::decode_record(rec, h, rv)) {
+        if (rv.key) pm.key = std::string(*rv.key);
+        if (rv.value) pm.value = std::string(*rv.value);
+      }
+    }
+    out.push_back(std::move(pm));
+  }
+  return out;
+}
+
 // ---- raw_client -----------------------------------------------------------------------------
 
 result<raw_client> raw_client::connect(uint16_t port) {
@@ -167,6 +242,38 @@ result<response_frame> raw_client::call(bytes frame) {
   if (r->resp->correlation_id() != cid)
     return fail(errc::unknown, "response correlation id " + std::to_string(r->resp->correlation_id()) +
                                    " does not match the request's " + std::to_string(cid));
+  return r;
+}
+
+result<response_frame> raw_client::call_keeping_pushes(bytes frame) {
+  auto req = decode_request(frame);
+  if (!req) return fail(errc::unknown, "test bug: request frame does not verify: " + req.error().message);
+  uint64_t cid = (*req)->correlation_id();
+  if (auto s = conn_.send_bytes(frame); !s) return s.error();
+  for (;;) {
+    auto r = conn_.read_response();
+    if (!r) return r.error();
+    if (r->resp->correlation_id() == 0 && r->resp->body_type() == ResponseBody::Delivery) {
+      pushes_.push_back(std::move(*r));
+      continue;
+    }
+    if (r->resp->correlation_id() != cid)
+      return fail(errc::unknown, "response correlation id " + std::to_string(r->resp->correlation_id()) +
+                                     " does not match the request's " + std::to_string(cid));
+    return r;
+  }
+}
+
+result<response_frame> raw_client::next_push(std::chrono::milliseconds timeout) {
+  if (!pushes_.empty()) {
+    auto f = std::move(pushes_.front());
+    pushes_.erase(pushes_.begin());
+    return f;
+  }
+  auto r = conn_.read_response(timeout);
+  if (!r) return r.error();
+  if (r->resp->correlation_id() != 0 || r->resp->body_type() != ResponseBody::Delivery)
+    return fail(errc::unknown, "expected a Delivery push, got correlation id " + std::to_string(r->resp->correlation_id()));
   return r;
 }
 

@@ -27,6 +27,29 @@ bytes produce_frame(uint64_t cid, std::string_view topic, int32_t partition, std
 bytes fetch_frame(uint64_t cid, std::string_view topic, int32_t partition, int64_t offset, int32_t max_wait_ms = 0,
                   int32_t max_bytes = 4 << 20);
 
+// Subscriptions and consumers (schema/wire.md "Subscriptions", "Consumers").
+struct sub_options {
+  bool earliest = true;
+  bool ordered = true;
+  int32_t max_deliveries = -1;
+  int64_t ack_timeout_ms = -1;
+  int64_t backoff_initial_ms = -1;
+  bool fixed_backoff = false;
+};
+bytes create_subscription_frame(uint64_t cid, std::string_view topic, std::string_view name, const sub_options& o = {});
+bytes describe_subscription_frame(uint64_t cid, std::string_view topic, std::string_view name);
+bytes join_frame(uint64_t cid, std::string_view topic, std::string_view sub, int32_t credit_messages,
+                 int32_t credit_bytes = 0, int64_t ack_timeout_ms = -1);
+bytes leave_frame(uint64_t cid, uint64_t member);
+struct nack_spec {
+  int32_t partition;
+  int64_t offset;
+  int64_t delay_ms;
+};
+bytes ack_frame(uint64_t cid, uint64_t member, int32_t partition, const std::vector<int64_t>& acks,
+                const std::vector<nack_spec>& nacks = {}, const std::vector<nack_spec>& extends = {},
+                int32_t credit_messages = 0, int32_t credit_bytes = 0);
+
 // A record for make_batch.
 struct test_record {
   std::optional<std::string> key;
@@ -72,6 +95,12 @@ class raw_client {
   [[nodiscard]] static result<raw_client> connect(uint16_t port);
 
   result<response_frame> call(bytes frame);  // fills the correlation id check
+  // Like call(), but Delivery pushes (correlation id 0) that arrive before the answer are kept in
+  // pushes() instead of failing the call.
+  result<response_frame> call_keeping_pushes(bytes frame);
+  // Waits up to `timeout` for the next Delivery push (or takes one kept by call_keeping_pushes).
+  result<response_frame> next_push(std::chrono::milliseconds timeout);
+  std::vector<response_frame>& pushes() { return pushes_; }
   // The error code of a request-level answer, and its message.
   std::pair<errc, std::string> create_topic(std::string_view name, int32_t partitions);
   std::pair<errc, std::string> delete_topic(std::string_view name);
@@ -88,7 +117,18 @@ class raw_client {
  private:
   raw_connection conn_;
   uint64_t cid_ = 1000;
+  std::vector<response_frame> pushes_;
 };
+
+// The (offset, delivery_count, value) of every message in a Delivery push.
+struct pushed_message {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  int32_t delivery_count = 0;
+  std::optional<std::string> key;
+  std::optional<std::string> value;
+};
+std::vector<pushed_message> decode_delivery(const response_frame& f);
 
 // Parses every record of the concatenated batches in `records` (a fetch result), verifying each
 // batch's CRC; records below `from` are skipped.
