@@ -151,6 +151,54 @@ std::string format_rfc3339_ms(int64_t ms) {
   return buf;
 }
 
+std::string format_duration_ms(int64_t ms) {
+  if (ms < 0) return "default";
+  if (ms == 0) return "0";
+  struct unit {
+    int64_t ms;
+    const char* name;
+  };
+  for (auto u : {unit{86'400'000, "d"}, unit{3'600'000, "h"}, unit{60'000, "m"}, unit{1000, "s"}})
+    if (ms % u.ms == 0) return std::to_string(ms / u.ms) + u.name;
+  return std::to_string(ms) + "ms";
+}
+
+std::string format_age_ms(int64_t age_ms) {
+  if (age_ms < 0) return "0s";
+  if (age_ms < 1000) return std::to_string(age_ms) + "ms";
+  if (age_ms < 60'000) return std::to_string(age_ms / 1000) + "s";
+  if (age_ms < 3'600'000) return std::to_string(age_ms / 60'000) + "m";
+  if (age_ms < 86'400'000) return std::to_string(age_ms / 3'600'000) + "h";
+  return std::to_string(age_ms / 86'400'000) + "d";
+}
+
+std::optional<int64_t> parse_decimal(std::string_view s) {
+  if (s.empty() || s[0] < '0' || s[0] > '9') return std::nullopt;
+  int64_t v = 0;
+  auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (r.ec != std::errc{} || r.ptr != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<seek_to> parse_seek_to(std::string_view s) {
+  if (s == "earliest") return seek_to{seek_to::kind::earliest, 0};
+  if (s == "latest") return seek_to{seek_to::kind::latest, 0};
+  if (auto off = parse_decimal(s)) return seek_to{seek_to::kind::offset, *off};
+  if (auto t = parse_rfc3339_ms(s)) return seek_to{seek_to::kind::time, *t};
+  return std::nullopt;
+}
+
+std::optional<std::pair<int32_t, int64_t>> parse_partition_offset(std::string_view s) {
+  auto slash = s.find('/');
+  if (slash == std::string_view::npos) return std::nullopt;
+  auto p = parse_decimal(s.substr(0, slash));
+  auto o = parse_decimal(s.substr(slash + 1));
+  if (!p || !o || *p > std::numeric_limits<int32_t>::max()) return std::nullopt;
+  return std::pair{static_cast<int32_t>(*p), *o};
+}
+
+bool is_dlq_header(std::string_view key) { return key.starts_with(dlq_header_prefix); }
+
 std::optional<std::pair<std::string, std::string>> parse_header(std::string_view s) {
   auto eq = s.find('=');
   if (eq == std::string_view::npos || eq == 0) return std::nullopt;

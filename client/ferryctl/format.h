@@ -1,6 +1,7 @@
 #pragma once
-// ferryctl's parsing and formatting helpers: durations, RFC 3339 times, header flags, JSON
-// strings, aligned tables. Pure functions, unit tested in client/src/client_test.cc.
+// ferryctl's parsing and formatting helpers: durations, ages, RFC 3339 times, header flags, seek
+// targets, dead-letter ids, JSON strings, aligned tables. Pure functions, unit tested in
+// client/src/client_test.cc.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,6 +20,33 @@ std::optional<int64_t> parse_duration_ms(std::string_view s);
 std::optional<int64_t> parse_rfc3339_ms(std::string_view s);
 // Milliseconds since the epoch as RFC 3339 UTC with milliseconds ("2024-05-01T12:00:00.250Z").
 std::string format_rfc3339_ms(int64_t ms);
+
+// A duration for people, in the largest unit that divides it exactly: "7d", "15m", "30s",
+// "1500ms", "0"; "default" for a negative value (the wire's "broker default").
+std::string format_duration_ms(int64_t ms);
+
+// How long ago something happened, truncated to one unit: "850ms", "3s", "2m", "5h", "4d".
+// A negative age (clock skew) is "0s".
+std::string format_age_ms(int64_t age_ms);
+
+// A non-negative decimal integer, nothing else around it; nullopt if malformed or out of range.
+std::optional<int64_t> parse_decimal(std::string_view s);
+
+// `sub seek --to`: "earliest", "latest", an RFC 3339 time or a non-negative offset.
+struct seek_to {
+  enum class kind { earliest, latest, time, offset };
+  kind what = kind::earliest;
+  int64_t value = 0;  // time: ms since the epoch; offset: the offset
+};
+std::optional<seek_to> parse_seek_to(std::string_view s);
+
+// "PARTITION/OFFSET" (a message's position in the dead-letter topic); nullopt if malformed.
+std::optional<std::pair<int32_t, int64_t>> parse_partition_offset(std::string_view s);
+
+// Headers the broker puts on dead letters ("ferry-dlq-original-id", "ferry-dlq-reason", ...);
+// a replay removes them.
+inline constexpr std::string_view dlq_header_prefix = "ferry-dlq-";
+bool is_dlq_header(std::string_view key);
 
 // "k=v" to {k, v} (the value may contain '='; the key may not be empty); nullopt if malformed.
 std::optional<std::pair<std::string, std::string>> parse_header(std::string_view s);

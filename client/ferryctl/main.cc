@@ -5,17 +5,39 @@
 //     topic list | topic describe TOPIC | topic delete TOPIC
 //     produce TOPIC [--key K] [--header k=v]... [--partition P] [--delay 15m | --at RFC3339] [--value V]
 //     read TOPIC [--partition P] [--offset O | --from-beginning] [--count N] [--follow]
+//     sub create TOPIC SUB [--from earliest|latest] [--ack-timeout 30s] [--max-deliveries N] [--ordered true|false]
+//                [--backoff exponential|fixed] [--backoff-initial 1s] [--backoff-max 60s] [--dead-letter-topic T]
+//     sub list [TOPIC] | sub describe TOPIC SUB | sub delete TOPIC SUB
+//     sub seek TOPIC SUB --to earliest|latest|RFC3339|OFFSET [--partition P] [--dry-run]
+//     consume TOPIC --sub SUB [--count N] [--nack [--nack-delay D] | --no-ack] [--wait 5s] [--member NAME]
+//     dlq list TOPIC SUB [--count N]
+//     dlq replay TOPIC SUB (--offset DLQ-PARTITION/OFFSET... | --original-id TOPIC/P/O... | --all) [--dry-run]
 //
 // Exit status: 0 success, 1 broker or connection error ("error: <code>: <message>" on stderr),
 // 2 usage error. --output json prints one JSON document per command, or JSON lines for streams
-// (produce acknowledgements, read messages). Without --offset or --from-beginning, read starts at
-// the end (the high-water mark), as Kafka's console consumer does; without --follow it stops at
-// the end as of its start.
+// (produce acknowledgements, read and consume messages, dead letters, replays). Without --offset
+// or --from-beginning, read starts at the end (the high-water mark), as Kafka's console consumer
+// does; without --follow it stops at the end as of its start. read never shows control batches
+// (the broker's own subscription records).
+//
+// consume joins the subscription as a member (name: --member, else host and pid), prints what it
+// is given and acks each message (default), nacks it (--nack, redelivered after --nack-delay or the
+// subscription's backoff) or leaves it (--no-ack: the leases end when ferryctl leaves, and the
+// broker redelivers them). It stops after --count messages or when none came for --wait, flushes
+// its acks and leaves; a failed ack makes the exit status 1. Each delivery counts towards the
+// subscription's max_deliveries, also with --no-ack.
+//
+// Dead letters: `dlq list` reads the subscription's dead-letter topic (shown by `sub describe`)
+// from the beginning; `dlq replay` publishes chosen dead letters again to their original topic,
+// with their key, value and headers minus the broker's ferry-dlq-* headers.
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <iostream>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "client/ferryctl/format.h"
@@ -51,17 +73,29 @@ int usage_error(const std::string& msg) {
   return exit_usage;
 }
 
-std::string duration_text(int64_t ms) {
-  if (ms < 0) return "default";
-  if (ms == 0) return "0";
-  struct unit {
-    int64_t ms;
-    const char* name;
-  };
-  for (auto u : {unit{86'400'000, "d"}, unit{3'600'000, "h"}, unit{60'000, "m"}, unit{1000, "s"}})
-    if (ms % u.ms == 0) return std::to_string(ms / u.ms) + u.name;
-  return std::to_string(ms) + "ms";
+std::string duration_text(int64_t ms) { return ferry::ctl::format_duration_ms(ms); }
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
+
+std::string error_json(const ferry::error& e) {
+  return "{\"code\":" + json_string(ferry::errc_name(e.code)) + ",\"message\":" + json_string(e.message) + "}";
+}
+
+std::string optional_json(const std::optional<std::string>& s) { return s ? json_string(*s) : "null"; }
+
+std::string headers_json(const std::vector<fc::header>& hs) {
+  std::string s = "{";
+  for (size_t i = 0; i < hs.size(); ++i) {
+    if (i > 0) s += ",";
+    s += json_string(hs[i].key) + ":" + optional_json(hs[i].value);
+  }
+  return s + "}";
+}
+
+std::string cell(const std::optional<std::string>& s) { return s ? ferry::ctl::printable(*s) : "-"; }
 
 std::string config_json(const fc::topic_config& c) {
   std::string s = "{\"partitions\":" + std::to_string(c.partitions) + ",\"replication\":" + std::to_string(c.replication) +
@@ -343,9 +377,15 @@ int read_topic(const globals& g, const read_args& a) {
     for (auto& s : sources) {
       int idle = 0;
       while (want_more() && s.reader->position() < s.end) {
+        int64_t before = s.reader->position();
         auto msgs = s.reader->poll(std::chrono::milliseconds(idle > 0 ? 500 : 0));
         if (!msgs) return broker_error(msgs.error());
-        if (msgs->empty() && ++idle > 4) break;  // the end we saw is no longer readable (retention)
+        // Nothing new and no progress: the end we saw is no longer readable (retention). A poll
+        // that moved past control batches only returns nothing but is progress.
+        if (s.reader->position() > before)
+          idle = 0;
+        else if (msgs->empty() && ++idle > 4)
+          break;
         // Only what was there when we started.
         std::vector<fc::received_message> keep;
         for (auto& m : *msgs)
@@ -369,6 +409,633 @@ int read_topic(const globals& g, const read_args& a) {
     }
     if (!any && sources.size() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
+  return exit_ok;
+}
+
+// ---- subscriptions -------------------------------------------------------------------------
+
+std::string dlq_topic_of(const std::string& topic, const std::string& sub, const fc::subscription_config& c) {
+  return c.dead_letter_topic.empty() ? topic + "." + sub + ".dlq" : c.dead_letter_topic;
+}
+
+int64_t ms_or(const std::optional<std::chrono::milliseconds>& v) { return v ? v->count() : -1; }
+
+std::string sub_config_json(const std::string& topic, const std::string& sub, const fc::subscription_config& c) {
+  auto num = [](const auto& opt) { return opt ? std::to_string(*opt) : std::string("null"); };
+  auto dur = [](const std::optional<std::chrono::milliseconds>& d) {
+    return d ? std::to_string(d->count()) : std::string("null");
+  };
+  return "{\"start\":" + json_string(c.start == fc::start_position::earliest ? "earliest" : "latest") +
+         ",\"ack_timeout_ms\":" + dur(c.ack_timeout) + ",\"max_deliveries\":" + num(c.max_deliveries) +
+         ",\"ordered\":" + (c.ordered ? "true" : "false") +
+         ",\"backoff\":" + json_string(c.backoff == fc::backoff_kind::fixed ? "fixed" : "exponential") +
+         ",\"backoff_initial_ms\":" + dur(c.backoff_initial) + ",\"backoff_max_ms\":" + dur(c.backoff_max) +
+         ",\"dead_letter_topic\":" + json_string(dlq_topic_of(topic, sub, c)) + "}";
+}
+
+std::string sub_config_table(const std::string& topic, const std::string& sub, const fc::subscription_config& c) {
+  ferry::ctl::table t({"SETTING", "VALUE"});
+  t.add({"start", c.start == fc::start_position::earliest ? "earliest" : "latest"});
+  t.add({"ack.timeout", duration_text(ms_or(c.ack_timeout))});
+  t.add({"max.deliveries", !c.max_deliveries        ? "default"
+                           : *c.max_deliveries == 0 ? "0 (never dead-letter)"
+                                                    : std::to_string(*c.max_deliveries)});
+  t.add({"ordered", c.ordered ? "true (ordered keys)" : "false"});
+  t.add({"backoff", c.backoff == fc::backoff_kind::fixed ? "fixed" : "exponential"});
+  t.add({"backoff.initial", duration_text(ms_or(c.backoff_initial))});
+  t.add({"backoff.max", duration_text(ms_or(c.backoff_max))});
+  t.add({"dead.letter.topic", dlq_topic_of(topic, sub, c)});
+  return t.str();
+}
+
+struct sub_create_args {
+  std::string topic;
+  std::string sub;
+  std::string from;
+  std::string ack_timeout;
+  std::optional<int32_t> max_deliveries;
+  std::string ordered;
+  std::string backoff;
+  std::string backoff_initial;
+  std::string backoff_max;
+  std::string dead_letter_topic;
+};
+
+int sub_create(const globals& g, const sub_create_args& a) {
+  fc::subscription_config cfg;
+  cfg.start = a.from == "earliest" ? fc::start_position::earliest : fc::start_position::latest;
+  auto duration = [](const std::string& flag, const std::string& text,
+                     std::optional<std::chrono::milliseconds>& out) -> std::optional<int> {
+    if (text.empty()) return std::nullopt;
+    auto ms = ferry::ctl::parse_duration_ms(text);
+    if (!ms) return usage_error(flag + ": invalid duration '" + text + "' (examples: 500ms, 30s, 15m, 2h, 7d)");
+    out = std::chrono::milliseconds(*ms);
+    return std::nullopt;
+  };
+  if (auto rc = duration("--ack-timeout", a.ack_timeout, cfg.ack_timeout)) return *rc;
+  if (auto rc = duration("--backoff-initial", a.backoff_initial, cfg.backoff_initial)) return *rc;
+  if (auto rc = duration("--backoff-max", a.backoff_max, cfg.backoff_max)) return *rc;
+  cfg.max_deliveries = a.max_deliveries;
+  if (!a.ordered.empty()) cfg.ordered = a.ordered == "true";
+  if (!a.backoff.empty()) cfg.backoff = a.backoff == "fixed" ? fc::backoff_kind::fixed : fc::backoff_kind::exponential;
+  cfg.dead_letter_topic = a.dead_letter_topic;
+  auto adm = fc::admin::create(g.client());
+  if (!adm) return broker_error(adm.error());
+  auto r = (*adm)->create_subscription(a.topic, a.sub, cfg);
+  if (!r) return broker_error(r.error());
+  if (g.json())
+    std::printf("{\"topic\":%s,\"name\":%s,\"config\":%s}\n", json_string(a.topic).c_str(), json_string(a.sub).c_str(),
+                sub_config_json(a.topic, a.sub, *r).c_str());
+  else
+    std::printf("created subscription %s on topic %s\n%s", a.sub.c_str(), a.topic.c_str(),
+                sub_config_table(a.topic, a.sub, *r).c_str());
+  return exit_ok;
+}
+
+int sub_list(const globals& g, const std::string& topic) {
+  auto adm = fc::admin::create(g.client());
+  if (!adm) return broker_error(adm.error());
+  auto r = (*adm)->list_subscriptions(topic);
+  if (!r) return broker_error(r.error());
+  if (g.json()) {
+    std::string s = "{\"subscriptions\":[";
+    for (size_t i = 0; i < r->size(); ++i) {
+      const auto& x = (*r)[i];
+      if (i > 0) s += ",";
+      s += "{\"topic\":" + json_string(x.topic) + ",\"name\":" + json_string(x.name) +
+           ",\"members\":" + std::to_string(x.members) + ",\"backlog\":" + std::to_string(x.backlog) +
+           ",\"in_flight\":" + std::to_string(x.in_flight) + "}";
+    }
+    std::printf("%s]}\n", s.c_str());
+  } else {
+    ferry::ctl::table t({"TOPIC", "SUBSCRIPTION", "MEMBERS", "LAG", "IN-FLIGHT"});
+    for (const auto& x : *r)
+      t.add({x.topic, x.name, std::to_string(x.members), std::to_string(x.backlog), std::to_string(x.in_flight)});
+    std::printf("%s", t.str().c_str());
+  }
+  return exit_ok;
+}
+
+int sub_delete(const globals& g, const std::string& topic, const std::string& sub) {
+  auto adm = fc::admin::create(g.client());
+  if (!adm) return broker_error(adm.error());
+  auto r = (*adm)->delete_subscription(topic, sub);
+  if (!r) return broker_error(r.error());
+  if (g.json())
+    std::printf("{\"deleted\":{\"topic\":%s,\"name\":%s}}\n", json_string(topic).c_str(), json_string(sub).c_str());
+  else
+    std::printf("deleted subscription %s of topic %s\n", sub.c_str(), topic.c_str());
+  return exit_ok;
+}
+
+int sub_describe(const globals& g, const std::string& topic, const std::string& sub) {
+  auto adm = fc::admin::create(g.client());
+  if (!adm) return broker_error(adm.error());
+  auto r = (*adm)->describe_subscription(topic, sub);
+  if (!r) return broker_error(r.error());
+  const int64_t now = now_ms();
+  // Totals: sums of the counts; the oldest unacked message and the next due time over all partitions.
+  fc::subscription_partition_state total;
+  total.oldest_unacked_time_ms = -1;
+  total.next_due_time_ms = -1;
+  auto earliest = [](int64_t a, int64_t b) { return a < 0 ? b : b < 0 ? a : std::min(a, b); };
+  for (const auto& p : r->partitions) {
+    total.backlog += p.backlog;
+    total.in_flight += p.in_flight;
+    total.acked_above_cursor += p.acked_above_cursor;
+    total.redeliveries += p.redeliveries;
+    total.dead_lettered += p.dead_lettered;
+    total.expired += p.expired;
+    total.delayed_pending += p.delayed_pending;
+    total.oldest_unacked_time_ms = earliest(total.oldest_unacked_time_ms, p.oldest_unacked_time_ms);
+    total.next_due_time_ms = earliest(total.next_due_time_ms, p.next_due_time_ms);
+  }
+  if (g.json()) {
+    auto age = [&](int64_t t) { return t < 0 ? std::string("null") : std::to_string(std::max<int64_t>(now - t, 0)); };
+    auto counts = [&](const fc::subscription_partition_state& p) {
+      return "\"backlog\":" + std::to_string(p.backlog) + ",\"in_flight\":" + std::to_string(p.in_flight) +
+             ",\"acked_above_cursor\":" + std::to_string(p.acked_above_cursor) +
+             ",\"redeliveries\":" + std::to_string(p.redeliveries) +
+             ",\"dead_lettered\":" + std::to_string(p.dead_lettered) + ",\"expired\":" + std::to_string(p.expired) +
+             ",\"oldest_unacked_time\":" + std::to_string(p.oldest_unacked_time_ms) +
+             ",\"oldest_unacked_age_ms\":" + age(p.oldest_unacked_time_ms) +
+             ",\"delayed_pending\":" + std::to_string(p.delayed_pending) +
+             ",\"next_due_time\":" + std::to_string(p.next_due_time_ms);
+    };
+    std::string s = "{\"topic\":" + json_string(r->topic) + ",\"name\":" + json_string(r->name) +
+                    ",\"config\":" + sub_config_json(r->topic, r->name, r->config) + ",\"partitions\":[";
+    for (size_t i = 0; i < r->partitions.size(); ++i) {
+      const auto& p = r->partitions[i];
+      if (i > 0) s += ",";
+      s += "{\"partition\":" + std::to_string(p.partition) + ",\"cursor\":" + std::to_string(p.cursor) +
+           ",\"log_start_offset\":" + std::to_string(p.log_start_offset) +
+           ",\"high_watermark\":" + std::to_string(p.high_watermark) + "," + counts(p) + "}";
+    }
+    s += "],\"total\":{" + counts(total) + "},\"members\":[";
+    for (size_t i = 0; i < r->members.size(); ++i) {
+      const auto& m = r->members[i];
+      if (i > 0) s += ",";
+      s += "{\"member_id\":" + std::to_string(m.member_id) + ",\"name\":" + json_string(m.name) +
+           ",\"peer\":" + json_string(m.peer) + ",\"in_flight\":" + std::to_string(m.in_flight) +
+           ",\"credit_messages\":" + std::to_string(m.credit_messages) + "}";
+    }
+    std::printf("%s]}\n", s.c_str());
+    return exit_ok;
+  }
+  std::printf("subscription %s of topic %s\n%s\n", r->name.c_str(), r->topic.c_str(),
+              sub_config_table(r->topic, r->name, r->config).c_str());
+  auto oldest = [&](int64_t t) { return t < 0 ? std::string("-") : ferry::ctl::format_age_ms(now - t); };
+  auto due = [](int64_t t) { return t < 0 ? std::string("-") : ferry::ctl::format_rfc3339_ms(t); };
+  auto row = [&](std::string part, std::string cursor, std::string end, const fc::subscription_partition_state& p) {
+    return std::vector<std::string>{std::move(part),
+                                    std::move(cursor),
+                                    std::move(end),
+                                    std::to_string(p.backlog),
+                                    std::to_string(p.in_flight),
+                                    std::to_string(p.acked_above_cursor),
+                                    std::to_string(p.redeliveries),
+                                    std::to_string(p.dead_lettered),
+                                    std::to_string(p.expired),
+                                    oldest(p.oldest_unacked_time_ms),
+                                    std::to_string(p.delayed_pending),
+                                    due(p.next_due_time_ms)};
+  };
+  ferry::ctl::table t({"PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG", "IN-FLIGHT", "ACKED-AHEAD",
+                       "REDELIVERED", "DEAD-LETTERED", "EXPIRED", "OLDEST-UNACKED", "DELAYED", "NEXT-DUE"});
+  for (const auto& p : r->partitions)
+    t.add(row(std::to_string(p.partition), std::to_string(p.cursor), std::to_string(p.high_watermark), p));
+  t.add(row("TOTAL", "-", "-", total));
+  std::printf("%s\n", t.str().c_str());
+  if (r->members.empty()) {
+    std::printf("no members\n");
+  } else {
+    ferry::ctl::table m({"MEMBER-ID", "NAME", "HOST", "IN-FLIGHT", "CREDIT"});
+    for (const auto& x : r->members)
+      m.add({std::to_string(x.member_id), ferry::ctl::printable(x.name), ferry::ctl::printable(x.peer),
+             std::to_string(x.in_flight), std::to_string(x.credit_messages)});
+    std::printf("%s", m.str().c_str());
+  }
+  return exit_ok;
+}
+
+struct sub_seek_args {
+  std::string topic;
+  std::string sub;
+  std::string to;
+  std::optional<int32_t> partition;
+  bool dry_run = false;
+};
+
+int sub_seek(const globals& g, const sub_seek_args& a) {
+  auto to = ferry::ctl::parse_seek_to(a.to);
+  if (!to)
+    return usage_error("--to: expected earliest, latest, an RFC 3339 time (2024-05-01T12:00:00Z) or an offset, got '" +
+                       a.to + "'");
+  fc::seek_target target = fc::seek_target::earliest;
+  switch (to->what) {
+    case ferry::ctl::seek_to::kind::earliest:
+      target = fc::seek_target::earliest;
+      break;
+    case ferry::ctl::seek_to::kind::latest:
+      target = fc::seek_target::latest;
+      break;
+    case ferry::ctl::seek_to::kind::time:
+      target = fc::seek_target::time;
+      break;
+    case ferry::ctl::seek_to::kind::offset:
+      target = fc::seek_target::offset;
+      break;
+  }
+  auto adm = fc::admin::create(g.client());
+  if (!adm) return broker_error(adm.error());
+  auto r = (*adm)->seek_subscription(a.topic, a.sub, target, to->value, a.partition, a.dry_run);
+  if (!r) return broker_error(r.error());
+  std::optional<ferry::error> first_error;
+  if (g.json()) {
+    std::string s = "{\"topic\":" + json_string(a.topic) + ",\"name\":" + json_string(a.sub) +
+                    ",\"dry_run\":" + (a.dry_run ? "true" : "false") + ",\"partitions\":[";
+    for (size_t i = 0; i < r->size(); ++i) {
+      const auto& p = (*r)[i];
+      if (i > 0) s += ",";
+      s += "{\"partition\":" + std::to_string(p.partition) + ",\"old_cursor\":" + std::to_string(p.old_cursor) +
+           ",\"new_cursor\":" + std::to_string(p.new_cursor) + ",\"old_backlog\":" + std::to_string(p.old_backlog) +
+           ",\"new_backlog\":" + std::to_string(p.new_backlog) +
+           ",\"error\":" + (p.error ? error_json(*p.error) : "null") + "}";
+      if (p.error && !first_error) first_error = *p.error;
+    }
+    std::printf("%s]}\n", s.c_str());
+  } else {
+    for (const auto& p : *r) {
+      if (p.error) {
+        if (!first_error) first_error = *p.error;
+        continue;
+      }
+      int64_t delta = p.new_backlog - p.old_backlog;
+      std::printf("%s/%d: %s cursor %" PRId64 " -> %" PRId64 ", backlog %" PRId64 " -> %" PRId64 " (%s%" PRId64 ")\n",
+                  a.topic.c_str(), p.partition, a.dry_run ? "would move" : "moved", p.old_cursor, p.new_cursor,
+                  p.old_backlog, p.new_backlog, delta >= 0 ? "+" : "", delta);
+    }
+    if (a.dry_run) std::printf("dry run: nothing changed\n");
+  }
+  std::fflush(stdout);
+  for (const auto& p : *r)
+    if (p.error)
+      std::fprintf(stderr, "error: %s: %s/%d: %s\n", std::string(ferry::errc_name(p.error->code)).c_str(),
+                   a.topic.c_str(), p.partition, p.error->message.c_str());
+  return first_error ? exit_broker : exit_ok;
+}
+
+// ---- consume -------------------------------------------------------------------------------
+
+struct consume_args {
+  std::string topic;
+  std::string sub;
+  std::optional<int64_t> count;
+  bool nack = false;
+  std::string nack_delay;
+  bool no_ack = false;
+  std::string wait = "5s";
+  std::string member;
+};
+
+void print_delivery(const globals& g, const fc::delivery& d) {
+  if (g.json()) {
+    std::string s = "{\"topic\":" + json_string(d.topic) + ",\"partition\":" + std::to_string(d.partition) +
+                    ",\"offset\":" + std::to_string(d.offset) + ",\"id\":" + json_string(d.id()) +
+                    ",\"key\":" + optional_json(d.key) + ",\"value\":" + optional_json(d.value) +
+                    ",\"headers\":" + headers_json(d.headers) + ",\"timestamp\":" + std::to_string(d.timestamp_ms) +
+                    ",\"append_time\":" + std::to_string(d.append_time_ms) +
+                    ",\"delivery_count\":" + std::to_string(d.delivery_count);
+    if (d.deliver_at_ms) s += ",\"deliver_at\":" + std::to_string(*d.deliver_at_ms);
+    s += "}\n";
+    std::fwrite(s.data(), 1, s.size(), stdout);
+    return;
+  }
+  std::string extra;
+  if (d.deliver_at_ms) extra += "  deliver_at=" + ferry::ctl::format_rfc3339_ms(*d.deliver_at_ms);
+  std::string headers;
+  for (const auto& h : d.headers) {
+    if (!headers.empty()) headers += ",";
+    headers += ferry::ctl::printable(h.key) + "=" + (h.value ? ferry::ctl::printable(*h.value) : "");
+  }
+  if (!headers.empty()) extra += "  headers=" + headers;
+  std::printf("%-22s  %-8d  %-24s  %-12s  %s%s\n", d.id().c_str(), d.delivery_count,
+              ferry::ctl::format_rfc3339_ms(d.timestamp_ms).c_str(), cell(d.key).c_str(), cell(d.value).c_str(),
+              extra.c_str());
+}
+
+int consume(const globals& g, const consume_args& a) {
+  auto wait = ferry::ctl::parse_duration_ms(a.wait);
+  if (!wait) return usage_error("--wait: invalid duration '" + a.wait + "' (examples: 500ms, 30s, 15m, 2h, 7d)");
+  std::optional<std::chrono::milliseconds> nack_delay;
+  if (!a.nack_delay.empty()) {
+    auto ms = ferry::ctl::parse_duration_ms(a.nack_delay);
+    if (!ms) return usage_error("--nack-delay: invalid duration '" + a.nack_delay + "' (examples: 500ms, 30s, 15m)");
+    nack_delay = std::chrono::milliseconds(*ms);
+  }
+  if (a.count && *a.count == 0) return exit_ok;
+  fc::consumer_options o;
+  o.bootstrap = g.bootstrap;
+  o.member_name = a.member;
+  o.request_timeout = std::chrono::seconds(15);
+  if (a.count) {
+    // Take no more than asked for: every delivery counts towards max_deliveries.
+    o.credit_messages = static_cast<int32_t>(std::min<int64_t>(*a.count, 1000));
+    o.message_limit = *a.count;
+  }
+  auto c = fc::consumer::create(o, a.topic, a.sub);
+  if (!c) return broker_error(c.error());
+
+  // Settle callbacks run on the consumer's I/O thread.
+  std::mutex mu;
+  std::optional<ferry::error> first_error;
+  int64_t failed = 0;
+  auto on_settled = [&](const ferry::result<void>& r) {
+    if (r) return;
+    std::lock_guard lk(mu);
+    if (!first_error) first_error = r.error();
+    ++failed;
+  };
+  if (!g.json()) std::printf("%-22s  %-8s  %-24s  %-12s  %s\n", "ID", "DELIVERY", "TIMESTAMP", "KEY", "VALUE");
+  std::fflush(stdout);
+  int64_t printed = 0;
+  auto last = std::chrono::steady_clock::now();
+  const auto idle = std::chrono::milliseconds(*wait);
+  std::optional<ferry::error> poll_error;
+  while (!a.count || printed < *a.count) {
+    auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - last);
+    if (waited >= idle) break;
+    size_t want = a.count ? static_cast<size_t>(std::min<int64_t>(*a.count - printed, 500)) : 500;
+    auto r = (*c)->poll(std::min(idle - waited, std::chrono::milliseconds(500)), want);
+    if (!r) {
+      poll_error = r.error();
+      break;
+    }
+    if (r->empty()) continue;
+    last = std::chrono::steady_clock::now();
+    for (const auto& d : *r) {
+      print_delivery(g, d);
+      ++printed;
+      if (a.nack)
+        (*c)->nack(d, nack_delay, on_settled);
+      else if (!a.no_ack)
+        (*c)->ack(d, on_settled);
+    }
+    std::fflush(stdout);
+  }
+  auto fl = (*c)->flush(std::chrono::seconds(30));
+  (*c)->close();  // leaves: what --no-ack left unacked is redelivered to other members
+  std::fflush(stdout);
+  if (poll_error) return broker_error(*poll_error);
+  {
+    std::lock_guard lk(mu);
+    if (first_error) {
+      auto e = *first_error;
+      if (failed > 1) e.message += " (" + std::to_string(failed) + " acks or nacks failed)";
+      return broker_error(e);
+    }
+  }
+  if (!fl) return broker_error(fl.error());
+  return exit_ok;
+}
+
+// ---- dead letters --------------------------------------------------------------------------
+
+// Every message of every partition of `topic`, from the log start to the high-water mark as of
+// the call, partition by partition, until `fn` returns false. unknown_topic if there is none.
+ferry::result<void> read_all(const globals& g, const std::string& topic,
+                             const std::function<bool(fc::received_message&)>& fn) {
+  auto adm = fc::admin::create(g.client());
+  if (!adm) return adm.error();
+  auto d = (*adm)->describe_topic(topic);
+  if (!d) return d.error();
+  for (const auto& p : d->partitions) {
+    if (p.high_watermark <= p.log_start_offset) continue;
+    auto r = fc::reader::create(g.client(), topic, p.partition, fc::reader::earliest);
+    if (!r) return r.error();
+    int idle = 0;
+    while ((*r)->position() < p.high_watermark) {
+      int64_t before = (*r)->position();
+      auto msgs = (*r)->poll(std::chrono::milliseconds(idle > 0 ? 500 : 0));
+      if (!msgs) return msgs.error();
+      if ((*r)->position() > before)
+        idle = 0;
+      else if (msgs->empty() && ++idle > 4)
+        break;  // deleted by retention meanwhile
+      for (auto& m : *msgs) {
+        if (m.offset >= p.high_watermark) break;
+        if (!fn(m)) return {};
+      }
+    }
+  }
+  return {};
+}
+
+struct dead_letter {
+  fc::received_message m;
+  std::string original_id;  // "topic/partition/offset"; empty if the header is missing
+  std::string subscription;
+  std::optional<int64_t> delivery_count;
+  std::string reason;
+  std::optional<int64_t> time_ms;
+};
+
+dead_letter to_dead_letter(fc::received_message m) {
+  dead_letter d;
+  for (const auto& h : m.headers) {
+    if (!h.value) continue;
+    if (h.key == "ferry-dlq-original-id")
+      d.original_id = *h.value;
+    else if (h.key == "ferry-dlq-subscription")
+      d.subscription = *h.value;
+    else if (h.key == "ferry-dlq-delivery-count")
+      d.delivery_count = ferry::ctl::parse_decimal(*h.value);
+    else if (h.key == "ferry-dlq-reason")
+      d.reason = *h.value;
+    else if (h.key == "ferry-dlq-time")
+      d.time_ms = ferry::ctl::parse_decimal(*h.value);
+  }
+  d.m = std::move(m);
+  return d;
+}
+
+// A dead-letter topic may be shared (an explicit dead_letter_topic): keep the subscription's own.
+bool of_subscription(const dead_letter& d, const std::string& topic, const std::string& sub) {
+  return d.subscription.empty() || d.subscription == sub || d.subscription == topic + "/" + sub;
+}
+
+// The subscription's dead-letter topic (from describe), or the error to exit with.
+ferry::result<std::string> dlq_topic(const globals& g, const std::string& topic, const std::string& sub) {
+  auto adm = fc::admin::create(g.client());
+  if (!adm) return adm.error();
+  auto d = (*adm)->describe_subscription(topic, sub);
+  if (!d) return d.error();
+  return dlq_topic_of(topic, sub, d->config);
+}
+
+struct dlq_list_args {
+  std::string topic;
+  std::string sub;
+  std::optional<int64_t> count;
+};
+
+int dlq_list(const globals& g, const dlq_list_args& a) {
+  auto dlq = dlq_topic(g, a.topic, a.sub);
+  if (!dlq) return broker_error(dlq.error());
+  std::vector<dead_letter> found;
+  auto r = read_all(g, *dlq, [&](fc::received_message& m) {
+    if (a.count && static_cast<int64_t>(found.size()) >= *a.count) return false;
+    auto d = to_dead_letter(std::move(m));
+    if (of_subscription(d, a.topic, a.sub)) found.push_back(std::move(d));
+    return true;
+  });
+  if (!r && r.error().code != ferry::errc::unknown_topic) return broker_error(r.error());  // no DLQ yet: nothing dead
+  if (g.json()) {
+    for (const auto& d : found) {
+      std::string s =
+          "{\"dlq_id\":" + json_string(d.m.id()) + ",\"topic\":" + json_string(d.m.topic) +
+          ",\"partition\":" + std::to_string(d.m.partition) + ",\"offset\":" + std::to_string(d.m.offset) +
+          ",\"original_id\":" + (d.original_id.empty() ? "null" : json_string(d.original_id)) +
+          ",\"subscription\":" + json_string(d.subscription.empty() ? a.sub : d.subscription) +
+          ",\"delivery_count\":" + (d.delivery_count ? std::to_string(*d.delivery_count) : "null") +
+          ",\"reason\":" + json_string(d.reason) + ",\"time\":" + (d.time_ms ? std::to_string(*d.time_ms) : "null") +
+          ",\"key\":" + optional_json(d.m.key) + ",\"value\":" + optional_json(d.m.value) +
+          ",\"headers\":" + headers_json(d.m.headers) + ",\"timestamp\":" + std::to_string(d.m.timestamp_ms) + "}\n";
+      std::fwrite(s.data(), 1, s.size(), stdout);
+    }
+    return exit_ok;
+  }
+  if (found.empty()) return exit_ok;
+  ferry::ctl::table t({"DLQ-ID", "ORIGINAL-ID", "DELIVERIES", "REASON", "TIME", "KEY", "VALUE"});
+  for (const auto& d : found)
+    t.add({d.m.id(), d.original_id.empty() ? "-" : ferry::ctl::printable(d.original_id),
+           d.delivery_count ? std::to_string(*d.delivery_count) : "-",
+           d.reason.empty() ? "-" : ferry::ctl::printable(d.reason),
+           d.time_ms ? ferry::ctl::format_rfc3339_ms(*d.time_ms) : "-", cell(d.m.key), cell(d.m.value)});
+  std::printf("%s", t.str().c_str());
+  return exit_ok;
+}
+
+struct dlq_replay_args {
+  std::string topic;
+  std::string sub;
+  std::vector<std::string> offsets;
+  std::vector<std::string> original_ids;
+  bool all = false;
+  bool dry_run = false;
+};
+
+int dlq_replay(const globals& g, const dlq_replay_args& a) {
+  if (!a.all && a.offsets.empty() && a.original_ids.empty())
+    return usage_error("dlq replay: choose dead letters with --offset, --original-id or --all");
+  if (a.all && (!a.offsets.empty() || !a.original_ids.empty()))
+    return usage_error("dlq replay: --all cannot be combined with --offset or --original-id");
+  std::map<std::pair<int32_t, int64_t>, std::string> want_positions;  // -> the selector as given
+  for (const auto& s : a.offsets) {
+    auto po = ferry::ctl::parse_partition_offset(s);
+    if (!po)
+      return usage_error("--offset: expected DLQ-PARTITION/OFFSET (as in the DLQ-ID of dlq list), got '" + s + "'");
+    want_positions.emplace(*po, s);
+  }
+  std::set<std::string> want_ids;
+  for (const auto& s : a.original_ids) {
+    auto id = fc::parse_message_id(s);
+    if (!id) return usage_error("--original-id: " + id.error().message);
+    want_ids.insert(id->to_string());
+  }
+  auto dlq = dlq_topic(g, a.topic, a.sub);
+  if (!dlq) return broker_error(dlq.error());
+  std::vector<dead_letter> chosen;
+  std::set<std::pair<int32_t, int64_t>> found_positions;
+  std::set<std::string> found_ids;
+  auto r = read_all(g, *dlq, [&](fc::received_message& m) {
+    auto d = to_dead_letter(std::move(m));
+    if (!of_subscription(d, a.topic, a.sub)) return true;
+    bool by_position = want_positions.count({d.m.partition, d.m.offset}) > 0;
+    bool by_id = !d.original_id.empty() && want_ids.count(d.original_id) > 0;
+    if (!a.all && !by_position && !by_id) return true;
+    if (by_position) found_positions.insert({d.m.partition, d.m.offset});
+    if (by_id) found_ids.insert(d.original_id);
+    chosen.push_back(std::move(d));
+    return true;
+  });
+  if (!r && r.error().code != ferry::errc::unknown_topic) return broker_error(r.error());
+  // Every selector must name something; nothing is replayed otherwise.
+  std::optional<ferry::error> missing;
+  auto not_found = [&](const std::string& what) {
+    auto e = ferry::fail(ferry::errc::unknown_message, "no dead letter " + what + " of subscription '" + a.sub + "'");
+    std::fprintf(stderr, "error: %s: %s\n", std::string(ferry::errc_name(e.code)).c_str(), e.message.c_str());
+    if (!missing) missing = e;
+  };
+  for (const auto& [po, text] : want_positions)
+    if (!found_positions.count(po)) not_found(*dlq + "/" + std::to_string(po.first) + "/" + std::to_string(po.second));
+  for (const auto& id : want_ids)
+    if (!found_ids.count(id)) not_found("with original id " + id + " in '" + *dlq + "'");
+  if (missing) return exit_broker;
+  std::vector<fc::message_id> targets;
+  for (const auto& d : chosen) {
+    auto id = fc::parse_message_id(d.original_id);
+    if (!id)
+      return broker_error(ferry::fail(ferry::errc::invalid_argument,
+                                      "dead letter " + d.m.id() + " has no usable ferry-dlq-original-id header ('" +
+                                          d.original_id + "'): cannot tell where it came from"));
+    targets.push_back(*id);
+  }
+  if (a.dry_run) {
+    for (size_t i = 0; i < chosen.size(); ++i) {
+      if (g.json())
+        std::printf("{\"dlq_id\":%s,\"original_id\":%s,\"topic\":%s,\"dry_run\":true}\n",
+                    json_string(chosen[i].m.id()).c_str(), json_string(chosen[i].original_id).c_str(),
+                    json_string(targets[i].topic).c_str());
+      else
+        std::printf("would replay %s (%s) to %s\n", chosen[i].m.id().c_str(), chosen[i].original_id.c_str(),
+                    targets[i].topic.c_str());
+    }
+    if (!g.json()) std::printf("dry run: nothing published\n");
+    return exit_ok;
+  }
+  if (chosen.empty()) return exit_ok;
+
+  fc::producer_options o;
+  o.bootstrap = g.bootstrap;
+  o.linger = std::chrono::milliseconds(5);
+  o.delivery_timeout = std::chrono::seconds(15);
+  auto prod = fc::producer::create(o);
+  if (!prod) return broker_error(prod.error());
+  std::vector<std::future<ferry::result<fc::message_id>>> acks;
+  for (size_t i = 0; i < chosen.size(); ++i) {
+    const auto& d = chosen[i];
+    fc::message m;
+    m.key = d.m.key;
+    m.value = d.m.value.value_or("");
+    for (const auto& h : d.m.headers)
+      if (!ferry::ctl::is_dlq_header(h.key)) m.headers.emplace_back(h.key, h.value.value_or(""));
+    // A keyed message finds its partition by key, as any publish; a keyless one goes back where it was.
+    if (!m.key) m.partition = targets[i].partition;
+    acks.push_back((*prod)->send(targets[i].topic, std::move(m)));
+  }
+  auto fl = (*prod)->flush(o.delivery_timeout + o.request_timeout);
+  (*prod)->close();
+  std::optional<ferry::error> first_error;
+  ferry::ctl::table t({"DLQ-ID", "ORIGINAL-ID", "NEW-ID"});
+  for (size_t i = 0; i < acks.size(); ++i) {
+    auto res = acks[i].get();
+    if (!res) {
+      std::fprintf(stderr, "error: %s: replaying %s: %s\n", std::string(ferry::errc_name(res.error().code)).c_str(),
+                   chosen[i].m.id().c_str(), res.error().message.c_str());
+      if (!first_error) first_error = res.error();
+      continue;
+    }
+    if (g.json())
+      std::printf("{\"dlq_id\":%s,\"original_id\":%s,\"new_id\":%s}\n", json_string(chosen[i].m.id()).c_str(),
+                  json_string(chosen[i].original_id).c_str(), json_string(res->to_string()).c_str());
+    else
+      t.add({chosen[i].m.id(), chosen[i].original_id, res->to_string()});
+  }
+  if (!g.json()) std::printf("%s", t.str().c_str());
+  std::fflush(stdout);
+  if (first_error) return exit_broker;
+  if (!fl) return broker_error(fl.error());
   return exit_ok;
 }
 
@@ -425,6 +1092,85 @@ int main(int argc, char** argv) {
   rd->add_option("--count", ra.count, "stop after this many messages")->check(CLI::NonNegativeNumber);
   rd->add_flag("--follow", ra.follow, "keep waiting for new messages (default: stop at the current end)");
 
+  auto* sub =
+      app.add_subcommand("sub", "subscriptions: create, list, describe (lag, in flight, members), seek, delete");
+  sub->require_subcommand(1);
+  sub_create_args sc;
+  auto* screate = sub->add_subcommand("create", "create a subscription (a durable consumer group) on a topic");
+  screate->add_option("TOPIC", sc.topic, "topic name")->required();
+  screate->add_option("SUB", sc.sub, "subscription name")->required();
+  screate->add_option("--from", sc.from, "where the subscription starts: earliest retained message or latest (default)")
+      ->check(CLI::IsMember({"earliest", "latest"}));
+  screate->add_option("--ack-timeout", sc.ack_timeout, "lease of a delivery before it is redelivered (default: 30s)");
+  screate
+      ->add_option("--max-deliveries", sc.max_deliveries,
+                   "deliveries before a message goes to the dead-letter topic (default: 10; 0: never)")
+      ->check(CLI::NonNegativeNumber);
+  screate
+      ->add_option("--ordered", sc.ordered,
+                   "ordered keys: a key's next message waits for the ack of the previous (default: true)")
+      ->check(CLI::IsMember({"true", "false"}));
+  screate->add_option("--backoff", sc.backoff, "redelivery delay after a failure: exponential (default) or fixed")
+      ->check(CLI::IsMember({"exponential", "fixed"}));
+  screate->add_option("--backoff-initial", sc.backoff_initial, "delay after the first failed delivery (default: 1s)");
+  screate->add_option("--backoff-max", sc.backoff_max, "cap of the exponential backoff (default: 60s)");
+  screate->add_option("--dead-letter-topic", sc.dead_letter_topic, "dead-letter topic (default: TOPIC.SUB.dlq)");
+  std::string sub_topic, sub_name;
+  auto* slist = sub->add_subcommand("list", "list subscriptions with members, lag and messages in flight");
+  slist->add_option("TOPIC", sub_topic, "only this topic's (default: every topic's)");
+  auto* sdescribe =
+      sub->add_subcommand("describe", "configuration, per-partition progress and members of a subscription");
+  sdescribe->add_option("TOPIC", sub_topic, "topic name")->required();
+  sdescribe->add_option("SUB", sub_name, "subscription name")->required();
+  auto* sdelete = sub->add_subcommand("delete", "delete a subscription and its progress");
+  sdelete->add_option("TOPIC", sub_topic, "topic name")->required();
+  sdelete->add_option("SUB", sub_name, "subscription name")->required();
+  sub_seek_args ss;
+  auto* sseek = sub->add_subcommand("seek", "move a subscription's cursor: below it counts as acked, above it as not");
+  sseek->add_option("TOPIC", ss.topic, "topic name")->required();
+  sseek->add_option("SUB", ss.sub, "subscription name")->required();
+  sseek->add_option("--to", ss.to, "earliest, latest, an RFC 3339 time (first message at or after it) or an offset")
+      ->required();
+  sseek->add_option("--partition", ss.partition, "only this partition (default: every partition)")
+      ->check(CLI::NonNegativeNumber);
+  sseek->add_flag("--dry-run", ss.dry_run, "show what would move; change nothing");
+
+  consume_args ca;
+  auto* cons = app.add_subcommand("consume", "receive messages as a member of a subscription and ack them");
+  cons->add_option("TOPIC", ca.topic, "topic name")->required();
+  cons->add_option("--sub", ca.sub, "subscription name")->required();
+  cons->add_option("--count", ca.count, "stop after this many messages")->check(CLI::NonNegativeNumber);
+  auto* nack = cons->add_flag("--nack", ca.nack, "nack each message instead: it is redelivered after the backoff");
+  cons->add_option("--nack-delay", ca.nack_delay,
+                   "with --nack: redeliver after this delay (default: the subscription's backoff)")
+      ->needs(nack);
+  cons->add_flag("--no-ack", ca.no_ack, "neither ack nor nack: only look (the leases end when ferryctl leaves)")
+      ->excludes(nack);
+  cons->add_option("--wait", ca.wait, "exit when no message arrived for this long")->capture_default_str();
+  cons->add_option("--member", ca.member, "member name shown by sub describe (default: host and pid)");
+
+  auto* dlq = app.add_subcommand("dlq", "dead letters of a subscription: list, replay");
+  dlq->require_subcommand(1);
+  dlq_list_args dl;
+  auto* dlist =
+      dlq->add_subcommand("list", "list the dead letters of a subscription (its dead-letter topic, from the start)");
+  dlist->add_option("TOPIC", dl.topic, "topic name")->required();
+  dlist->add_option("SUB", dl.sub, "subscription name")->required();
+  dlist->add_option("--count", dl.count, "at most this many")->check(CLI::NonNegativeNumber);
+  dlq_replay_args dr;
+  auto* dreplay =
+      dlq->add_subcommand("replay", "publish dead letters again to their original topic (without ferry-dlq-* headers)");
+  dreplay->add_option("TOPIC", dr.topic, "topic name")->required();
+  dreplay->add_option("SUB", dr.sub, "subscription name")->required();
+  dreplay->add_option("--offset", dr.offsets, "a dead letter by its DLQ-PARTITION/OFFSET (repeatable)")
+      ->allow_extra_args(false);
+  dreplay
+      ->add_option("--original-id", dr.original_ids,
+                   "a dead letter by its original id TOPIC/PARTITION/OFFSET (repeatable)")
+      ->allow_extra_args(false);
+  dreplay->add_flag("--all", dr.all, "every dead letter of the subscription");
+  dreplay->add_flag("--dry-run", dr.dry_run, "show what would be replayed; publish nothing");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -439,5 +1185,13 @@ int main(int argc, char** argv) {
   if (tdelete->parsed()) return topic_delete(g, topic_name);
   if (prod->parsed()) return produce(g, pa);
   if (rd->parsed()) return read_topic(g, ra);
+  if (screate->parsed()) return sub_create(g, sc);
+  if (slist->parsed()) return sub_list(g, sub_topic);
+  if (sdescribe->parsed()) return sub_describe(g, sub_topic, sub_name);
+  if (sdelete->parsed()) return sub_delete(g, sub_topic, sub_name);
+  if (sseek->parsed()) return sub_seek(g, ss);
+  if (cons->parsed()) return consume(g, ca);
+  if (dlist->parsed()) return dlq_list(g, dl);
+  if (dreplay->parsed()) return dlq_replay(g, dr);
   return usage_error("nothing to do");
 }

@@ -1,4 +1,5 @@
-// admin: topic management, one blocking request at a time over the admin object's connection.
+// admin: topic and subscription management, one blocking request at a time over the admin object's
+// connection.
 #include "client/src/connection.h"
 #include "client/src/topic_config.h"
 
@@ -62,6 +63,57 @@ result<topic_description> describe(io_runner& io, const std::string& name) {
       });
 }
 
+namespace {
+
+std::optional<std::chrono::milliseconds> ms_or_default(int64_t v) {
+  if (v < 0) return std::nullopt;
+  return std::chrono::milliseconds(v);
+}
+
+int64_t ms_or_minus_one(const std::optional<std::chrono::milliseconds>& v) { return v ? v->count() : -1; }
+
+}  // namespace
+
+flatbuffers::Offset<w::SubscriptionConfig> to_wire(flatbuffers::FlatBufferBuilder& fbb, const subscription_config& c) {
+  auto dlq = c.dead_letter_topic.empty() ? 0 : fbb.CreateString(c.dead_letter_topic);
+  return w::CreateSubscriptionConfig(
+      fbb, c.start == start_position::earliest ? w::StartPosition::Earliest : w::StartPosition::Latest,
+      ms_or_minus_one(c.ack_timeout), c.max_deliveries.value_or(-1), c.ordered,
+      c.backoff == backoff_kind::fixed ? w::BackoffKind::Fixed : w::BackoffKind::Exponential,
+      ms_or_minus_one(c.backoff_initial), ms_or_minus_one(c.backoff_max), dlq);
+}
+
+// A response's config has every value filled in; a -1 that still comes back stays unset.
+subscription_config from_wire(const w::SubscriptionConfig* c) {
+  subscription_config out;
+  if (c == nullptr) return out;
+  out.start = c->start() == w::StartPosition::Earliest ? start_position::earliest : start_position::latest;
+  out.ack_timeout = ms_or_default(c->ack_timeout_ms());
+  if (c->max_deliveries() >= 0) out.max_deliveries = c->max_deliveries();
+  out.ordered = c->ordered();
+  out.backoff = c->backoff() == w::BackoffKind::Fixed ? backoff_kind::fixed : backoff_kind::exponential;
+  out.backoff_initial = ms_or_default(c->backoff_initial_ms());
+  out.backoff_max = ms_or_default(c->backoff_max_ms());
+  if (c->dead_letter_topic() != nullptr) out.dead_letter_topic = c->dead_letter_topic()->str();
+  return out;
+}
+
+w::SeekTarget to_wire(seek_target t) {
+  switch (t) {
+    case seek_target::earliest:
+      return w::SeekTarget::Earliest;
+    case seek_target::latest:
+      return w::SeekTarget::Latest;
+    case seek_target::time:
+      return w::SeekTarget::Time;
+    case seek_target::offset:
+      return w::SeekTarget::Offset;
+  }
+  return w::SeekTarget::Earliest;
+}
+
+std::string str(const flatbuffers::String* s) { return s != nullptr ? s->str() : std::string(); }
+
 }  // namespace detail
 
 namespace {
@@ -115,6 +167,131 @@ class admin_impl final : public admin {
         [](const w::Response&) -> result<bool> { return true; });
     if (!r) return r.error();
     return {};
+  }
+
+  result<subscription_config> create_subscription(const std::string& topic, const std::string& name,
+                                                  const subscription_config& cfg) override {
+    return io_.call<subscription_config>(
+        w::ResponseBody::CreateSubscriptionResponse,
+        [&](flatbuffers::FlatBufferBuilder& fbb, uint64_t id) {
+          auto t = fbb.CreateString(topic);
+          auto n = fbb.CreateString(name);
+          auto c = detail::to_wire(fbb, cfg);
+          return make_request(fbb, id, w::CreateCreateSubscriptionRequest(fbb, t, n, c));
+        },
+        [&](const w::Response& r) -> result<subscription_config> {
+          return detail::from_wire(r.body_as_CreateSubscriptionResponse()->config());
+        });
+  }
+
+  result<void> delete_subscription(const std::string& topic, const std::string& name) override {
+    auto r = io_.call<bool>(
+        w::ResponseBody::DeleteSubscriptionResponse,
+        [&](flatbuffers::FlatBufferBuilder& fbb, uint64_t id) {
+          auto t = fbb.CreateString(topic);
+          auto n = fbb.CreateString(name);
+          return make_request(fbb, id, w::CreateDeleteSubscriptionRequest(fbb, t, n));
+        },
+        [](const w::Response&) -> result<bool> { return true; });
+    if (!r) return r.error();
+    return {};
+  }
+
+  result<std::vector<subscription_summary>> list_subscriptions(const std::string& topic) override {
+    return io_.call<std::vector<subscription_summary>>(
+        w::ResponseBody::ListSubscriptionsResponse,
+        [&](flatbuffers::FlatBufferBuilder& fbb, uint64_t id) {
+          auto t = topic.empty() ? 0 : fbb.CreateString(topic);
+          return make_request(fbb, id, w::CreateListSubscriptionsRequest(fbb, t));
+        },
+        [&](const w::Response& r) -> result<std::vector<subscription_summary>> {
+          std::vector<subscription_summary> out;
+          const auto* l = r.body_as_ListSubscriptionsResponse();
+          if (l->subscriptions() != nullptr)
+            for (const auto* s : *l->subscriptions())
+              out.push_back(subscription_summary{detail::str(s->topic()), detail::str(s->name()), s->members(),
+                                                 s->backlog(), s->in_flight()});
+          return out;
+        });
+  }
+
+  result<subscription_description> describe_subscription(const std::string& topic, const std::string& name) override {
+    return io_.call<subscription_description>(
+        w::ResponseBody::DescribeSubscriptionResponse,
+        [&](flatbuffers::FlatBufferBuilder& fbb, uint64_t id) {
+          auto t = fbb.CreateString(topic);
+          auto n = fbb.CreateString(name);
+          return make_request(fbb, id, w::CreateDescribeSubscriptionRequest(fbb, t, n));
+        },
+        [&](const w::Response& r) -> result<subscription_description> {
+          const auto* d = r.body_as_DescribeSubscriptionResponse();
+          subscription_description out;
+          out.topic = d->topic() ? d->topic()->str() : topic;
+          out.name = d->name() ? d->name()->str() : name;
+          out.config = detail::from_wire(d->config());
+          if (d->partitions() != nullptr) {
+            for (const auto* p : *d->partitions()) {
+              subscription_partition_state s;
+              s.partition = p->partition();
+              s.cursor = p->cursor();
+              s.log_start_offset = p->log_start_offset();
+              s.high_watermark = p->high_watermark();
+              s.backlog = p->backlog();
+              s.in_flight = p->in_flight();
+              s.acked_above_cursor = p->acked_above_cursor();
+              s.redeliveries = p->redeliveries();
+              s.dead_lettered = p->dead_lettered();
+              s.expired = p->expired();
+              s.oldest_unacked_time_ms = p->oldest_unacked_time();
+              s.delayed_pending = p->delayed_pending();
+              s.next_due_time_ms = p->next_due_time();
+              out.partitions.push_back(s);
+            }
+          }
+          if (d->members() != nullptr) {
+            for (const auto* m : *d->members())
+              out.members.push_back(member_info{m->member_id(), detail::str(m->name()), detail::str(m->peer()),
+                                                m->in_flight(), m->credit_messages()});
+          }
+          return out;
+        });
+  }
+
+  result<std::vector<seek_partition_result>> seek_subscription(const std::string& topic, const std::string& name,
+                                                               seek_target target, int64_t value,
+                                                               std::optional<int32_t> partition,
+                                                               bool dry_run) override {
+    if (partition && *partition < 0)
+      return fail(errc::invalid_argument, "partition " + std::to_string(*partition) + " is negative");
+    return io_.call<std::vector<seek_partition_result>>(
+        w::ResponseBody::SeekSubscriptionResponse,
+        [&](flatbuffers::FlatBufferBuilder& fbb, uint64_t id) {
+          auto t = fbb.CreateString(topic);
+          auto n = fbb.CreateString(name);
+          return make_request(fbb, id,
+                              w::CreateSeekSubscriptionRequest(fbb, t, n, detail::to_wire(target), value,
+                                                               partition.value_or(-1), dry_run));
+        },
+        [&](const w::Response& r) -> result<std::vector<seek_partition_result>> {
+          std::vector<seek_partition_result> out;
+          const auto* s = r.body_as_SeekSubscriptionResponse();
+          if (s->partitions() != nullptr) {
+            for (const auto* p : *s->partitions()) {
+              seek_partition_result x;
+              x.partition = p->partition();
+              if (p->error() != w::ErrorCode::Ok)
+                x.error = fail(w::from_wire(p->error()), p->error_message()
+                                                             ? p->error_message()->str()
+                                                             : std::string(errc_name(w::from_wire(p->error()))));
+              x.old_cursor = p->old_cursor();
+              x.new_cursor = p->new_cursor();
+              x.old_backlog = p->old_backlog();
+              x.new_backlog = p->new_backlog();
+              out.push_back(std::move(x));
+            }
+          }
+          return out;
+        });
   }
 
  private:

@@ -1,5 +1,6 @@
-// Unit tests of the client library's pure parts and of ferryctl's helpers. The producer, reader
-// and admin against a broker: client/src/fake_broker_test.cc and tests/integration.
+// Unit tests of the client library's pure parts and of ferryctl's helpers. The producer, reader,
+// admin and consumer against a broker: client/src/fake_broker_test.cc, client/src/consumer_test.cc
+// and tests/integration.
 #include <gtest/gtest.h>
 
 #include "client/ferryctl/format.h"
@@ -146,6 +147,73 @@ TEST(table, pads_columns_to_widest_cell) {
   ctl::table t({"A", "LONGER"});
   t.add({"xxxx", "1"});
   EXPECT_EQ(t.str(), "A     LONGER\nxxxx  1\n");
+}
+
+TEST(duration_text, uses_the_largest_exact_unit) {
+  EXPECT_EQ(ctl::format_duration_ms(-1), "default");
+  EXPECT_EQ(ctl::format_duration_ms(0), "0");
+  EXPECT_EQ(ctl::format_duration_ms(1500), "1500ms");
+  EXPECT_EQ(ctl::format_duration_ms(30'000), "30s");
+  EXPECT_EQ(ctl::format_duration_ms(60'000), "1m");
+  EXPECT_EQ(ctl::format_duration_ms(90'000), "90s");
+  EXPECT_EQ(ctl::format_duration_ms(7'200'000), "2h");
+  EXPECT_EQ(ctl::format_duration_ms(604'800'000), "7d");
+  EXPECT_EQ(ctl::parse_duration_ms(ctl::format_duration_ms(900'000)), 900'000);
+}
+
+TEST(age, truncates_to_one_unit) {
+  EXPECT_EQ(ctl::format_age_ms(-5), "0s");
+  EXPECT_EQ(ctl::format_age_ms(0), "0ms");
+  EXPECT_EQ(ctl::format_age_ms(850), "850ms");
+  EXPECT_EQ(ctl::format_age_ms(3'999), "3s");
+  EXPECT_EQ(ctl::format_age_ms(59'999), "59s");
+  EXPECT_EQ(ctl::format_age_ms(125'000), "2m");
+  EXPECT_EQ(ctl::format_age_ms(5 * 3'600'000 + 1), "5h");
+  EXPECT_EQ(ctl::format_age_ms(4 * 86'400'000LL + 7), "4d");
+}
+
+TEST(decimal, accepts_only_plain_non_negative_integers) {
+  EXPECT_EQ(ctl::parse_decimal("0"), 0);
+  EXPECT_EQ(ctl::parse_decimal("1714564800000"), 1714564800000);
+  EXPECT_EQ(ctl::parse_decimal("9223372036854775807"), INT64_MAX);
+  for (const char* bad : {"", "-1", "+1", " 1", "1 ", "1x", "0x10", "9223372036854775808"})
+    EXPECT_FALSE(ctl::parse_decimal(bad)) << bad;
+}
+
+TEST(seek_to, parses_every_target) {
+  auto e = ctl::parse_seek_to("earliest");
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->what, ctl::seek_to::kind::earliest);
+  auto l = ctl::parse_seek_to("latest");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->what, ctl::seek_to::kind::latest);
+  auto o = ctl::parse_seek_to("42");
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->what, ctl::seek_to::kind::offset);
+  EXPECT_EQ(o->value, 42);
+  auto t = ctl::parse_seek_to("2024-05-01T12:00:00Z");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->what, ctl::seek_to::kind::time);
+  EXPECT_EQ(t->value, 1714564800000);
+  for (const char* bad : {"", "Earliest", "-1", "yesterday", "2024-05-01", "12:00", "4 2"})
+    EXPECT_FALSE(ctl::parse_seek_to(bad)) << bad;
+}
+
+TEST(partition_offset, parses_dlq_positions) {
+  auto p = ctl::parse_partition_offset("3/1200");
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->first, 3);
+  EXPECT_EQ(p->second, 1200);
+  for (const char* bad : {"", "3", "3/", "/4", "a/1", "1/b", "-1/2", "1/2/3", "4294967296/0"})
+    EXPECT_FALSE(ctl::parse_partition_offset(bad)) << bad;
+}
+
+TEST(dlq_header, recognises_the_broker_headers) {
+  for (const char* k : {"ferry-dlq-original-id", "ferry-dlq-subscription", "ferry-dlq-delivery-count",
+                        "ferry-dlq-reason", "ferry-dlq-time"})
+    EXPECT_TRUE(ctl::is_dlq_header(k)) << k;
+  for (const char* k : {"trace", "ferry-dlq", "Ferry-dlq-reason", "x-ferry-dlq-reason", ""})
+    EXPECT_FALSE(ctl::is_dlq_header(k)) << k;
 }
 
 TEST(printable, escapes_controls_for_table_cells) {

@@ -198,6 +198,11 @@ bool connection::dispatch_frame(const std::byte* frame, size_t size) {
     close(fail(errc::malformed_frame, "broker " + opts_.bootstrap + " sent an unreadable response: " + resp.error().message));
     return false;
   }
+  if ((*resp)->body_type() == wire::ResponseBody::Delivery) {
+    // Pushed by the broker to a joined consumer; answers no request, whatever its correlation id.
+    if (push_handler_) push_handler_(**resp);
+    return state_ == state::connected;
+  }
   uint64_t id = (*resp)->correlation_id();
   if (id == 0) {
     // A connection-level error (frame_too_large, malformed_frame): it answers no particular request.
@@ -250,6 +255,7 @@ void connection::on_request_timer() {
 
 void connection::close(const error& e) {
   if (state_ == state::closed) return;
+  auto self = weak_from_this().lock();  // the handlers below may drop the owner's reference
   state_ = state::closed;
   boost::system::error_code ignored;
   resolver_.cancel();
@@ -261,6 +267,11 @@ void connection::close(const error& e) {
   auto failed = std::move(pending_);
   pending_.clear();
   for (auto& p : failed) p.handler(e);
+  // The push handler stays: it may be the caller (no frame is dispatched after this anyway).
+  if (auto h = std::move(close_handler_)) {
+    close_handler_ = nullptr;
+    h(e);
+  }
 }
 
 // ---- io_runner ---------------------------------------------------------------------------

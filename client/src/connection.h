@@ -1,8 +1,14 @@
 #pragma once
 // Private to the client library: one TCP connection to a broker with pipelined requests, and the
-// I/O thread (io_runner) that every producer, reader and admin object owns.
+// I/O thread (io_runner) that every producer, reader, admin and consumer object owns (the consumer
+// opens its connections itself, on that thread, to receive pushed deliveries).
 //
 // Threading: a connection is used only on its io_context's thread. Handlers run there too.
+//
+// Push frames: the broker sends `Delivery` responses (correlation id 0) unsolicited on the
+// connection where a consumer joined. They never match a pending request; they go to the push
+// handler (dropped if none is set). Any other frame with correlation id 0 is a connection-level
+// error and closes the connection.
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -28,6 +34,10 @@ using builder_ptr = std::unique_ptr<flatbuffers::FlatBufferBuilder>;
 // errc::timeout (request timeout), errc::connection_closed (dropped, refused, connect timeout) or
 // the broker's connection-level error. Runs exactly once, on the I/O thread.
 using response_handler = std::function<void(result<const wire::Response*>)>;
+// Receives a verified push frame (body type Delivery), valid only during the call. I/O thread.
+using push_handler = std::function<void(const wire::Response&)>;
+// Runs once when the connection closes, after the unanswered requests were failed with `e`.
+using close_handler = std::function<void(const error& e)>;
 
 // Splits "host:port" or "[v6]:port".
 result<std::pair<std::string, std::string>> split_host_port(const std::string& s);
@@ -47,8 +57,12 @@ class connection : public std::enable_shared_from_this<connection> {
   // Queues a finished frame (wire::finish_request). The request times out after request_timeout
   // plus `extra` (a fetch's max_wait). `h` runs exactly once.
   void send(builder_ptr frame, uint64_t correlation_id, std::chrono::milliseconds extra, response_handler h);
-  // Closes the socket and fails every unanswered request with `e`. Idempotent.
+  // Closes the socket and fails every unanswered request with `e`, then runs the close handler.
+  // Idempotent.
   void close(const error& e);
+  // Set before start(). The handlers may drop the owner's last reference to the connection.
+  void set_push_handler(push_handler h) { push_handler_ = std::move(h); }
+  void set_close_handler(close_handler h) { close_handler_ = std::move(h); }
   bool closed() const { return state_ == state::closed; }
   size_t pending() const { return pending_.size(); }
 
@@ -77,6 +91,8 @@ class connection : public std::enable_shared_from_this<connection> {
   steady::time_point request_timer_at_ = steady::time_point::max();
   state state_ = state::idle;
   uint64_t next_id_ = 1;
+  push_handler push_handler_;
+  close_handler close_handler_;
 
   std::deque<pending_request> pending_;  // unanswered requests, in the order sent
   std::vector<builder_ptr> queued_;      // frames not yet handed to async_write

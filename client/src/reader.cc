@@ -1,4 +1,5 @@
 // reader: Fetch long polls on one partition, records decoded and copied out on the I/O thread.
+// Control batches (wire::attr_control, written by the broker for subscriptions) are skipped.
 #include <mutex>
 
 #include "client/src/connection.h"
@@ -18,7 +19,8 @@ struct fetched {
   int64_t high_watermark;
 };
 
-// Decodes the whole batches in `records`, keeping records at or above `position`.
+// Decodes the whole batches in `records`, keeping records at or above `position` and skipping
+// control batches (their offsets are consumed, never returned).
 result<fetched> decode(std::span<const std::byte> records, const std::string& topic, int32_t partition, int64_t position) {
   fetched out{{}, position, -1};
   size_t pos = 0;
@@ -33,6 +35,13 @@ result<fetched> decode(std::span<const std::byte> records, const std::string& to
     if (!v)
       return fail(errc::corrupt_batch, topic + "/" + std::to_string(partition) + " at offset " +
                                            std::to_string(h->base_offset) + ": " + v.error().message);
+    if ((h->attributes & w::attr_control) != 0) {
+      // Broker-internal (subscription acks, dead-letter moves, seeks): not messages. Its offsets
+      // are simply absent from what readers see.
+      out.next_position = std::max(out.next_position, h->next_offset());
+      pos += len;
+      continue;
+    }
     auto r = w::for_each_record(batch, [&](const w::record_view& rv) {
       if (rv.offset < position) return;
       received_message m;

@@ -3,7 +3,9 @@
 //
 //   producer  asynchronous, batching, idempotent publishing (callback or future per message)
 //   reader    reads one partition's raw log from an offset (no acknowledgements)
-//   admin     topics: create, list, describe, delete
+//   consumer  a member of a subscription: messages pushed by the broker under credit, acked,
+//             nacked (redelivered after a delay) or extended one by one; acks batched on the wire
+//   admin     topics and subscriptions: create, list, describe, delete, seek
 //
 // Every call returns ferry::result<T>: a value, or a ferry::error with a typed code (ferry::errc,
 // the same codes the broker sends) and a readable message. Nothing here throws.
@@ -17,10 +19,36 @@
 // partition; the broker refuses to store a (producer id, sequence) twice, also across broker
 // restarts, so the producer's retries after timeouts or disconnects never duplicate a message.
 //
-// Threads: producer, reader and admin are thread-safe. Each owns one I/O thread; producer
-// callbacks run on it and must not block.
+// Consumer: consumer::create joins a subscription as a member; the broker pushes messages to it
+// on its connection, never more than the member's credit (credit_messages messages and
+// credit_bytes bytes buffered ahead of poll()). poll() hands them out and gives their credit back
+// to the broker. Each message handed out is leased to the member: ack() ends the lease (the
+// message is done for this subscription), nack() asks for a redelivery after a delay, extend()
+// renews the lease; a lease that runs out (ack timeout) or the member leaving (close(), or a lost
+// connection) redelivers the message, with delivery_count one higher. Delivery is at least once:
+// process a message, then ack it. Acks, nacks and extends are asynchronous and batched (at most
+// ack_linger after the first, or ack_batch at a time) and answered one by one through their
+// callback; flush() waits for every answer. After a lost connection the consumer joins again by
+// itself as a new member: what it had not yet handed out is dropped (the broker redelivers it),
+// and settling a message of the old member fails locally with lease_not_held. poll() keeps
+// working across this; it returns a join error only while rejoining fails for a reason retrying
+// will not fix (e.g. the subscription was deleted), and keeps trying.
 //
-// Example: client/examples/quickstart.cc.
+//   auto c = consumer::create(opts, "orders", "billing");   // result<unique_ptr<consumer>>
+//   for (;;) {
+//     auto batch = (*c)->poll(std::chrono::seconds(1));
+//     if (!batch) break;                                    // closed, or a join error
+//     for (auto& d : *batch) {
+//       if (handle(d)) (*c)->ack(d); else (*c)->nack(d, std::chrono::seconds(30));
+//     }
+//   }
+//   (*c)->close();                                           // flushes acks, leaves
+//
+// Threads: producer, reader, admin and consumer are thread-safe. Each owns one I/O thread;
+// producer and settle callbacks run on it and must not block (nor call flush(), poll() or
+// close() of the same object, which would wait for that thread).
+//
+// Example: client/examples/quickstart.cc (topic, subscription, produce, read, consume).
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -125,6 +153,8 @@ class reader {
                                                               int32_t partition, int64_t offset);
   virtual ~reader() = default;
   // Next messages from position(); waits up to max_wait for at least one (empty on timeout).
+  // Control batches (the broker's own records for subscriptions) are skipped: their offsets are
+  // absent from what poll() returns, though position() moves past them.
   [[nodiscard]] virtual result<std::vector<received_message>> poll(std::chrono::milliseconds max_wait,
                                                                    size_t max_bytes = 1u << 20) = 0;
   virtual int64_t position() const = 0;          // next offset poll() returns
@@ -166,6 +196,81 @@ struct topic_description {
   std::vector<partition_state> partitions;
 };
 
+// ---- subscriptions ----------------------------------------------------------------------------
+// A subscription is a named, durable consumer group on a topic: it receives every message of the
+// topic (fan-out: every subscription gets its own copy). Its members share the messages, each
+// delivery leased to one member until acked, nacked or its ack timeout expires (then it is
+// redelivered). After max_deliveries deliveries a message goes to the dead-letter topic.
+// With ordered keys, message n+1 of a key is not delivered before message n is acked or
+// dead-lettered; different keys and keyless messages go out in parallel.
+
+enum class start_position { latest, earliest };
+enum class backoff_kind { exponential, fixed };
+
+// Unset values take the broker's defaults (shown in the comments); create_subscription returns
+// the configuration in force.
+struct subscription_config {
+  start_position start = start_position::latest;
+  std::optional<std::chrono::milliseconds> ack_timeout;       // 30 s
+  std::optional<int32_t> max_deliveries;                      // 10; 0: never dead-letter
+  bool ordered = true;                                        // ordered keys
+  backoff_kind backoff = backoff_kind::exponential;           // delay(n) = initial * 2^(n-1), capped
+  std::optional<std::chrono::milliseconds> backoff_initial;   // 1 s
+  std::optional<std::chrono::milliseconds> backoff_max;       // 60 s
+  std::string dead_letter_topic;                              // "": "<topic>.<subscription>.dlq"
+};
+
+struct subscription_summary {
+  std::string topic;
+  std::string name;
+  int32_t members = 0;
+  int64_t backlog = 0;
+  int64_t in_flight = 0;
+};
+
+struct subscription_partition_state {
+  int32_t partition = 0;
+  int64_t cursor = 0;               // every message below is acked (or dead-lettered)
+  int64_t log_start_offset = 0;
+  int64_t high_watermark = 0;       // log end visible to consumers
+  int64_t backlog = 0;              // messages not yet acked (the lag)
+  int64_t in_flight = 0;
+  int64_t acked_above_cursor = 0;
+  int64_t redeliveries = 0;
+  int64_t dead_lettered = 0;
+  int64_t expired = 0;              // deleted by the retention limit before being acked
+  int64_t oldest_unacked_time_ms = -1;  // append time of the oldest unacked message; -1: none
+  int64_t delayed_pending = 0;      // delayed messages not yet due
+  int64_t next_due_time_ms = -1;
+};
+
+struct member_info {
+  uint64_t member_id = 0;
+  std::string name;
+  std::string peer;
+  int64_t in_flight = 0;
+  int64_t credit_messages = 0;
+};
+
+struct subscription_description {
+  std::string topic;
+  std::string name;
+  subscription_config config;       // with every default filled in
+  std::vector<subscription_partition_state> partitions;
+  std::vector<member_info> members;
+};
+
+enum class seek_target { earliest, latest, time, offset };
+
+struct seek_partition_result {
+  int32_t partition = 0;
+  std::optional<ferry::error> error;  // this partition could not be moved
+  int64_t old_cursor = 0;
+  int64_t new_cursor = 0;
+  int64_t old_backlog = 0;
+  int64_t new_backlog = 0;
+};
+
 class admin {
  public:
   [[nodiscard]] static result<std::unique_ptr<admin>> create(client_options opts);
@@ -174,6 +279,82 @@ class admin {
   [[nodiscard]] virtual result<std::vector<topic_summary>> list_topics() = 0;
   [[nodiscard]] virtual result<topic_description> describe_topic(const std::string& name) = 0;
   [[nodiscard]] virtual result<void> delete_topic(const std::string& name) = 0;
+
+  [[nodiscard]] virtual result<subscription_config> create_subscription(const std::string& topic, const std::string& name,
+                                                                        const subscription_config& cfg) = 0;
+  [[nodiscard]] virtual result<void> delete_subscription(const std::string& topic, const std::string& name) = 0;
+  // Every subscription of `topic`, or of every topic if it is empty.
+  [[nodiscard]] virtual result<std::vector<subscription_summary>> list_subscriptions(const std::string& topic) = 0;
+  [[nodiscard]] virtual result<subscription_description> describe_subscription(const std::string& topic,
+                                                                               const std::string& name) = 0;
+  // Moves the subscription's cursor on `partition` (or every partition if nullopt) to the earliest
+  // retained message, the log end, the first message at or after `value` ms since the epoch
+  // (seek_target::time) or offset `value` (seek_target::offset, clamped to the log). Messages
+  // below the new cursor count as acked, those above as not acked; in-flight leases end. With
+  // dry_run nothing changes and the answer says what would.
+  [[nodiscard]] virtual result<std::vector<seek_partition_result>> seek_subscription(
+      const std::string& topic, const std::string& name, seek_target target, int64_t value,
+      std::optional<int32_t> partition, bool dry_run) = 0;
+};
+
+// ---- consumer ---------------------------------------------------------------------------------
+
+struct consumer_options : client_options {
+  std::string member_name;                          // shown in describe; "" : host and pid
+  int32_t credit_messages = 1000;                   // messages buffered ahead of poll()
+  int32_t credit_bytes = 16 << 20;                  // bytes buffered ahead of poll(); must be at least
+                                                    // the topic's largest message
+  std::optional<std::chrono::milliseconds> ack_timeout;  // overrides the subscription's
+  std::chrono::milliseconds ack_linger{1};          // an ack is sent at most this long after ack()
+  size_t ack_batch = 1024;                          // or as soon as this many are queued
+  std::chrono::milliseconds reconnect_backoff{100};      // first wait before joining again after a drop,
+  std::chrono::milliseconds reconnect_backoff_max{5000};  // doubling up to this
+  std::optional<int64_t> message_limit;             // in all: never take credit for more messages than this
+                                                    // (a consumer that wants N messages and then stops)
+};
+
+// One delivered message; its id is (topic, partition, offset).
+struct delivery : received_message {
+  int32_t delivery_count = 1;       // 1 on the first delivery, 2 on the first redelivery, ...
+  uint64_t member_id = 0;           // the member it was delivered to (see consumer::create)
+};
+
+// The broker's answer to one ack / nack / extend.
+using settle_callback = std::function<void(const result<void>&)>;
+
+class consumer {
+ public:
+  // Joins `subscription` of `topic` as a new member. The member leaves on close() or when its
+  // connection drops; the broker then redelivers what it held to other members. After a dropped
+  // connection the consumer joins again as a new member: acks for deliveries of the old member
+  // fail with lease_not_held (those messages are redelivered).
+  [[nodiscard]] static result<std::unique_ptr<consumer>> create(consumer_options opts, std::string topic,
+                                                                std::string subscription);
+  virtual ~consumer() = default;
+
+  // Waits up to max_wait for messages; returns at most max_messages (empty on timeout). Polling
+  // returns credit to the broker.
+  [[nodiscard]] virtual result<std::vector<delivery>> poll(std::chrono::milliseconds max_wait,
+                                                           size_t max_messages = 500) = 0;
+  // Asynchronous and batched; `cb` (optional) runs on the I/O thread with the broker's answer: ok
+  // once the ack is durable, or the error (lease_not_held if the lease had expired, ...).
+  virtual void ack(const delivery& d, settle_callback cb = nullptr) = 0;
+  // Redeliver after `delay` (the subscription's backoff if nullopt); counts as a failed delivery.
+  virtual void nack(const delivery& d, std::optional<std::chrono::milliseconds> delay = std::nullopt,
+                    settle_callback cb = nullptr) = 0;
+  // Renews the lease for `by` (the member's ack timeout if nullopt) from now.
+  virtual void extend(const delivery& d, std::optional<std::chrono::milliseconds> by = std::nullopt,
+                      settle_callback cb = nullptr) = 0;
+  // Sends everything queued (and the credit to give back) and waits until nothing is unanswered;
+  // the first error of any ack, nack or extend since the last flush(), if any (errc::timeout if
+  // the wait ran out).
+  [[nodiscard]] virtual result<void> flush(std::chrono::milliseconds timeout = std::chrono::seconds(30)) = 0;
+  // Flushes (for at most 5 s), leaves the subscription and stops the I/O thread. Afterwards poll()
+  // fails with shutting_down and ack()/nack()/extend() call back at once, on the caller's thread,
+  // with shutting_down. Idempotent; not from a callback.
+  virtual void close() = 0;
+  // The current member id; 0 while joining again after a lost connection.
+  virtual uint64_t member_id() const = 0;
 };
 
 }  // namespace ferry::client
