@@ -21,6 +21,8 @@
 //
 // Exit status: 0 success, 1 a broker or client error (failed sends, unreachable broker),
 // 2 a usage error.
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -36,6 +38,7 @@
 #include <future>
 #include <latch>
 #include <memory>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -61,13 +64,14 @@ using std::chrono::nanoseconds;
 // 8 bytes little-endian. steady_clock is per machine, so producer and reader live in one process.
 constexpr const char* ts_header = "ferry-bench-ts";
 
-enum class mode { produce, consume, e2e };
+enum class mode { produce, consume, e2e, subscribe };
 
 const char* mode_name(mode m) {
   switch (m) {
     case mode::produce: return "produce";
     case mode::consume: return "consume";
     case mode::e2e: return "e2e";
+    case mode::subscribe: return "subscribe";
   }
   return "?";
 }
@@ -89,6 +93,11 @@ struct settings {
   size_t fetch_bytes = 1u << 20;
   int idle_timeout_s = 10;
   std::string json_file;
+  // subscribe
+  int members = 4;
+  bool ordered = false;
+  int credit = 2000;
+  std::string subscription;
 };
 
 int64_t ns_since(steady::time_point t0, steady::time_point t1) {
@@ -252,7 +261,7 @@ result<topic_info> ensure_topic(fc::admin& admin, const settings& s, mode m) {
     return info;
   }
   if (info.error().code != errc::unknown_topic) return info.error();
-  if (m == mode::consume) return info.error();  // nothing to read: creating it would not help
+  if (m == mode::consume || m == mode::subscribe) return info.error();  // nothing to read: creating it would not help
   fc::topic_config cfg;
   cfg.partitions = s.partitions;
   auto created = admin.create_topic(s.topic, cfg);
@@ -445,7 +454,12 @@ json_object settings_json(const settings& s, mode m, const topic_info& topic) {
   json_object j;
   j.str("bootstrap", s.bootstrap).str("topic", s.topic).num("partitions", static_cast<int64_t>(topic.partitions))
       .str("topic_fsync", fsync_text(topic.config));
-  if (m != mode::consume) {
+  if (m == mode::subscribe) {
+    j.str("subscription", s.subscription)
+        .num("members", static_cast<int64_t>(s.members))
+        .boolean("ordered", s.ordered)
+        .num("credit", static_cast<int64_t>(s.credit));
+  } else if (m != mode::consume) {
     j.num("size", static_cast<int64_t>(s.size))
         .num("producers", static_cast<int64_t>(s.producers))
         .num("batch_bytes", static_cast<int64_t>(s.batch_bytes))
@@ -475,7 +489,10 @@ bool write_json(const settings& s, const json_object& j) {
 void print_header(mode m, const settings& s, const topic_info& topic) {
   std::printf("ferry-bench %s: bootstrap=%s topic=%s partitions=%d fsync=%s", mode_name(m), s.bootstrap.c_str(),
               s.topic.c_str(), topic.partitions, fsync_text(topic.config).c_str());
-  if (m != mode::consume) {
+  if (m == mode::subscribe) {
+    std::printf(" subscription=%s members=%d ordered=%s credit=%d", s.subscription.c_str(), s.members,
+                s.ordered ? "true" : "false", s.credit);
+  } else if (m != mode::consume) {
     std::printf(" producers=%d size=%zu batch-bytes=%zu linger-ms=%d keys=%" PRId64 " rate=", s.producers, s.size,
                 s.batch_bytes, s.linger_ms, s.keys);
     if (s.rate > 0) {
@@ -793,6 +810,162 @@ int run_e2e(const settings& s) {
   return pr.failed || idle || e2e.count() < expected || !first_error.empty() || !wrote ? 1 : 0;
 }
 
+// ---- subscribe --------------------------------------------------------------------------------
+// A fresh subscription (from the earliest offset) drains what the topic holds with --members
+// consumer members, each acking every message individually (the client batches acks on the
+// wire). The clock runs from joining until the broker has confirmed (made durable) the last ack.
+// With --ordered, per-key order is checked: a key's messages must arrive in offset order (within
+// its partition) unless one was redelivered.
+
+struct member_slot {
+  std::unique_ptr<fc::consumer> consumer;
+  alignas(64) std::atomic<uint64_t> received{0};
+  std::atomic<uint64_t> redelivered{0};
+  std::atomic<uint64_t> confirmed{0};
+  std::atomic<uint64_t> failed{0};
+  std::mutex error_mu;
+  std::string first_error;
+};
+
+int run_subscribe(settings s) {
+  auto admin = connect_admin(s);
+  if (!admin) return report_error("connecting to " + s.bootstrap, admin.error());
+  auto topic = ensure_topic(**admin, s, mode::subscribe);
+  if (!topic) return report_error("topic", topic.error());
+  uint64_t available = 0;
+  for (const auto& ps : topic->states) available += static_cast<uint64_t>(ps.high_watermark - ps.log_start_offset);
+  if (available == 0) {
+    std::fprintf(stderr, "error: topic '%s' is empty: produce first (ferry-bench produce --topic %s)\n",
+                 s.topic.c_str(), s.topic.c_str());
+    return 1;
+  }
+  if (s.subscription.empty()) s.subscription = "bench-" + std::to_string(::getpid());
+  fc::subscription_config sc;
+  sc.start = fc::start_position::earliest;
+  sc.ordered = s.ordered;
+  sc.max_deliveries = 0;
+  sc.ack_timeout = std::chrono::seconds(60);
+  auto created = (*admin)->create_subscription(s.topic, s.subscription, sc);
+  if (!created) return report_error("creating subscription " + s.subscription, created.error());
+  // The target: every message stored (control records of other subscriptions are not messages;
+  // the topic must not have had subscriptions acking on it, or the count is an upper bound).
+  uint64_t target = s.messages_given ? static_cast<uint64_t>(s.messages) : available;
+  print_header(mode::subscribe, s, *topic);
+  std::fflush(stdout);
+
+  std::vector<std::unique_ptr<member_slot>> members;
+  for (int i = 0; i < s.members; ++i) {
+    fc::consumer_options co;
+    co.bootstrap = s.bootstrap;
+    co.member_name = "bench-" + std::to_string(i);
+    co.credit_messages = s.credit;
+    auto c = fc::consumer::create(co, s.topic, s.subscription);
+    if (!c) return report_error("joining " + s.subscription, c.error());
+    auto slot = std::make_unique<member_slot>();
+    slot->consumer = std::move(*c);
+    members.push_back(std::move(slot));
+  }
+  const auto start = steady::now();
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> total_received{0}, total_confirmed{0};
+  std::atomic<int64_t> last_progress_ns{0};
+  std::mutex order_mu;
+  std::map<std::pair<int32_t, std::string>, int64_t> last_offset_of_key;
+  std::atomic<uint64_t> order_violations{0};
+  std::vector<std::thread> threads;
+  for (auto& m : members) {
+    threads.emplace_back([&, slot = m.get()] {
+      while (!stop.load(std::memory_order_relaxed)) {
+        auto got = slot->consumer->poll(milliseconds(100), 4096);
+        if (!got) {
+          std::lock_guard lk(slot->error_mu);
+          if (slot->first_error.empty()) slot->first_error = got.error().to_string();
+          continue;
+        }
+        if (got->empty()) continue;
+        last_progress_ns.store(ns_since(start, steady::now()), std::memory_order_relaxed);
+        if (s.ordered) {
+          std::lock_guard lk(order_mu);
+          for (auto& d : *got) {
+            if (!d.key || d.delivery_count > 1) continue;
+            auto [it, fresh] = last_offset_of_key.try_emplace({d.partition, *d.key}, d.offset);
+            if (!fresh) {
+              if (d.offset < it->second) order_violations.fetch_add(1, std::memory_order_relaxed);
+              it->second = d.offset;
+            }
+          }
+        }
+        for (auto& d : *got) {
+          if (d.delivery_count > 1) slot->redelivered.fetch_add(1, std::memory_order_relaxed);
+          slot->consumer->ack(d, [slot, &total_confirmed](const result<void>& r) {
+            if (r) {
+              slot->confirmed.fetch_add(1, std::memory_order_relaxed);
+              total_confirmed.fetch_add(1, std::memory_order_relaxed);
+            } else {
+              slot->failed.fetch_add(1, std::memory_order_relaxed);
+              std::lock_guard lk(slot->error_mu);
+              if (slot->first_error.empty()) slot->first_error = r.error().to_string();
+            }
+          });
+        }
+        slot->received.fetch_add(got->size(), std::memory_order_relaxed);
+        total_received.fetch_add(got->size(), std::memory_order_relaxed);
+      }
+    });
+  }
+  bool idle = false;
+  steady::time_point end;
+  {
+    progress_printer progress("subscribe", [&] { return total_confirmed.load(std::memory_order_relaxed); });
+    while (total_confirmed.load() < target) {
+      std::this_thread::sleep_for(milliseconds(2));
+      if (ns_since(start, steady::now()) - last_progress_ns.load() > int64_t{s.idle_timeout_s} * 1'000'000'000) {
+        idle = true;
+        break;
+      }
+    }
+    end = steady::now();
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  for (auto& m : members) m->consumer->close();
+  const double seconds = static_cast<double>(ns_since(start, end)) / 1e9;
+  uint64_t redelivered = 0, failed = 0;
+  std::string first_error;
+  for (auto& m : members) {
+    redelivered += m->redelivered.load();
+    failed += m->failed.load();
+    if (first_error.empty()) first_error = m->first_error;
+  }
+  const uint64_t confirmed = total_confirmed.load();
+  std::printf("  %-28s %" PRIu64 "\n", "messages acked (durable)", confirmed);
+  std::printf("  %-28s %" PRIu64 "\n", "messages received", total_received.load());
+  std::printf("  %-28s %.3f\n", "seconds", seconds);
+  std::printf("  %-28s %.0f\n", "messages/s (acked)", static_cast<double>(confirmed) / seconds);
+  for (size_t i = 0; i < members.size(); ++i)
+    std::printf("  %-28s %" PRIu64 "\n", ("member " + std::to_string(i) + " received").c_str(),
+                members[i]->received.load());
+  std::printf("  %-28s %" PRIu64 "\n", "redelivered", redelivered);
+  if (s.ordered) std::printf("  %-28s %" PRIu64 "\n", "key order violations", order_violations.load());
+  if (failed) std::printf("  %-28s %" PRIu64 " (first: %s)\n", "FAILED acks", failed, first_error.c_str());
+  if (idle) std::printf("  STOPPED: no message for %ds with %" PRIu64 " of %" PRIu64 " acked\n", s.idle_timeout_s,
+                        confirmed, target);
+  (void)(*admin)->delete_subscription(s.topic, s.subscription);
+  json_object j;
+  j.str("mode", "subscribe")
+      .num("messages", static_cast<int64_t>(confirmed))
+      .num("seconds", seconds)
+      .num("msgs_per_sec", static_cast<double>(confirmed) / seconds)
+      .num("received", static_cast<int64_t>(total_received.load()))
+      .num("redelivered", static_cast<int64_t>(redelivered))
+      .num("order_violations", static_cast<int64_t>(order_violations.load()))
+      .num("errors", static_cast<int64_t>(failed))
+      .str("first_error", first_error)
+      .obj("settings", settings_json(s, mode::subscribe, *topic));
+  const bool wrote = write_json(s, j);
+  return idle || failed || order_violations.load() || !wrote ? 1 : 0;
+}
+
 // ---- command line -----------------------------------------------------------------------------
 
 void add_common(CLI::App* cmd, settings& s) {
@@ -834,7 +1007,7 @@ void add_producing(CLI::App* cmd, settings& s) {
 int main(int argc, char** argv) {
   using namespace ferry::bench;
   settings s;
-  CLI::App app{"ferry-bench: Ferry's load generator (produce, consume, end-to-end)"};
+  CLI::App app{"ferry-bench: Ferry's load generator (produce, consume, end-to-end, subscribe)"};
   app.require_subcommand(1);
 
   auto* produce = app.add_subcommand("produce", "publish --messages and measure throughput and publish-to-ack latency");
@@ -859,6 +1032,20 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 50));
 
+  auto* subscribe = app.add_subcommand(
+      "subscribe", "drain the topic with a new subscription: --members consumers acking every message");
+  add_common(subscribe, s);
+  subscribe->add_option("--messages", s.messages, "messages to ack (default: all stored)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 50));
+  subscribe->add_option("--members", s.members, "consumer members, one thread each")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1024));
+  subscribe->add_flag("--ordered", s.ordered, "ordered keys (and check per-key order)");
+  subscribe->add_option("--credit", s.credit, "messages each member may have outstanding")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
+  subscribe->add_option("--subscription", s.subscription, "subscription name (default: bench-<pid>, deleted after)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -866,11 +1053,12 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : 2;
   }
   if (s.bootstrap.empty()) s.bootstrap = ferry::client::default_bootstrap();
-  s.messages_given = consume->count("--messages") > 0;
+  s.messages_given = consume->count("--messages") > 0 || subscribe->count("--messages") > 0;
 
   try {
     if (produce->parsed()) return run_produce(s);
     if (consume->parsed()) return run_consume(s);
+    if (subscribe->parsed()) return run_subscribe(s);
     return run_e2e(s);
   } catch (const std::exception& e) {
     // The client returns errors as values; anything thrown here is unexpected.

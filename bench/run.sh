@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: the reproducible way to record a ferry-bench result (bench/README.md).
 #
-#   bench/run.sh [options] produce|consume|e2e [ferry-bench options...]
+#   bench/run.sh [options] produce|consume|e2e|subscribe [ferry-bench options...]
 #
 # Builds ferryd and ferry-bench in Release (its own build folder), starts a fresh ferryd on a
 # temporary data folder and a free port, runs the ferry-bench command --runs times (3), prints
@@ -47,12 +47,12 @@ while [[ $# -gt 0 ]]; do
     --no-build) build_it=0; shift ;;
     --keep-data) keep_data=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-    produce|consume|e2e) break ;;
+    produce|consume|e2e|subscribe) break ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 if [[ $# -lt 1 ]]; then
-  echo "usage: bench/run.sh [--runs N] [--setup ARGS] [--broker-args ARGS] [--out DIR] produce|consume|e2e [ferry-bench options]" >&2
+  echo "usage: bench/run.sh [--runs N] [--setup ARGS] [--broker-args ARGS] [--out DIR] produce|consume|e2e|subscribe [ferry-bench options]" >&2
   exit 2
 fi
 bench_args=("$@")

@@ -24,6 +24,12 @@ void add_flags(CLI::App& app, broker_config& c) {
   app.add_option("--max-batch-bytes", c.max_batch_bytes, "Default largest record batch")->capture_default_str();
   app.add_flag("--preallocate,!--no-preallocate", c.preallocate, "Preallocate segment files")->capture_default_str();
   app.add_option("--retention-check-ms", c.retention_check_ms, "How often retention runs")->capture_default_str();
+  app.add_option("--checkpoint-interval-ms", c.checkpoint_interval_ms, "How often subscription state is saved")
+      ->capture_default_str();
+  app.add_option("--ack-timeout", c.ack_timeout, "Default ack timeout of new subscriptions")->capture_default_str();
+  app.add_option("--max-deliveries", c.max_deliveries,
+                 "Default deliveries before the dead-letter topic for new subscriptions (0: never)")
+      ->capture_default_str();
   app.add_option("--idle-timeout-ms", c.idle_timeout_ms, "Close connections idle this long")->capture_default_str();
 }
 
@@ -67,6 +73,12 @@ void finish(broker_config& c) {
   if (c.disk_threads == 0) throw std::invalid_argument("--disk-threads must be at least 1");
   if (c.max_frame_bytes < 1024) throw std::invalid_argument("--max-frame-bytes must be at least 1024");
   if (c.node_id < 0) throw std::invalid_argument("--node-id must be >= 0");
+  c.ack_timeout_ms = parse_duration_ms(c.ack_timeout);
+  if (c.ack_timeout_ms <= 0 || c.ack_timeout_ms > 86'400'000)
+    throw std::invalid_argument("--ack-timeout: must be a duration between 1ms and 24h, got '" + c.ack_timeout + "'");
+  if (c.max_deliveries < 0 || c.max_deliveries > 1000)
+    throw std::invalid_argument("--max-deliveries must be between 0 and 1000");
+  if (c.checkpoint_interval_ms < 10) throw std::invalid_argument("--checkpoint-interval-ms must be at least 10");
 }
 
 }  // namespace ferry::app

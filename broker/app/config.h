@@ -26,6 +26,9 @@ struct broker_config {
   int32_t max_batch_bytes = 8 << 20;
   bool preallocate = true;
   int64_t retention_check_ms = 30000;
+  int64_t checkpoint_interval_ms = 1000;  // how often subscription state is saved
+  std::string ack_timeout = "30s";       // default subscription ack timeout
+  int32_t max_deliveries = 10;           // default subscription max deliveries (0: never dead-letter)
   int64_t idle_timeout_ms = 10 * 60 * 1000;
 
   // Derived by finish():
@@ -35,6 +38,7 @@ struct broker_config {
   uint16_t http_port = 0;
   int64_t retention_ms = 0;
   int64_t segment_ms = 0;
+  int64_t ack_timeout_ms = 0;
 };
 
 void add_flags(CLI::App& app, broker_config& c);

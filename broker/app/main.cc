@@ -102,6 +102,9 @@ int run(const app::broker_config& cfg) {
   defaults.topic.max_batch_bytes = cfg.max_batch_bytes;
   defaults.preallocate = cfg.preallocate;
   defaults.retention_check_ms = cfg.retention_check_ms;
+  defaults.checkpoint_interval_ms = cfg.checkpoint_interval_ms;
+  defaults.subscription.ack_timeout_ms = cfg.ack_timeout_ms;
+  defaults.subscription.max_deliveries = cfg.max_deliveries;
   partition::topic_manager topics(rt, **store, cfg.data_dir, defaults);
 
   auto started = asio::co_spawn(rt.executor(shard_id{0}), topics.start(), asio::use_future).get();

@@ -352,7 +352,8 @@ result<void> partition::replay_controls(sub_slot& s, offset from) {
   return {};
 }
 
-result<void> partition::add_subscription(const meta::subscription_record& rec, std::optional<std::string> checkpoint) {
+result<void> partition::add_subscription(const meta::subscription_record& rec, std::optional<std::string> checkpoint,
+                                         subscription_origin origin) {
   if (subs_.contains(rec.id)) return {};
   int64_t start = static_cast<size_t>(id_.value) < rec.start_offsets.size() ? rec.start_offsets[id_.value] : 0;
   start = std::clamp(start, log_->start_offset().value, log_->next_offset().value);
@@ -367,9 +368,10 @@ result<void> partition::add_subscription(const meta::subscription_record& rec, s
     restored = true;
   }
   sub_slot slot{std::move(d), replay_from};
-  // A new subscription has no control records of its own yet; one restored from a checkpoint
-  // applies what came after it (acks that were durable but not yet saved).
-  if (restored) {
+  // A new subscription has no control records of its own yet; an existing one applies what came
+  // after its checkpoint (acks that were durable but not yet saved), or after its start offset if
+  // no checkpoint was saved before a crash.
+  if (origin == subscription_origin::existing) {
     if (auto r = replay_controls(slot, replay_from); !r) return r.error();
   }
   slot.d->expire_below(log_->start_offset().value);
@@ -428,6 +430,17 @@ result<log::retention_result> partition::apply_retention_with_subscriptions() {
   for (auto& [id, s] : subs_)
     if (s.d->cursor() < start) s.d->expire_below(start);
   return r;
+}
+
+int64_t partition::messages_from(offset from) {
+  offset end = hwm();
+  if (from >= end) return 0;
+  int64_t control = 0;
+  (void)log_->for_each_batch_header(from, [&](const wire::batch_header& h) {
+    if (!subscription::is_control(h) || h.base_offset >= end.value) return;
+    control += std::min(h.next_offset(), end.value) - std::max(h.base_offset, from.value);
+  });
+  return std::max<int64_t>(0, end.value - from.value - control);
 }
 
 int64_t partition::append_time_at(offset o) {

@@ -117,8 +117,12 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
 
   // ---- subscriptions (owner shard) ----
   // Adds a subscription: from `checkpoint` (its saved state) if there is one, else from its start
-  // offset on this partition; control batches after that are applied again from the log.
-  [[nodiscard]] result<void> add_subscription(const meta::subscription_record& rec, std::optional<std::string> checkpoint);
+  // offset on this partition. `existing`: it existed before (start-up), so control batches after
+  // the checkpoint (or after its start offset, without one) are applied again from the log; a
+  // brand-new subscription has none.
+  enum class subscription_origin { created, existing };
+  [[nodiscard]] result<void> add_subscription(const meta::subscription_record& rec, std::optional<std::string> checkpoint,
+                                              subscription_origin origin);
   void remove_subscription(uint64_t sub_id);
   subscription::dispatcher* find_subscription(uint64_t sub_id);
   size_t subscription_count() const { return subs_.size(); }
@@ -130,6 +134,8 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   [[nodiscard]] result<log::retention_result> apply_retention_with_subscriptions();
   // The lowest offset a subscription still needs (log_start if there is none).
   offset low_water_mark() const;
+  // Messages (not control records) in [from, high-water mark): a header scan of the log.
+  int64_t messages_from(offset from);
   // Append time of the batch holding `o`, or -1 (for "oldest unacked" in describe).
   int64_t append_time_at(offset o);
   // Key of this partition's checkpoint for `sub_id` in the meta store.

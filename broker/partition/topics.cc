@@ -281,7 +281,8 @@ asio::awaitable<result<void>> topic_manager::attach_subscription(std::shared_ptr
       if (!got) co_return got.error();
       ckpt = std::move(*got);
     }
-    auto add = [p, s, ckpt = std::move(ckpt)] { return p->add_subscription(*s, ckpt); };
+    auto origin = load_checkpoints ? partition::subscription_origin::existing : partition::subscription_origin::created;
+    auto add = [p, s, origin, ckpt = std::move(ckpt)] { return p->add_subscription(*s, ckpt, origin); };
     auto added = co_await runtime::run_on(rt_.executor(p->owner()), std::move(add));
     if (!added) co_return added.error();
   }

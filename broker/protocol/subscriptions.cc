@@ -397,6 +397,7 @@ asio::awaitable<body_result> subscriptions::seek(fbb_t* fbb, const w::SeekSubscr
       }
       to = std::clamp(to, st.log_start.value, st.high_watermark.value);
       pl.preview = d->preview_seek(to);
+      pl.preview.new_backlog = p->messages_from(offset{to});
       return pl;
     };
     auto pl = co_await runtime::run_on(impl_->rt.executor(p->owner()), std::move(plan_fn));

@@ -339,7 +339,10 @@ void dispatcher::fill_window() {
       auto h = wire::parse_batch_header(all.subspan(pos));
       if (!h || pos + static_cast<size_t>(h->batch_length) > all.size()) break;
       size_t end = pos + static_cast<size_t>(h->batch_length);
-      if (!is_control(*h) && h->next_offset() > read_pos_) {
+      if (is_control(*h)) {
+        // Never delivered: acknowledged for every subscription (also again after a seek below it).
+        acks_.add(h->base_offset, h->next_offset());
+      } else if (h->next_offset() > read_pos_) {
         size_t rpos = pos + wire::batch_header_size;
         wire::record_view rv;
         for (int32_t i = 0; i < h->record_count; ++i) {

@@ -415,6 +415,30 @@ TEST_F(dispatcher_test, seek_control_record_resets_the_state) {
   EXPECT_EQ(m->got.back().offset, 2);
 }
 
+TEST_F(dispatcher_test, control_offsets_stay_acknowledged_across_a_seek_below_them) {
+  make(sub_record(false, 0));
+  port_.produce({{std::nullopt, "a"}, {std::nullopt, "b"}, {std::nullopt, "c"}});
+  auto m = join(1, 100);
+  ack(1, {0, 1, 2});  // control batch at offset 3
+  port_.produce({{std::nullopt, "d"}, {std::nullopt, "e"}});
+  d_->wake();
+  port_.drain();
+  ASSERT_EQ(ack(1, {4, 5}).acked, 2);  // control batch at offset 6
+  control_op op;
+  op.type = control_type::seek;
+  op.sub_id = 11;
+  op.offset = 0;
+  port_.append_control({op}, [](result<void>) {});  // control batch at offset 7
+  port_.drain();
+  std::vector<int64_t> again;
+  for (size_t i = 5; i < m->got.size(); ++i) again.push_back(m->got[i].offset);
+  ASSERT_EQ(m->offsets(), (std::vector<int64_t>{0, 1, 2, 4, 5, 0, 1, 2, 4, 5}));
+  EXPECT_EQ(again, (std::vector<int64_t>{0, 1, 2, 4, 5})) << "control offsets are never delivered";
+  ack(1, again);
+  EXPECT_EQ(d_->cursor(), port_.high_watermark()) << "control offsets do not hold the cursor back";
+  EXPECT_EQ(d_->stats().backlog, 0);
+}
+
 TEST_F(dispatcher_test, retention_expiry_is_counted) {
   make(sub_record(false, 0));
   port_.produce({{std::nullopt, "a"}, {std::nullopt, "b"}, {std::nullopt, "c"}});

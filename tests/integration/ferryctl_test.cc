@@ -13,8 +13,8 @@
 
 #include "tests/support/broker_process.h"
 #include "tests/support/frames.h"
+#include "tests/support/process.h"
 
-extern char** environ;
 
 namespace ferry::test {
 namespace {
@@ -24,108 +24,14 @@ std::string ferryctl_path() {
   return FERRYCTL_PATH;
 }
 
-struct run_result {
-  int exit_code = -1;  // 128+signal if killed; -1 if it had to be killed after the timeout
-  std::string out;
-  std::string err;
-  std::string describe() const { return "exit " + std::to_string(exit_code) + "\nstdout:\n" + out + "\nstderr:\n" + err; }
-};
-
 // Runs ferryctl with `args`, feeding `in` on stdin; `env` entries are added to (or replace) the
 // test's environment, and FERRY_BOOTSTRAP is removed unless given there.
 run_result run_ctl(const std::vector<std::string>& args, const std::string& in = "",
                    const std::vector<std::pair<std::string, std::string>>& env = {},
                    std::chrono::milliseconds timeout = 20s) {
-  std::vector<std::string> argv_s = {ferryctl_path()};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<std::string> env_s;
-  for (char** e = environ; e && *e; ++e) {
-    std::string_view kv(*e);
-    auto k = kv.substr(0, kv.find('='));
-    bool drop = k == "FERRY_BOOTSTRAP";
-    for (auto& [ek, ev] : env) drop = drop || k == ek;
-    if (!drop) env_s.emplace_back(kv);
-  }
-  for (auto& [k, v] : env) env_s.push_back(k + "=" + v);
-  std::vector<char*> argv, envp;
-  for (auto& a : argv_s) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env_s) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  int pin[2], pout[2], perr[2];
-  run_result res;
-  if (::pipe2(pin, O_CLOEXEC) || ::pipe2(pout, O_CLOEXEC) || ::pipe2(perr, O_CLOEXEC)) {
-    ADD_FAILURE() << "pipe: " << std::strerror(errno);
-    return res;
-  }
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::dup2(pin[0], 0);
-    ::dup2(pout[1], 1);
-    ::dup2(perr[1], 2);
-    ::execve(argv[0], argv.data(), envp.data());
-    ::_exit(127);
-  }
-  ::close(pin[0]);
-  ::close(pout[1]);
-  ::close(perr[1]);
-  ::signal(SIGPIPE, SIG_IGN);
-  ::fcntl(pin[1], F_SETFL, O_NONBLOCK);
-  size_t written = 0;
-  int in_fd = pin[1];
-  if (in.empty()) {
-    ::close(in_fd);
-    in_fd = -1;
-  }
-  int out_fd = pout[0], err_fd = perr[0];
-  auto deadline = clock_type::now() + timeout;
-  bool timed_out = false;
-  while (out_fd >= 0 || err_fd >= 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now()).count();
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd p[3] = {{out_fd, POLLIN, 0}, {err_fd, POLLIN, 0}, {in_fd, POLLOUT, 0}};
-    ::poll(p, 3, static_cast<int>(left));
-    char buf[4096];
-    for (int i = 0; i < 2; ++i) {
-      int& fd = i == 0 ? out_fd : err_fd;
-      if (fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n > 0) {
-        (i == 0 ? res.out : res.err).append(buf, static_cast<size_t>(n));
-      } else if (n == 0 || errno != EINTR) {
-        ::close(fd);
-        fd = -1;
-      }
-    }
-    if (in_fd >= 0 && (p[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
-      ssize_t n = ::write(in_fd, in.data() + written, in.size() - written);
-      if (n > 0) written += static_cast<size_t>(n);
-      if (n < 0 && errno != EAGAIN && errno != EINTR) written = in.size();
-      if (written == in.size()) {
-        ::close(in_fd);
-        in_fd = -1;
-      }
-    }
-  }
-  for (int fd : {in_fd, out_fd, err_fd})
-    if (fd >= 0) ::close(fd);
-  if (timed_out) ::kill(pid, SIGKILL);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (timed_out) {
-    res.exit_code = -1;
-    res.err += "\n(test harness: ferryctl killed after " + std::to_string(timeout.count()) + " ms)";
-  } else if (WIFEXITED(status)) {
-    res.exit_code = WEXITSTATUS(status);
-  } else if (WIFSIGNALED(status)) {
-    res.exit_code = 128 + WTERMSIG(status);
-  }
-  return res;
+  std::vector<std::string> argv = {ferryctl_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv, in, env, timeout);
 }
 
 std::vector<std::string> lines_of(const std::string& s) {
