@@ -128,6 +128,7 @@ class consumer_impl final : public consumer {
     runner_ = std::make_unique<io_runner>(opts_);
     linger_timer_ = std::make_unique<asio::steady_timer>(runner_->io());
     rejoin_timer_ = std::make_unique<asio::steady_timer>(runner_->io());
+    keepalive_timer_ = std::make_unique<asio::steady_timer>(runner_->io());
   }
   ~consumer_impl() override { close(); }
 
@@ -172,6 +173,7 @@ class consumer_impl final : public consumer {
   void on_closed(uint64_t gen, const error& e);
   void schedule_rejoin();
   void send_acks();
+  void arm_keepalive();
   void on_ack_response(const std::shared_ptr<std::vector<settle_item>>& items, const result<const w::Response*>& r);
   void complete(std::vector<completion>& done);
   template <class Build>
@@ -189,6 +191,7 @@ class consumer_impl final : public consumer {
   std::unique_ptr<io_runner> runner_;
   std::unique_ptr<asio::steady_timer> linger_timer_;
   std::unique_ptr<asio::steady_timer> rejoin_timer_;
+  std::unique_ptr<asio::steady_timer> keepalive_timer_;
 
   // I/O thread only.
   std::shared_ptr<connection> conn_;
@@ -346,6 +349,7 @@ void consumer_impl::close() {
   auto left_fut = left->get_future();
   runner_->post([this, left] {
     rejoin_timer_->cancel();
+    keepalive_timer_->cancel();
     uint64_t m;
     {
       std::lock_guard lk(mu_);
@@ -468,6 +472,7 @@ void consumer_impl::on_join(uint64_t gen, int32_t credit_messages, const result<
     cv_.notify_all();
   }
   backoff_ = opts_.reconnect_backoff;
+  arm_keepalive();
   if (auto f = std::move(first_join_)) {
     first_join_ = nullptr;
     f({});
@@ -573,6 +578,28 @@ void consumer_impl::schedule_rejoin() {
       if (closing_ || closed_) return;
     }
     join();
+  });
+}
+
+// I/O thread: an empty AckRequest every keepalive while joined (answers are ignored; a dropped
+// connection is noticed and handled by on_closed as always).
+void consumer_impl::arm_keepalive() {
+  if (opts_.keepalive.count() <= 0) return;
+  keepalive_timer_->expires_after(opts_.keepalive);
+  keepalive_timer_->async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;
+    uint64_t m;
+    {
+      std::lock_guard lk(mu_);
+      if (closing_ || closed_) return;
+      m = member_;
+    }
+    if (m != 0 && conn_ && !conn_->closed() && !joining_) {
+      send_request([m](flatbuffers::FlatBufferBuilder& fbb,
+                       uint64_t id) { return make_request(fbb, id, w::CreateAckRequest(fbb, m)); },
+                   [](const result<const w::Response*>&) {});
+    }
+    arm_keepalive();
   });
 }
 

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <set>
 #include <sstream>
 
 #include "tests/support/broker_process.h"
@@ -242,6 +243,90 @@ TEST_F(ferryctl, bootstrap_from_environment) {
   r = run_ctl({"topic", "list"}, "", {{"FERRY_BOOTSTRAP", broker_.bootstrap()}});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("env-topic"), std::string::npos) << r.describe();
+}
+
+TEST_F(ferryctl, subscriptions_consume_ack_nack_dead_letters_and_replay) {
+  ASSERT_EQ(ctl({"topic", "create", "orders", "--partitions", "2"}).exit_code, 0);
+  auto r = ctl({"sub", "create", "orders", "billing", "--from", "earliest", "--max-deliveries", "1", "--ack-timeout",
+                "10s", "--ordered", "false"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("orders.billing.dlq"), std::string::npos) << "the dead-letter topic is named\n" << r.describe();
+  r = ctl({"--output", "json", "sub", "create", "orders", "audit", "--from", "earliest"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  r = ctl({"sub", "list", "orders"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("billing"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("audit"), std::string::npos) << r.describe();
+  ASSERT_EQ(ctl({"produce", "orders"}, "o1\no2\no3\no4\n").exit_code, 0);
+
+  // consume acks by default: JSON lines with delivery_count.
+  r = ctl({"--output", "json", "consume", "orders", "--sub", "audit", "--count", "4", "--wait", "5s"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  auto got = lines_of(r.out);
+  ASSERT_EQ(got.size(), 4u) << r.describe();
+  std::set<std::string> values;
+  for (auto& l : got) {
+    EXPECT_EQ(json_field(l, "delivery_count"), "1") << l;
+    EXPECT_EQ(json_field(l, "topic"), "orders") << l;
+    values.insert(json_field(l, "value").value_or(""));
+  }
+  EXPECT_EQ(values, (std::set<std::string>{"o1", "o2", "o3", "o4"}));
+  r = ctl({"--output", "json", "sub", "describe", "orders", "audit"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("\"backlog\":0"), std::string::npos) << "everything acked:\n" << r.describe();
+
+  // --nack with max-deliveries 1: every message goes to the dead-letter topic.
+  r = ctl({"consume", "orders", "--sub", "billing", "--count", "4", "--nack", "--wait", "5s"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  std::vector<std::string> letters;
+  ASSERT_TRUE(wait_until([&] {
+    auto l = ctl({"--output", "json", "dlq", "list", "orders", "billing"});
+    letters = lines_of(l.out);
+    return l.exit_code == 0 && letters.size() == 4;
+  }, 10s)) << letters.size() << " dead letters";
+  for (auto& l : letters) {
+    EXPECT_NE(l.find("orders/"), std::string::npos) << "original id: " << l;
+    EXPECT_NE(l.find("nacked"), std::string::npos) << "reason: " << l;
+  }
+  r = ctl({"sub", "describe", "orders", "billing"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("CURRENT-OFFSET"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("LAG"), std::string::npos) << r.describe();
+
+  // Replay puts them back on the original topic, without the dead-letter headers.
+  r = ctl({"--output", "json", "dlq", "replay", "orders", "billing", "--all"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_EQ(lines_of(r.out).size(), 4u) << r.describe();
+  r = ctl({"--output", "json", "consume", "orders", "--sub", "audit", "--count", "4", "--wait", "5s"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  got = lines_of(r.out);
+  ASSERT_EQ(got.size(), 4u) << "the replayed messages reach every subscription\n" << r.describe();
+  for (auto& l : got) EXPECT_EQ(l.find("ferry-dlq-"), std::string::npos) << l;
+
+  // seek: --dry-run changes nothing, then a real seek to earliest gives everything again.
+  r = ctl({"sub", "seek", "orders", "audit", "--to", "earliest", "--dry-run"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  EXPECT_NE(r.out.find("would"), std::string::npos) << r.describe();
+  r = ctl({"--output", "json", "consume", "orders", "--sub", "audit", "--count", "1", "--wait", "1s"});
+  EXPECT_EQ(lines_of(r.out).size(), 0u) << "a dry run moved the cursor\n" << r.describe();
+  r = ctl({"sub", "seek", "orders", "audit", "--to", "earliest"});
+  ASSERT_EQ(r.exit_code, 0) << r.describe();
+  r = ctl({"--output", "json", "consume", "orders", "--sub", "audit", "--count", "8", "--wait", "5s"});
+  EXPECT_EQ(lines_of(r.out).size(), 8u) << r.describe();
+
+  // Errors: unknown subscription (1), malformed --to (2), delete twice (1).
+  r = ctl({"sub", "describe", "orders", "nope"});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  EXPECT_NE(r.err.find("nope"), std::string::npos) << r.describe();
+  r = ctl({"consume", "orders", "--sub", "nope", "--count", "1"});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
+  r = ctl({"sub", "seek", "orders", "audit", "--to", "yesterday-ish"});
+  EXPECT_EQ(r.exit_code, 2) << r.describe();
+  r = ctl({"sub", "create", "orders", "x", "--max-deliveries", "-3"});
+  EXPECT_TRUE(r.exit_code == 1 || r.exit_code == 2) << r.describe();
+  EXPECT_EQ(ctl({"sub", "delete", "orders", "billing"}).exit_code, 0);
+  r = ctl({"sub", "delete", "orders", "billing"});
+  EXPECT_EQ(r.exit_code, 1) << r.describe();
 }
 
 TEST_F(ferryctl, errors_have_exit_codes_and_messages) {

@@ -401,3 +401,41 @@ TEST_F(subscriptions, state_survives_a_restart_and_seek_dry_run_changes_nothing)
 
 }  // namespace
 }  // namespace ferry::test
+
+namespace ferry::test {
+namespace {
+
+TEST(subscription_keepalive, an_idle_member_keeps_its_connection_past_the_idle_timeout) {
+  broker_options bo;
+  bo.extra_args = {"--idle-timeout-ms", "400"};
+  broker_process broker(bo);
+  ASSERT_TRUE(broker.start());
+  fc::client_options o;
+  o.bootstrap = broker.bootstrap();
+  auto admin = fc::admin::create(o);
+  ASSERT_TRUE(admin);
+  fc::topic_config tc;
+  ASSERT_TRUE((*admin)->create_topic("quiet", tc));
+  ASSERT_TRUE((*admin)->create_subscription("quiet", "s", {}));
+  fc::consumer_options co;
+  co.bootstrap = broker.bootstrap();
+  co.keepalive = 100ms;
+  auto c = fc::consumer::create(co, "quiet", "s");
+  ASSERT_TRUE(c) << c.error().to_string();
+  uint64_t member = (*c)->member_id();
+  // Idle for several idle timeouts: the keepalives keep the connection (and the member).
+  for (int i = 0; i < 15; ++i) {
+    auto got = (*c)->poll(100ms);
+    ASSERT_TRUE(got);
+    EXPECT_TRUE(got->empty());
+  }
+  EXPECT_EQ((*c)->member_id(), member) << "the member was dropped and joined again";
+  auto d = (*admin)->describe_subscription("quiet", "s");
+  ASSERT_TRUE(d);
+  ASSERT_EQ(d->members.size(), 1u);
+  EXPECT_EQ(d->members[0].member_id, member);
+  (*c)->close();
+}
+
+}  // namespace
+}  // namespace ferry::test

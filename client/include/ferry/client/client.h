@@ -309,6 +309,9 @@ struct consumer_options : client_options {
   size_t ack_batch = 1024;                          // or as soon as this many are queued
   std::chrono::milliseconds reconnect_backoff{100};      // first wait before joining again after a drop,
   std::chrono::milliseconds reconnect_backoff_max{5000};  // doubling up to this
+  // An idle member still sends an empty AckRequest this often, so the broker's idle timeout
+  // (10 minutes by default) never closes a consumer that is only waiting for messages.
+  std::chrono::milliseconds keepalive{30000};
   std::optional<int64_t> message_limit;             // in all: never take credit for more messages than this
                                                     // (a consumer that wants N messages and then stops)
 };
