@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
+#include <iterator>
 #include <limits>
 
 namespace ferry::ctl {
@@ -170,6 +171,26 @@ std::string format_age_ms(int64_t age_ms) {
   if (age_ms < 3'600'000) return std::to_string(age_ms / 60'000) + "m";
   if (age_ms < 86'400'000) return std::to_string(age_ms / 3'600'000) + "h";
   return std::to_string(age_ms / 86'400'000) + "d";
+}
+
+std::string format_time_left_ms(int64_t left_ms) {
+  if (left_ms <= 0) return "due";
+  if (left_ms < 1000) return std::to_string(left_ms) + "ms";
+  struct unit {
+    int64_t ms;
+    const char* name;
+  };
+  static constexpr unit units[] = {{86'400'000, "d"}, {3'600'000, "h"}, {60'000, "m"}, {1000, "s"}};
+  for (size_t i = 0; i < std::size(units); ++i) {
+    if (left_ms < units[i].ms) continue;
+    std::string out = std::to_string(left_ms / units[i].ms) + units[i].name;
+    if (i + 1 < std::size(units)) {
+      int64_t next = left_ms % units[i].ms / units[i + 1].ms;
+      if (next > 0) out += std::to_string(next) + units[i + 1].name;
+    }
+    return out;
+  }
+  return "due";  // unreachable: left_ms >= 1000 matches the seconds unit
 }
 
 std::optional<int64_t> parse_decimal(std::string_view s) {

@@ -1,6 +1,6 @@
 #pragma once
-// ferryctl's parsing and formatting helpers: durations, ages, RFC 3339 times, header flags, seek
-// targets, dead-letter ids, JSON strings, aligned tables. Pure functions, unit tested in
+// ferryctl's parsing and formatting helpers: durations, ages, time left, RFC 3339 times, header
+// flags, seek targets, dead-letter ids, JSON strings, aligned tables. Pure functions, unit tested in
 // client/src/client_test.cc.
 #include <cstdint>
 #include <optional>
@@ -28,6 +28,10 @@ std::string format_duration_ms(int64_t ms);
 // How long ago something happened, truncated to one unit: "850ms", "3s", "2m", "5h", "4d".
 // A negative age (clock skew) is "0s".
 std::string format_age_ms(int64_t age_ms);
+
+// Time left until something is due, in its two largest units, truncated (never claims more time
+// than there is): "14m59s", "2h5m", "3d4h", "1h", "45s", "850ms"; "due" when nothing is left.
+std::string format_time_left_ms(int64_t left_ms);
 
 // A non-negative decimal integer, nothing else around it; nullopt if malformed or out of range.
 std::optional<int64_t> parse_decimal(std::string_view s);

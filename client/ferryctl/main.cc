@@ -2,6 +2,7 @@
 //
 //   ferryctl [--bootstrap host:port] [--output table|json] [--config FILE] NOUN VERB ARGS...
 //     topic create TOPIC [--partitions N] [--replication R] [--retention 7d] [--retention-bytes B] [--segment-bytes B]
+//                  [--max-delay 365d]
 //     topic list | topic describe TOPIC | topic delete TOPIC
 //     produce TOPIC [--key K] [--header k=v]... [--partition P] [--delay 15m | --at RFC3339] [--value V]
 //     read TOPIC [--partition P] [--offset O | --from-beginning] [--count N] [--follow]
@@ -12,6 +13,8 @@
 //     consume TOPIC --sub SUB [--count N] [--nack [--nack-delay D] | --no-ack] [--wait 5s] [--member NAME]
 //     dlq list TOPIC SUB [--count N]
 //     dlq replay TOPIC SUB (--offset DLQ-PARTITION/OFFSET... | --original-id TOPIC/P/O... | --all) [--dry-run]
+//     msg cancel TOPIC/PARTITION/OFFSET
+//     delayed list TOPIC [--before RFC3339] [--limit N] [--partition P]
 //
 // Exit status: 0 success, 1 broker or connection error ("error: <code>: <message>" on stderr),
 // 2 usage error. --output json prints one JSON document per command, or JSON lines for streams
@@ -26,6 +29,16 @@
 // broker redelivers them). It stops after --count messages or when none came for --wait, flushes
 // its acks and leaves; a failed ack makes the exit status 1. Each delivery counts towards the
 // subscription's max_deliveries, also with --no-ack.
+//
+// Delayed messages: `produce --delay D` makes each message due D after the broker stores it (the
+// broker's clock at append, never this machine's); `--at T` makes it due at the absolute time T
+// (a time already past is due at once). No subscription sees a delayed message before it is due;
+// `read` shows delayed records as stored, with their deliver_at. `delayed list` shows the ones not
+// yet due, earliest first (its IN column is the time left by this machine's clock; DUE is the
+// broker's due time); `msg cancel` cancels one by id. The exit status of `msg cancel` is 0
+// only if the message was cancelled; 1 if it was too late (already due, or not delayed) or unknown,
+// so scripts can tell. `topic create --max-delay` bounds the delays a topic accepts (longer ones are
+// refused with delay_out_of_range).
 //
 // Dead letters: `dlq list` reads the subscription's dead-letter topic (shown by `sub describe`)
 // from the beginning; `dlq replay` publishes chosen dead letters again to their original topic,
@@ -98,12 +111,15 @@ std::string headers_json(const std::vector<fc::header>& hs) {
 std::string cell(const std::optional<std::string>& s) { return s ? ferry::ctl::printable(*s) : "-"; }
 
 std::string config_json(const fc::topic_config& c) {
-  std::string s = "{\"partitions\":" + std::to_string(c.partitions) + ",\"replication\":" + std::to_string(c.replication) +
-                  ",\"retention_ms\":" + std::to_string(c.retention_ms) + ",\"retention_bytes\":" +
-                  std::to_string(c.retention_bytes) + ",\"segment_bytes\":" + std::to_string(c.segment_bytes) +
-                  ",\"segment_ms\":" + std::to_string(c.segment_ms) + ",\"max_batch_bytes\":" +
-                  std::to_string(c.max_batch_bytes) + ",\"fsync\":" + json_string(c.fsync_interval ? "interval" : "always") +
-                  ",\"fsync_interval_ms\":" + std::to_string(c.fsync_interval_ms) + "}";
+  std::string s =
+      "{\"partitions\":" + std::to_string(c.partitions) + ",\"replication\":" + std::to_string(c.replication) +
+      ",\"retention_ms\":" + std::to_string(c.retention_ms) +
+      ",\"retention_bytes\":" + std::to_string(c.retention_bytes) +
+      ",\"segment_bytes\":" + std::to_string(c.segment_bytes) + ",\"segment_ms\":" + std::to_string(c.segment_ms) +
+      ",\"max_batch_bytes\":" + std::to_string(c.max_batch_bytes) +
+      ",\"fsync\":" + json_string(c.fsync_interval ? "interval" : "always") +
+      ",\"fsync_interval_ms\":" + std::to_string(c.fsync_interval_ms) +
+      ",\"max_delay_ms\":" + std::to_string(c.max_delay_ms) + "}";
   return s;
 }
 
@@ -117,6 +133,7 @@ std::string config_table(const fc::topic_config& c) {
   t.add({"segment.ms", c.segment_ms <= 0 ? "default" : duration_text(c.segment_ms)});
   t.add({"max.batch.bytes", c.max_batch_bytes <= 0 ? "default" : std::to_string(c.max_batch_bytes)});
   t.add({"fsync", c.fsync_interval ? "interval " + duration_text(c.fsync_interval_ms) : "always"});
+  t.add({"max.delay", c.max_delay_ms <= 0 ? "default" : duration_text(c.max_delay_ms)});
   return t.str();
 }
 
@@ -129,6 +146,7 @@ struct topic_create_args {
   std::string retention;
   int64_t retention_bytes = -1;
   int64_t segment_bytes = 0;
+  std::string max_delay;
 };
 
 int topic_create(const globals& g, const topic_create_args& a) {
@@ -141,6 +159,13 @@ int topic_create(const globals& g, const topic_create_args& a) {
     auto ms = ferry::ctl::parse_duration_ms(a.retention);
     if (!ms) return usage_error("--retention: invalid duration '" + a.retention + "' (examples: 500ms, 30s, 15m, 2h, 7d)");
     cfg.retention_ms = *ms;
+  }
+  if (!a.max_delay.empty()) {
+    auto ms = ferry::ctl::parse_duration_ms(a.max_delay);
+    if (!ms) return usage_error("--max-delay: invalid duration '" + a.max_delay + "' (examples: 15m, 2h, 30d, 365d)");
+    // 0 on the wire is "the broker's default": refuse it rather than silently mean something else.
+    if (*ms == 0) return usage_error("--max-delay must be more than 0 (leave it out for the broker's default, 365d)");
+    cfg.max_delay_ms = *ms;
   }
   auto adm = fc::admin::create(g.client());
   if (!adm) return broker_error(adm.error());
@@ -188,19 +213,24 @@ int topic_describe(const globals& g, const std::string& topic) {
       const auto& p = r->partitions[i];
       if (i > 0) s += ",";
       s += "{\"partition\":" + std::to_string(p.partition) + ",\"leader\":" + std::to_string(p.leader) +
-           ",\"log_start_offset\":" + std::to_string(p.log_start_offset) + ",\"high_watermark\":" +
-           std::to_string(p.high_watermark) + ",\"log_end_offset\":" + std::to_string(p.log_end_offset) +
-           ",\"size_bytes\":" + std::to_string(p.size_bytes) + ",\"segments\":" + std::to_string(p.segments) + "}";
+           ",\"log_start_offset\":" + std::to_string(p.log_start_offset) +
+           ",\"high_watermark\":" + std::to_string(p.high_watermark) +
+           ",\"log_end_offset\":" + std::to_string(p.log_end_offset) +
+           ",\"size_bytes\":" + std::to_string(p.size_bytes) + ",\"segments\":" + std::to_string(p.segments) +
+           ",\"delayed_pending\":" + std::to_string(p.delayed_pending) +
+           ",\"next_due_time\":" + std::to_string(p.next_due_time_ms) + "}";
     }
     s += "]}";
     std::printf("%s\n", s.c_str());
   } else {
     std::printf("topic %s\n%s\n", r->name.c_str(), config_table(r->config).c_str());
-    ferry::ctl::table t({"PARTITION", "LEADER", "START", "HIGH-WATERMARK", "END", "BYTES", "SEGMENTS"});
+    ferry::ctl::table t(
+        {"PARTITION", "LEADER", "START", "HIGH-WATERMARK", "END", "BYTES", "SEGMENTS", "DELAYED", "NEXT-DUE"});
     for (const auto& p : r->partitions)
       t.add({std::to_string(p.partition), std::to_string(p.leader), std::to_string(p.log_start_offset),
              std::to_string(p.high_watermark), std::to_string(p.log_end_offset), std::to_string(p.size_bytes),
-             std::to_string(p.segments)});
+             std::to_string(p.segments), std::to_string(p.delayed_pending),
+             p.next_due_time_ms < 0 ? "-" : ferry::ctl::format_rfc3339_ms(p.next_due_time_ms)});
     std::printf("%s", t.str().c_str());
   }
   return exit_ok;
@@ -248,6 +278,7 @@ int produce(const globals& g, const produce_args& a) {
   if (!a.at.empty()) {
     auto ms = ferry::ctl::parse_rfc3339_ms(a.at);
     if (!ms) return usage_error("--at: invalid RFC 3339 time '" + a.at + "' (example: 2024-05-01T12:00:00Z)");
+    if (*ms < 0) return usage_error("--at: '" + a.at + "' is before 1970-01-01T00:00:00Z");
     proto.deliver_at_ms = *ms;
   }
 
@@ -262,6 +293,17 @@ int produce(const globals& g, const produce_args& a) {
   std::mutex mu;
   std::optional<ferry::error> first_error;
   int64_t failed = 0;
+  // What an acknowledgement can say about a delayed message: its due time if absolute; a relative
+  // delay becomes a due time only on the broker's clock, so only the delay is known here.
+  std::string delay_json, delay_text;
+  if (proto.deliver_at_ms) {
+    delay_json = ",\"deliver_at\":" + std::to_string(*proto.deliver_at_ms);
+    delay_text = " (deliver at " + ferry::ctl::format_rfc3339_ms(*proto.deliver_at_ms) + ")";
+  } else if (proto.delay_ms) {
+    delay_json = ",\"delay_ms\":" + std::to_string(*proto.delay_ms);
+    delay_text = *proto.delay_ms == 0 ? std::string(" (due when stored)")
+                                      : " (deliver " + duration_text(*proto.delay_ms) + " after it was stored)";
+  }
   auto on_ack = [&, json = g.json()](const ferry::result<fc::message_id>& r) {
     if (!r) {
       std::lock_guard lk(mu);
@@ -270,10 +312,10 @@ int produce(const globals& g, const produce_args& a) {
       return;
     }
     if (json)
-      std::printf("{\"topic\":%s,\"partition\":%d,\"offset\":%" PRId64 ",\"id\":%s}\n", json_string(r->topic).c_str(),
-                  r->partition, r->offset, json_string(r->to_string()).c_str());
+      std::printf("{\"topic\":%s,\"partition\":%d,\"offset\":%" PRId64 ",\"id\":%s%s}\n", json_string(r->topic).c_str(),
+                  r->partition, r->offset, json_string(r->to_string()).c_str(), delay_json.c_str());
     else
-      std::printf("produced %s\n", r->to_string().c_str());
+      std::printf("produced %s%s\n", r->to_string().c_str(), delay_text.c_str());
   };
   auto send = [&](std::string value) {
     fc::message m = proto;
@@ -1039,6 +1081,96 @@ int dlq_replay(const globals& g, const dlq_replay_args& a) {
   return exit_ok;
 }
 
+// ---- delayed messages ----------------------------------------------------------------------
+
+const char* outcome_name(fc::cancel_outcome o) {
+  switch (o) {
+    case fc::cancel_outcome::cancelled:
+      return "cancelled";
+    case fc::cancel_outcome::too_late:
+      return "too_late";
+    case fc::cancel_outcome::unknown:
+      return "unknown";
+  }
+  return "unknown";
+}
+
+int msg_cancel(const globals& g, const std::string& id_text) {
+  auto id = fc::parse_message_id(id_text);
+  if (!id) return usage_error(id.error().message + " (expected TOPIC/PARTITION/OFFSET, e.g. orders/0/42)");
+  auto adm = fc::admin::create(g.client());
+  if (!adm) return broker_error(adm.error());
+  auto r = (*adm)->cancel(*id);
+  if (!r) return broker_error(r.error());
+  std::string why = r->message;
+  if (why.empty() && r->outcome == fc::cancel_outcome::too_late)
+    why = id->to_string() + " is already due or was not a delayed message";
+  if (why.empty() && r->outcome == fc::cancel_outcome::unknown) why = "no message " + id->to_string();
+  if (g.json()) {
+    std::printf("{\"id\":%s,\"outcome\":%s,\"message\":%s}\n", json_string(id->to_string()).c_str(),
+                json_string(outcome_name(r->outcome)).c_str(), json_string(why).c_str());
+  } else if (r->outcome == fc::cancel_outcome::cancelled) {
+    std::printf("cancelled %s\n", id->to_string().c_str());
+  } else {
+    std::printf("%s: %s\n", r->outcome == fc::cancel_outcome::too_late ? "too late" : "unknown",
+                ferry::ctl::printable(why).c_str());
+  }
+  // Not a broker error, but not done either: scripts tell the outcomes apart by the exit status
+  // (0 cancelled, 1 otherwise) or by "outcome" in JSON.
+  return r->outcome == fc::cancel_outcome::cancelled ? exit_ok : exit_broker;
+}
+
+struct delayed_list_args {
+  std::string topic;
+  std::string before;
+  int64_t limit = 100;
+  std::optional<int32_t> partition;
+};
+
+int delayed_list(const globals& g, const delayed_list_args& a) {
+  std::optional<int64_t> before;
+  if (!a.before.empty()) {
+    auto ms = ferry::ctl::parse_rfc3339_ms(a.before);
+    if (!ms) return usage_error("--before: invalid RFC 3339 time '" + a.before + "' (example: 2024-05-01T12:00:00Z)");
+    if (*ms < 0) return usage_error("--before: '" + a.before + "' is before 1970-01-01T00:00:00Z");
+    before = *ms;
+  }
+  auto adm = fc::admin::create(g.client());
+  if (!adm) return broker_error(adm.error());
+  auto r = (*adm)->list_delayed(a.topic, before, static_cast<size_t>(a.limit), a.partition);
+  if (!r) return broker_error(r.error());
+  if (g.json()) {
+    for (const auto& m : r->messages) {
+      std::string s = "{\"id\":" + json_string(m.id(a.topic)) + ",\"topic\":" + json_string(a.topic) +
+                      ",\"partition\":" + std::to_string(m.partition) + ",\"offset\":" + std::to_string(m.offset) +
+                      ",\"key\":" + optional_json(m.key) +
+                      ",\"due_time\":" + json_string(ferry::ctl::format_rfc3339_ms(m.due_time_ms)) +
+                      ",\"due_time_ms\":" + std::to_string(m.due_time_ms) +
+                      ",\"append_time_ms\":" + std::to_string(m.append_time_ms) +
+                      ",\"value_bytes\":" + std::to_string(m.value_bytes) + "}\n";
+      std::fwrite(s.data(), 1, s.size(), stdout);
+    }
+    return exit_ok;
+  }
+  const int64_t now = now_ms();
+  if (!r->messages.empty()) {
+    ferry::ctl::table t({"ID", "KEY", "DUE", "IN", "APPENDED", "VALUE-BYTES"});
+    for (const auto& m : r->messages)
+      t.add({m.id(a.topic), cell(m.key), ferry::ctl::format_rfc3339_ms(m.due_time_ms),
+             ferry::ctl::format_time_left_ms(m.due_time_ms - now), ferry::ctl::format_rfc3339_ms(m.append_time_ms),
+             std::to_string(m.value_bytes)});
+    std::printf("%s", t.str().c_str());
+  }
+  std::string where = a.partition ? a.topic + "/" + std::to_string(*a.partition) : "topic " + a.topic;
+  std::string shown;
+  if (static_cast<int64_t>(r->messages.size()) < r->pending)
+    shown = " (" + std::to_string(r->messages.size()) + " shown" +
+            (before ? std::string(" due before ") + ferry::ctl::format_rfc3339_ms(*before) : std::string()) + ")";
+  std::printf("%" PRId64 " delayed message%s pending in %s%s\n", r->pending, r->pending == 1 ? "" : "s", where.c_str(),
+              shown.c_str());
+  return exit_ok;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1064,6 +1196,8 @@ int main(int argc, char** argv) {
   tcreate->add_option("--retention", tc.retention, "keep messages this long (500ms, 30s, 15m, 2h, 7d; default: broker's)");
   tcreate->add_option("--retention-bytes", tc.retention_bytes, "keep at most this many bytes per partition (-1: no limit)");
   tcreate->add_option("--segment-bytes", tc.segment_bytes, "roll segments at this size (0: broker default)");
+  tcreate->add_option("--max-delay", tc.max_delay,
+                      "longest delivery delay the topic accepts (15m, 2h, 30d; default: broker's, 365d)");
   auto* tlist = topic->add_subcommand("list", "list topics");
   std::string topic_name;
   auto* tdescribe = topic->add_subcommand("describe", "show a topic's configuration and partitions");
@@ -1077,8 +1211,11 @@ int main(int argc, char** argv) {
   prod->add_option("--key", pa.key, "message key (sets the partition by hash)");
   prod->add_option("--header", pa.headers, "header key=value (repeatable)")->allow_extra_args(false);
   prod->add_option("--partition", pa.partition, "explicit partition")->check(CLI::NonNegativeNumber);
-  auto* delay = prod->add_option("--delay", pa.delay, "deliver after this delay (broker clock): 500ms, 30s, 15m, 2h, 7d");
-  auto* at = prod->add_option("--at", pa.at, "deliver at this RFC 3339 time, e.g. 2024-05-01T12:00:00Z");
+  auto* delay = prod->add_option("--delay", pa.delay,
+                                 "deliver after this delay (500ms, 30s, 15m, 2h, 7d), measured by the broker's clock "
+                                 "from when it stores the message");
+  auto* at = prod->add_option("--at", pa.at,
+                              "deliver at this RFC 3339 time, e.g. 2024-05-01T12:00:00Z (a past time: at once)");
   delay->excludes(at);
   prod->add_option("--value", pa.value, "the message value (else: one message per stdin line)");
 
@@ -1171,6 +1308,25 @@ int main(int argc, char** argv) {
   dreplay->add_flag("--all", dr.all, "every dead letter of the subscription");
   dreplay->add_flag("--dry-run", dr.dry_run, "show what would be replayed; publish nothing");
 
+  auto* msg = app.add_subcommand("msg", "single messages by id: cancel a delayed message");
+  msg->require_subcommand(1);
+  std::string msg_id;
+  auto* mcancel = msg->add_subcommand(
+      "cancel", "cancel a delayed message before it is due (exit status 0 only if it was cancelled)");
+  mcancel->add_option("ID", msg_id, "the message's id TOPIC/PARTITION/OFFSET, as produce printed it")->required();
+
+  auto* delayed = app.add_subcommand("delayed", "delayed messages not yet due: list");
+  delayed->require_subcommand(1);
+  delayed_list_args dll;
+  auto* dllist = delayed->add_subcommand("list", "list a topic's delayed messages not yet due, earliest first");
+  dllist->add_option("TOPIC", dll.topic, "topic name")->required();
+  dllist->add_option("--before", dll.before, "only those due before this RFC 3339 time, e.g. 2024-05-01T12:00:00Z");
+  dllist->add_option("--limit", dll.limit, "at most this many (1..10000)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{10000}));
+  dllist->add_option("--partition", dll.partition, "only this partition (default: every partition)")
+      ->check(CLI::NonNegativeNumber);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -1193,5 +1349,7 @@ int main(int argc, char** argv) {
   if (cons->parsed()) return consume(g, ca);
   if (dlist->parsed()) return dlq_list(g, dl);
   if (dreplay->parsed()) return dlq_replay(g, dr);
+  if (mcancel->parsed()) return msg_cancel(g, msg_id);
+  if (dllist->parsed()) return delayed_list(g, dll);
   return usage_error("nothing to do");
 }

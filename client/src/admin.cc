@@ -1,5 +1,5 @@
-// admin: topic and subscription management, one blocking request at a time over the admin object's
-// connection.
+// admin: topic, subscription and delayed-message management, one blocking request at a time over
+// the admin object's connection.
 #include "client/src/connection.h"
 #include "client/src/topic_config.h"
 
@@ -10,8 +10,9 @@ namespace w = ferry::wire;
 
 flatbuffers::Offset<w::TopicConfig> to_wire(flatbuffers::FlatBufferBuilder& fbb, const topic_config& c) {
   return w::CreateTopicConfig(fbb, c.partitions, c.replication, c.retention_ms, c.retention_bytes, c.segment_bytes,
-                              c.segment_ms, c.max_batch_bytes, c.fsync_interval ? w::FsyncPolicy::Interval : w::FsyncPolicy::Always,
-                              c.fsync_interval_ms);
+                              c.segment_ms, c.max_batch_bytes,
+                              c.fsync_interval ? w::FsyncPolicy::Interval : w::FsyncPolicy::Always, c.fsync_interval_ms,
+                              c.max_delay_ms);
 }
 
 topic_config from_wire(const w::TopicConfig* c) {
@@ -26,6 +27,7 @@ topic_config from_wire(const w::TopicConfig* c) {
   out.max_batch_bytes = c->max_batch_bytes();
   out.fsync_interval = c->fsync() == w::FsyncPolicy::Interval;
   out.fsync_interval_ms = c->fsync_interval_ms();
+  out.max_delay_ms = c->max_delay_ms();
   return out;
 }
 
@@ -41,6 +43,8 @@ std::vector<partition_state> partitions_from_wire(const w::DescribeTopicResponse
     s.log_end_offset = p->log_end_offset();
     s.size_bytes = p->size_bytes();
     s.segments = p->segments();
+    s.delayed_pending = p->delayed_pending();
+    s.next_due_time_ms = p->next_due_time();
     out.push_back(s);
   }
   return out;
@@ -114,6 +118,20 @@ w::SeekTarget to_wire(seek_target t) {
 
 std::string str(const flatbuffers::String* s) { return s != nullptr ? s->str() : std::string(); }
 
+result<cancel_outcome> from_wire(w::CancelOutcome o) {
+  switch (o) {
+    case w::CancelOutcome::Cancelled:
+      return cancel_outcome::cancelled;
+    case w::CancelOutcome::TooLate:
+      return cancel_outcome::too_late;
+    case w::CancelOutcome::Unknown:
+      return cancel_outcome::unknown;
+  }
+  // A newer broker's outcome this client cannot name: guessing one could mislead a caller that
+  // acts on it (e.g. retries a cancel it believes never happened).
+  return fail(errc::malformed_frame, "unknown cancel outcome " + std::to_string(static_cast<int>(o)));
+}
+
 }  // namespace detail
 
 namespace {
@@ -121,6 +139,9 @@ namespace {
 namespace w = ferry::wire;
 using detail::io_runner;
 using detail::make_request;
+
+// The broker refuses larger listings (ListDelayedRequest.limit, schema/ferry.fbs).
+constexpr size_t max_list_delayed = 10000;
 
 class admin_impl final : public admin {
  public:
@@ -252,6 +273,66 @@ class admin_impl final : public admin {
             for (const auto* m : *d->members())
               out.members.push_back(member_info{m->member_id(), detail::str(m->name()), detail::str(m->peer()),
                                                 m->in_flight(), m->credit_messages()});
+          }
+          return out;
+        });
+  }
+
+  result<cancel_result> cancel(const message_id& target) override {
+    if (target.partition < 0)
+      return fail(errc::invalid_argument, "partition " + std::to_string(target.partition) + " is negative");
+    if (target.offset < 0)
+      return fail(errc::invalid_argument, "offset " + std::to_string(target.offset) + " is negative");
+    return io_.call<cancel_result>(
+        w::ResponseBody::CancelResponse,
+        [&](flatbuffers::FlatBufferBuilder& fbb, uint64_t id) {
+          auto t = fbb.CreateString(target.topic);
+          return make_request(fbb, id, w::CreateCancelRequest(fbb, t, target.partition, target.offset));
+        },
+        [&](const w::Response& r) -> result<cancel_result> {
+          const auto* c = r.body_as_CancelResponse();
+          auto outcome = detail::from_wire(c->outcome());
+          if (!outcome) return outcome.error();
+          return cancel_result{*outcome, detail::str(c->message())};
+        });
+  }
+
+  result<delayed_listing> list_delayed(const std::string& topic, std::optional<int64_t> before_ms, size_t limit,
+                                       std::optional<int32_t> partition) override {
+    if (limit < 1 || limit > max_list_delayed)
+      return fail(errc::invalid_argument,
+                  "limit " + std::to_string(limit) + " is outside 1.." + std::to_string(max_list_delayed));
+    if (partition && *partition < 0)
+      return fail(errc::invalid_argument, "partition " + std::to_string(*partition) + " is negative");
+    // On the wire -1 means "no bound": a negative bound of the caller's would silently become none.
+    if (before_ms && *before_ms < 0)
+      return fail(errc::invalid_argument, "before time " + std::to_string(*before_ms) + " is negative");
+    return io_.call<delayed_listing>(
+        w::ResponseBody::ListDelayedResponse,
+        [&](flatbuffers::FlatBufferBuilder& fbb, uint64_t id) {
+          auto t = fbb.CreateString(topic);
+          return make_request(fbb, id,
+                              w::CreateListDelayedRequest(fbb, t, partition.value_or(-1), before_ms.value_or(-1),
+                                                          static_cast<int32_t>(limit)));
+        },
+        [&](const w::Response& r) -> result<delayed_listing> {
+          const auto* l = r.body_as_ListDelayedResponse();
+          delayed_listing out;
+          out.pending = l->pending();
+          if (l->messages() != nullptr) {
+            out.messages.reserve(l->messages()->size());
+            for (const auto* m : *l->messages()) {
+              delayed_message d;
+              d.partition = m->partition();
+              d.offset = m->offset();
+              d.due_time_ms = m->due_time();
+              d.append_time_ms = m->append_time();
+              // Absent is "no key"; present but empty is the empty key.
+              if (m->key() != nullptr)
+                d.key = std::string(reinterpret_cast<const char*>(m->key()->data()), m->key()->size());
+              d.value_bytes = m->value_bytes();
+              out.messages.push_back(std::move(d));
+            }
           }
           return out;
         });

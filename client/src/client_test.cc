@@ -172,6 +172,31 @@ TEST(age, truncates_to_one_unit) {
   EXPECT_EQ(ctl::format_age_ms(4 * 86'400'000LL + 7), "4d");
 }
 
+TEST(time_left, two_largest_units_truncated_or_due) {
+  EXPECT_EQ(ctl::format_time_left_ms(0), "due");
+  EXPECT_EQ(ctl::format_time_left_ms(-90'000), "due");
+  EXPECT_EQ(ctl::format_time_left_ms(1), "1ms");
+  EXPECT_EQ(ctl::format_time_left_ms(850), "850ms");
+  EXPECT_EQ(ctl::format_time_left_ms(1'000), "1s");
+  EXPECT_EQ(ctl::format_time_left_ms(45'999), "45s");
+  EXPECT_EQ(ctl::format_time_left_ms(60'000), "1m");
+  EXPECT_EQ(ctl::format_time_left_ms(899'500), "14m59s");  // a 15-minute delay, just after publishing
+  EXPECT_EQ(ctl::format_time_left_ms(900'000), "15m");
+  EXPECT_EQ(ctl::format_time_left_ms(3'600'000), "1h");
+  EXPECT_EQ(ctl::format_time_left_ms(2 * 3'600'000 + 5 * 60'000 + 59'999), "2h5m");
+  EXPECT_EQ(ctl::format_time_left_ms(3 * 86'400'000LL + 4 * 3'600'000 + 1), "3d4h");
+  EXPECT_EQ(ctl::format_time_left_ms(365 * 86'400'000LL), "365d");
+  EXPECT_EQ(ctl::format_time_left_ms(86'400'000LL + 59 * 60'000), "1d") << "the second unit is hours";
+}
+
+TEST(delayed_message, id_names_the_topic_given) {
+  fc::delayed_message d;
+  d.partition = 0;
+  d.offset = 9'000'000'000;
+  EXPECT_EQ(d.id("orders.eu"), "orders.eu/0/9000000000");
+  EXPECT_TRUE(fc::parse_message_id(d.id("orders.eu")));
+}
+
 TEST(decimal, accepts_only_plain_non_negative_integers) {
   EXPECT_EQ(ctl::parse_decimal("0"), 0);
   EXPECT_EQ(ctl::parse_decimal("1714564800000"), 1714564800000);

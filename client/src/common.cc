@@ -20,6 +20,10 @@ std::string received_message::id() const {
   return topic + "/" + std::to_string(partition) + "/" + std::to_string(offset);
 }
 
+std::string delayed_message::id(const std::string& topic) const {
+  return topic + "/" + std::to_string(partition) + "/" + std::to_string(offset);
+}
+
 result<message_id> parse_message_id(std::string_view s) {
   auto bad = [&](const char* why) { return fail(errc::invalid_argument, "message id '" + std::string(s) + "' " + why); };
   auto last = s.rfind('/');

@@ -10,19 +10,29 @@
 // ordered keys, no dead letters. Writes to a connection are serialised by its write mutex, so a
 // push may come from any connection's thread (after each answer every member with credit gets
 // what is available).
+//
+// Delayed messages, minimally: the fake's clock stands still at 1000 ms (every batch's append
+// time), so a produced record with a deliver_at after that is pending, any other is released at
+// once. A topic's max_delay_ms (default 365 days) is checked on produce (the whole batch is refused
+// with DelayOutOfRange, nothing stored). Cancel and ListDelayed work on the pending set;
+// release_delayed() makes one fall due. Subscriptions do not hold delayed messages back.
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <string>
 #include <thread>
+#include <tuple>
 
 #include "schema/frame.h"
 #include "schema/record_batch.h"
@@ -47,6 +57,14 @@ class fake_broker {
   };
 
   using msg_key = std::pair<int32_t, int64_t>;  // (partition, offset)
+  struct delayed_entry {
+    int64_t due_time;
+    int64_t append_time;
+    std::optional<std::string> key;
+    int32_t value_bytes;
+  };
+  static constexpr int64_t clock_ms = 1000;  // the fake's "now" and every batch's append time
+  static constexpr int64_t default_max_delay_ms = 365LL * 86'400'000;
   struct lease {
     uint64_t member;
     int32_t delivery_count;
@@ -92,6 +110,7 @@ class fake_broker {
   std::map<msg_key, w::ErrorCode> fail_item;         // ack/nack/extend of this message fails with this code (once)
   std::atomic<bool> push_before_join_answer{false};  // a new member's first Delivery goes out before its JoinResponse
   std::optional<msg_key> truncate_record;            // deliver this message's record one byte short, once
+  std::optional<int> cancel_outcome_wire;            // answer every cancel with this raw CancelOutcome value
 
   // Observations (under mu unless atomic).
   std::atomic<int> ack_requests{0};
@@ -109,6 +128,8 @@ class fake_broker {
   std::vector<std::string> join_names;
   std::vector<int64_t> join_ack_timeouts;
   std::vector<std::pair<int32_t, int32_t>> join_credits;  // (messages, bytes)
+  std::atomic<int> delayed_requests{0};                   // Cancel and ListDelayed requests
+  std::vector<std::tuple<int32_t, int64_t, int32_t>> list_delayed_seen;  // (partition, before_time, limit)
 
   fake_broker() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
     port_ = acceptor_.local_endpoint().port();
@@ -126,9 +147,19 @@ class fake_broker {
     for (auto& t : conn_threads_) t.join();
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  void add_topic(const std::string& name, int partitions) {
+  void add_topic(const std::string& name, int partitions, int64_t max_delay_ms = default_max_delay_ms) {
     std::lock_guard lk(mu);
     topics[name].resize(partitions);
+    max_delay[name] = max_delay_ms;
+  }
+  // The pending delayed message at (p, offset) falls due: it is released, no longer cancellable.
+  void release_delayed(const std::string& topic, int p, int64_t offset) {
+    std::lock_guard lk(mu);
+    if (delayed[topic].erase({p, offset})) released[topic].insert({p, offset});
+  }
+  size_t delayed_pending(const std::string& topic) {
+    std::lock_guard lk(mu);
+    return delayed[topic].size();
   }
   int64_t records(const std::string& topic, int p) {
     std::lock_guard lk(mu);
@@ -182,6 +213,10 @@ class fake_broker {
   std::map<std::pair<std::string, std::string>, subscription> subs;
   std::map<uint64_t, member> members;
   uint64_t next_member_id = 1000;
+  std::map<std::string, int64_t> max_delay;                         // per topic
+  std::map<std::string, std::map<msg_key, delayed_entry>> delayed;  // per topic: pending, not yet due
+  std::map<std::string, std::set<msg_key>> released;                // per topic: fell due
+  std::map<std::string, std::set<msg_key>> cancelled;               // per topic
 
  private:
   void accept_loop() {
@@ -390,7 +425,10 @@ class fake_broker {
         if (topics.count(c->name()->str()))
           return respond(fbb, id, w::ErrorCode::TopicExists, "topic exists", w::ResponseBody::NONE, 0);
         topics[c->name()->str()].resize(c->config()->partitions());
-        auto cfg = w::CreateTopicConfig(fbb, c->config()->partitions(), c->config()->replication(), c->config()->retention_ms());
+        int64_t md = c->config()->max_delay_ms() != 0 ? c->config()->max_delay_ms() : default_max_delay_ms;
+        max_delay[c->name()->str()] = md;
+        auto cfg = w::CreateTopicConfig(fbb, c->config()->partitions(), c->config()->replication(),
+                                        c->config()->retention_ms(), -1, 0, 0, 0, w::FsyncPolicy::Always, 0, md);
         auto body = w::CreateCreateTopicResponse(fbb, fbb.CreateString(c->name()->str()), cfg);
         return respond(fbb, id, w::ErrorCode::Ok, nullptr, w::ResponseBody::CreateTopicResponse, body.Union());
       }
@@ -410,9 +448,16 @@ class fake_broker {
         for (size_t p = 0; p < it->second.size(); ++p) {
           auto& part = it->second[p];
           int64_t start = part.batches.empty() ? part.next : part.batches.front().base_offset;
-          ps.push_back(w::CreatePartitionState(fbb, int(p), 1, start, part.next, part.next, 0, 1));
+          int64_t pending = 0, next_due = -1;
+          for (auto& [k, e] : delayed[name]) {
+            if (k.first != int32_t(p)) continue;
+            ++pending;
+            if (next_due < 0 || e.due_time < next_due) next_due = e.due_time;
+          }
+          ps.push_back(w::CreatePartitionState(fbb, int(p), 1, start, part.next, part.next, 0, 1, pending, next_due));
         }
-        auto cfg = w::CreateTopicConfig(fbb, int(it->second.size()));
+        auto cfg = w::CreateTopicConfig(fbb, int(it->second.size()), 1, -1, -1, 0, 0, 0, w::FsyncPolicy::Always, 0,
+                                        max_delay.count(name) ? max_delay[name] : default_max_delay_ms);
         auto body = w::CreateDescribeTopicResponseDirect(fbb, name.c_str(), cfg, &ps);
         return respond(fbb, id, w::ErrorCode::Ok, nullptr, w::ResponseBody::DescribeTopicResponse, body.Union());
       }
@@ -455,11 +500,41 @@ class fake_broker {
             res.push_back(w::CreateProducePartitionResultDirect(fbb, pp->partition(), w::ErrorCode::OutOfOrderSequence, "gap"));
             continue;
           }
-          part.seen[{h->producer_id, h->base_sequence}] = part.next;
           stored st{part.next, std::vector<std::byte>(bytes.begin(), bytes.end())};
-          w::stamp_batch(st.bytes, part.next, 0, 1000);
+          w::stamp_batch(st.bytes, part.next, 0, clock_ms);
+          // Like ferryd: a delay beyond the topic's maximum (or a negative relative one) refuses
+          // the whole batch, stored nowhere, the producer's sequence not advanced.
+          const std::string topic_name = pr->topic()->str();
+          const int64_t md = max_delay.count(topic_name) ? max_delay[topic_name] : default_max_delay_ms;
+          const bool relative = (h->attributes & w::attr_delay_relative) != 0;
+          bool out_of_range = false;
+          std::vector<std::pair<msg_key, delayed_entry>> pending;
+          auto rr = w::for_each_record(st.bytes, [&](const w::record_view& rv) {
+            if (!rv.deliver_at) return;
+            int64_t delay = *rv.deliver_at - clock_ms;
+            if (delay > md || (relative && delay < 0)) out_of_range = true;
+            std::optional<std::string> key;
+            if (rv.key) key = std::string(*rv.key);
+            pending.push_back(
+                {{pp->partition(), rv.offset},
+                 delayed_entry{*rv.deliver_at, clock_ms, std::move(key), rv.value ? int32_t(rv.value->size()) : 0}});
+          });
+          if (!rr || out_of_range) {
+            res.push_back(w::CreateProducePartitionResultDirect(
+                fbb, pp->partition(), w::ErrorCode::DelayOutOfRange,
+                ("a delay is beyond the topic's maximum of " + std::to_string(md) + " ms, or negative").c_str()));
+            continue;
+          }
+          for (auto& [k, e] : pending) {
+            if (e.due_time > clock_ms)
+              delayed[topic_name][k] = std::move(e);
+            else
+              released[topic_name].insert(k);
+          }
+          part.seen[{h->producer_id, h->base_sequence}] = part.next;
           part.last_seq[h->producer_id] = {h->base_sequence + h->record_count, part.next};
-          res.push_back(w::CreateProducePartitionResultDirect(fbb, pp->partition(), w::ErrorCode::Ok, nullptr, part.next, 1000));
+          res.push_back(w::CreateProducePartitionResultDirect(fbb, pp->partition(), w::ErrorCode::Ok, nullptr,
+                                                              part.next, clock_ms));
           part.next += h->record_count;
           part.batches.push_back(std::move(st));
         }
@@ -715,6 +790,73 @@ class fake_broker {
         credit_returned_bytes += a->credit_bytes();
         auto body = w::CreateAckResponseDirect(fbb, acked, nacked, extended, &failures);
         return respond(fbb, id, w::ErrorCode::Ok, nullptr, w::ResponseBody::AckResponse, body.Union());
+      }
+      case w::RequestBody::CancelRequest: {
+        ++delayed_requests;
+        auto* c = r.body_as_CancelRequest();
+        std::string topic = c->topic() ? c->topic()->str() : "";
+        auto tit = topics.find(topic);
+        if (tit == topics.end())
+          return respond(fbb, id, w::ErrorCode::UnknownTopic, ("topic '" + topic + "' does not exist").c_str(),
+                         w::ResponseBody::NONE, 0);
+        if (c->partition() < 0 || c->partition() >= int32_t(tit->second.size()))
+          return respond(fbb, id, w::ErrorCode::UnknownPartition, "no such partition", w::ResponseBody::NONE, 0);
+        msg_key k{c->partition(), c->offset()};
+        w::CancelOutcome outcome;
+        const char* why = nullptr;
+        if (delayed[topic].erase(k)) {
+          cancelled[topic].insert(k);
+          outcome = w::CancelOutcome::Cancelled;
+        } else if (cancelled[topic].count(k)) {
+          outcome = w::CancelOutcome::Cancelled;  // idempotent: a retried cancel
+          why = "already cancelled";
+        } else if (released[topic].count(k)) {
+          outcome = w::CancelOutcome::TooLate;
+          why = "already due and released";
+        } else if (c->offset() < tit->second[c->partition()].next) {
+          outcome = w::CancelOutcome::TooLate;
+          why = "not a delayed message";
+        } else {
+          outcome = w::CancelOutcome::Unknown;
+          why = "no message at this offset";
+        }
+        if (cancel_outcome_wire) outcome = static_cast<w::CancelOutcome>(*cancel_outcome_wire);
+        auto body = w::CreateCancelResponseDirect(fbb, topic.c_str(), c->partition(), c->offset(), outcome, why);
+        return respond(fbb, id, w::ErrorCode::Ok, nullptr, w::ResponseBody::CancelResponse, body.Union());
+      }
+      case w::RequestBody::ListDelayedRequest: {
+        ++delayed_requests;
+        auto* l = r.body_as_ListDelayedRequest();
+        list_delayed_seen.emplace_back(l->partition(), l->before_time(), l->limit());
+        std::string topic = l->topic() ? l->topic()->str() : "";
+        auto tit = topics.find(topic);
+        if (tit == topics.end())
+          return respond(fbb, id, w::ErrorCode::UnknownTopic, ("topic '" + topic + "' does not exist").c_str(),
+                         w::ResponseBody::NONE, 0);
+        if (l->limit() < 1 || l->limit() > 10000)
+          return respond(fbb, id, w::ErrorCode::InvalidArgument, "limit outside 1..10000", w::ResponseBody::NONE, 0);
+        if (l->partition() < -1 || l->partition() >= int32_t(tit->second.size()))
+          return respond(fbb, id, w::ErrorCode::UnknownPartition, "no such partition", w::ResponseBody::NONE, 0);
+        std::vector<std::pair<msg_key, const delayed_entry*>> hits;
+        int64_t pending = 0;
+        for (auto& [k, e] : delayed[topic]) {
+          if (l->partition() >= 0 && k.first != l->partition()) continue;
+          ++pending;
+          if (l->before_time() < 0 || e.due_time < l->before_time()) hits.push_back({k, &e});
+        }
+        std::sort(hits.begin(), hits.end(), [](const auto& a, const auto& b) {
+          return std::tie(a.second->due_time, a.first) < std::tie(b.second->due_time, b.first);
+        });
+        if (hits.size() > size_t(l->limit())) hits.resize(size_t(l->limit()));
+        std::vector<flatbuffers::Offset<w::DelayedMessage>> out;
+        for (auto& [k, e] : hits) {
+          flatbuffers::Offset<flatbuffers::Vector<uint8_t>> key = 0;
+          if (e->key) key = fbb.CreateVector(reinterpret_cast<const uint8_t*>(e->key->data()), e->key->size());
+          out.push_back(
+              w::CreateDelayedMessage(fbb, k.first, k.second, e->due_time, e->append_time, key, e->value_bytes));
+        }
+        auto body = w::CreateListDelayedResponseDirect(fbb, topic.c_str(), &out, pending);
+        return respond(fbb, id, w::ErrorCode::Ok, nullptr, w::ResponseBody::ListDelayedResponse, body.Union());
       }
       default:
         return respond(fbb, id, w::ErrorCode::UnsupportedApi, "unsupported", w::ResponseBody::NONE, 0);

@@ -106,6 +106,7 @@ bool definitive_rejection(errc e) {
     case errc::unsupported_api:
     case errc::unsupported_version:
     case errc::disk_full:
+    case errc::delay_out_of_range:
       return true;
     default:
       return false;
@@ -216,6 +217,12 @@ void producer_impl::send(std::string_view topic, message m, callback cb) {
   ++outstanding_;
   if (m.delay_ms && m.deliver_at_ms) {
     fail_later(std::move(cb), fail(errc::invalid_argument, "a message has either delay_ms or deliver_at_ms, not both"));
+    return;
+  }
+  if (m.delay_ms && *m.delay_ms < 0) {
+    // The broker refuses it too (the whole batch); failing here keeps the batch's other messages.
+    fail_later(std::move(cb),
+               fail(errc::delay_out_of_range, "delay_ms " + std::to_string(*m.delay_ms) + " is negative"));
     return;
   }
   size_t estimate = 16 + m.value.size() + (m.key ? m.key->size() : 0);

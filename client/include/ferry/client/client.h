@@ -5,7 +5,8 @@
 //   reader    reads one partition's raw log from an offset (no acknowledgements)
 //   consumer  a member of a subscription: messages pushed by the broker under credit, acked,
 //             nacked (redelivered after a delay) or extended one by one; acks batched on the wire
-//   admin     topics and subscriptions: create, list, describe, delete, seek
+//   admin     topics and subscriptions: create, list, describe, delete, seek; delayed messages:
+//             list those not yet due, cancel one by id
 //
 // Every call returns ferry::result<T>: a value, or a ferry::error with a typed code (ferry::errc,
 // the same codes the broker sends) and a readable message. Nothing here throws.
@@ -81,6 +82,8 @@ struct message {
   std::optional<int32_t> partition;       // explicit partition; else by key, else spread
   std::optional<int64_t> deliver_at_ms;   // delayed delivery: absolute due time (ms since epoch)
   std::optional<int64_t> delay_ms;        // delayed delivery: due = broker's clock at append + delay
+                                          // (a negative delay, or one beyond the topic's max_delay_ms,
+                                          // fails with errc::delay_out_of_range)
   int64_t timestamp_ms = 0;               // 0: the producer's clock at send()
 };
 
@@ -172,6 +175,7 @@ struct topic_config {
   int32_t max_batch_bytes = 0;     // 0: broker default
   bool fsync_interval = false;     // false: fsync before every ack (default)
   int32_t fsync_interval_ms = 0;
+  int64_t max_delay_ms = 0;        // longest accepted delivery delay; 0: broker default (365 days)
 };
 
 struct topic_summary {
@@ -188,6 +192,8 @@ struct partition_state {
   int64_t log_end_offset = 0;
   int64_t size_bytes = 0;
   int32_t segments = 0;
+  int64_t delayed_pending = 0;     // delayed messages not yet due
+  int64_t next_due_time_ms = -1;   // -1: none
 };
 
 struct topic_description {
@@ -271,6 +277,36 @@ struct seek_partition_result {
   int64_t new_backlog = 0;
 };
 
+// ---- delayed messages -------------------------------------------------------------------------
+// A message with delay_ms (turned into a due time by the broker's clock when it is stored) or
+// deliver_at_ms is stored and acknowledged like any other, but no subscription gets it before it is
+// due. When it falls due the broker releases it: a copy is appended to the same partition (with
+// the header "ferry-delayed-id: topic/partition/offset" naming the original) and every
+// subscription then delivers it like a message published at that moment. Raw readers see the
+// original at publish and the released copy later.
+
+enum class cancel_outcome { cancelled, too_late, unknown };
+
+struct cancel_result {
+  cancel_outcome outcome = cancel_outcome::unknown;
+  std::string message;             // why, for too_late and unknown
+};
+
+struct delayed_message {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  int64_t due_time_ms = 0;
+  int64_t append_time_ms = 0;
+  std::optional<std::string> key;
+  int32_t value_bytes = 0;
+  std::string id(const std::string& topic) const;  // "topic/partition/offset"
+};
+
+struct delayed_listing {
+  std::vector<delayed_message> messages;  // earliest due first
+  int64_t pending = 0;                    // delayed messages pending in the topic (or the partition asked)
+};
+
 class admin {
  public:
   [[nodiscard]] static result<std::unique_ptr<admin>> create(client_options opts);
@@ -295,6 +331,18 @@ class admin {
   [[nodiscard]] virtual result<std::vector<seek_partition_result>> seek_subscription(
       const std::string& topic, const std::string& name, seek_target target, int64_t value,
       std::optional<int32_t> partition, bool dry_run) = 0;
+
+  // Cancels a delayed message before it is due: no subscription ever gets it (cancelled). too_late:
+  // it is already due (released) or was not delayed; unknown: no such message. A cancel racing
+  // with the due time has exactly one of these outcomes. Errors: unknown_topic, unknown_partition;
+  // invalid_argument for a negative partition or offset (nothing sent).
+  [[nodiscard]] virtual result<cancel_result> cancel(const message_id& id) = 0;
+  // Delayed messages of `topic` not yet due, earliest first: at most `limit` (1..10000), only
+  // those due before `before_ms` if given, of one partition if given. Errors: unknown_topic,
+  // unknown_partition; invalid_argument for a limit outside 1..10000 or a negative partition or
+  // before_ms (nothing sent).
+  [[nodiscard]] virtual result<delayed_listing> list_delayed(const std::string& topic, std::optional<int64_t> before_ms,
+                                                             size_t limit, std::optional<int32_t> partition) = 0;
 };
 
 // ---- consumer ---------------------------------------------------------------------------------
