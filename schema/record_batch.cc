@@ -1,5 +1,6 @@
 #include "schema/record_batch.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -103,7 +104,9 @@ uint32_t compute_batch_crc(std::span<const std::byte> batch) noexcept {
   return crc32c(batch.data() + hdr::magic, batch.size() - hdr::magic);
 }
 
-result<batch_header> verify_batch(std::span<const std::byte> batch) {
+result<batch_header> verify_batch(std::span<const std::byte> batch) { return verify_batch(batch, nullptr); }
+
+result<batch_header> verify_batch(std::span<const std::byte> batch, batch_delays* delays) {
   auto h = parse_batch_header(batch);
   if (!h) return h.error();
   if (static_cast<size_t>(h->batch_length) != batch.size())
@@ -118,6 +121,13 @@ result<batch_header> verify_batch(std::span<const std::byte> batch) {
     auto n = detail::decode_record(batch.subspan(pos), *h, r);
     if (!n) return n.error();
     if (r.offset != h->base_offset + i) return fail(errc::corrupt_batch, "record offset deltas are not 0..n-1");
+    if (delays && r.deliver_at) {
+      // The field as written: a delay (relative batches) or an absolute time.
+      int64_t raw = (h->attributes & attr_delay_relative) ? *r.deliver_at - h->append_time : *r.deliver_at;
+      ++delays->count;
+      delays->min = std::min(delays->min, raw);
+      delays->max = std::max(delays->max, raw);
+    }
     pos += *n;
   }
   if (pos != batch.size()) return fail(errc::corrupt_batch, "trailing bytes after the last record");
@@ -169,6 +179,7 @@ void batch_builder::reset() {
   max_ts_ = 0;
   relative_delays_ = false;
   control_ = false;
+  released_ = false;
 }
 
 void batch_builder::add(std::optional<std::string_view> key, std::optional<std::string_view> value,
@@ -217,7 +228,8 @@ std::span<const std::byte> batch_builder::finish(int64_t producer_id, int16_t pr
   store<uint8_t>(p + hdr::magic, batch_magic);
   store<uint8_t>(p + hdr::magic + 1, 0);
   store<uint16_t>(p + hdr::attributes, static_cast<uint16_t>((relative_delays_ ? attr_delay_relative : 0) |
-                                                             (control_ ? attr_control : 0)));
+                                                             (control_ ? attr_control : 0) |
+                                                             (released_ ? attr_released : 0)));
   store<int32_t>(p + hdr::last_offset_delta, count_ - 1);
   store<int64_t>(p + hdr::first_timestamp, first_ts_);
   store<int64_t>(p + hdr::max_timestamp, max_ts_);

@@ -38,6 +38,9 @@ inline constexpr uint16_t attr_delay_relative = 1u << 3;  // deliver_at fields a
 // A control batch (subscription acks, dead-letter moves, seeks; schema/control.md), written by the
 // broker itself. Producers may not set it; readers of the raw log skip such batches.
 inline constexpr uint16_t attr_control = 1u << 4;
+// Delayed messages the broker released (re-appended) when they fell due (schema/record_batch.md,
+// "Delayed messages"). Producers may not set it; consumers get these records like any others.
+inline constexpr uint16_t attr_released = 1u << 5;
 
 struct batch_header {
   int64_t base_offset = 0;
@@ -67,6 +70,16 @@ struct batch_header {
 // Full check of one complete batch (bytes.size() == batch_length): header, CRC32C, and that the
 // records parse and their count and offset deltas match the header. errc::corrupt_batch if not.
 [[nodiscard]] result<batch_header> verify_batch(std::span<const std::byte> batch);
+
+// The deliver_at fields of a batch as written by the producer: delays in ms (batches with
+// attr_delay_relative) or absolute times, of `count` records.
+struct batch_delays {
+  int32_t count = 0;
+  int64_t min = INT64_MAX;
+  int64_t max = INT64_MIN;
+};
+// verify_batch, also collecting the deliver_at fields into `delays` (if not null).
+[[nodiscard]] result<batch_header> verify_batch(std::span<const std::byte> batch, batch_delays* delays);
 
 // CRC32C over [magic, end) of a complete batch.
 uint32_t compute_batch_crc(std::span<const std::byte> batch) noexcept;
@@ -105,6 +118,8 @@ class batch_builder {
   void set_relative_delays(bool relative) { relative_delays_ = relative; }
   // Marks the batch as a control batch (attr_control): only the broker builds those.
   void set_control(bool control) { control_ = control; }
+  // Marks the batch as released delayed messages (attr_released): only the broker builds those.
+  void set_released(bool released) { released_ = released; }
   // Bytes the batch would have if finished now.
   size_t size_bytes() const { return buf_.size(); }
   int32_t record_count() const { return count_; }
@@ -119,6 +134,7 @@ class batch_builder {
   int64_t max_ts_ = 0;
   bool relative_delays_ = false;
   bool control_ = false;
+  bool released_ = false;
 };
 
 namespace detail {

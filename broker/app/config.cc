@@ -27,6 +27,13 @@ void add_flags(CLI::App& app, broker_config& c) {
   app.add_option("--checkpoint-interval-ms", c.checkpoint_interval_ms, "How often subscription state is saved")
       ->capture_default_str();
   app.add_option("--ack-timeout", c.ack_timeout, "Default ack timeout of new subscriptions")->capture_default_str();
+  app.add_option("--delay-horizon", c.delay_horizon, "Delayed messages due within this are held in memory")
+      ->capture_default_str();
+  app.add_option("--delay-max-loaded", c.delay_max_loaded, "At most this many delayed messages in memory per partition")
+      ->capture_default_str();
+  app.add_option("--delay-release-rate", c.delay_release_rate,
+                 "Due delayed messages released per second per partition at most (catch-up after downtime)")
+      ->capture_default_str();
   app.add_option("--max-deliveries", c.max_deliveries,
                  "Default deliveries before the dead-letter topic for new subscriptions (0: never)")
       ->capture_default_str();
@@ -79,6 +86,10 @@ void finish(broker_config& c) {
   if (c.max_deliveries < 0 || c.max_deliveries > 1000)
     throw std::invalid_argument("--max-deliveries must be between 0 and 1000");
   if (c.checkpoint_interval_ms < 10) throw std::invalid_argument("--checkpoint-interval-ms must be at least 10");
+  c.delay_horizon_ms = parse_duration_ms(c.delay_horizon);
+  if (c.delay_horizon_ms < 100) throw std::invalid_argument("--delay-horizon must be a duration of at least 100ms");
+  if (c.delay_max_loaded < 100) throw std::invalid_argument("--delay-max-loaded must be at least 100");
+  if (!(c.delay_release_rate >= 10)) throw std::invalid_argument("--delay-release-rate must be at least 10");
 }
 
 }  // namespace ferry::app

@@ -29,6 +29,9 @@ struct broker_config {
   int64_t checkpoint_interval_ms = 1000;  // how often subscription state is saved
   std::string ack_timeout = "30s";       // default subscription ack timeout
   int32_t max_deliveries = 10;           // default subscription max deliveries (0: never dead-letter)
+  std::string delay_horizon = "60s";     // delayed messages due within this are held in memory
+  size_t delay_max_loaded = 100'000;     // at most this many per partition
+  double delay_release_rate = 50'000;    // releases of due delayed messages per second per partition
   int64_t idle_timeout_ms = 10 * 60 * 1000;
 
   // Derived by finish():
@@ -39,6 +42,7 @@ struct broker_config {
   int64_t retention_ms = 0;
   int64_t segment_ms = 0;
   int64_t ack_timeout_ms = 0;
+  int64_t delay_horizon_ms = 0;
 };
 
 void add_flags(CLI::App& app, broker_config& c);

@@ -22,6 +22,7 @@
 
 #include "broker/app/config.h"
 #include "broker/base/failpoint.h"
+#include "broker/delay/delay_index.h"
 #include "broker/meta/meta_store.h"
 #include "broker/net/server.h"
 #include "broker/partition/topics.h"
@@ -91,6 +92,11 @@ int run(const app::broker_config& cfg) {
     log->critical("{}", store.error().to_string());
     return 1;
   }
+  auto delays = delay::delay_index::open(std::filesystem::path(cfg.data_dir) / "delay");
+  if (!delays) {
+    log->critical("{}", delays.error().to_string());
+    return 1;
+  }
 
   runtime::shard_set rt(cfg.shards, cfg.disk_threads);
   rt.start();
@@ -105,6 +111,11 @@ int run(const app::broker_config& cfg) {
   defaults.checkpoint_interval_ms = cfg.checkpoint_interval_ms;
   defaults.subscription.ack_timeout_ms = cfg.ack_timeout_ms;
   defaults.subscription.max_deliveries = cfg.max_deliveries;
+  defaults.delays = delays->get();
+  defaults.delay.horizon_ms = cfg.delay_horizon_ms;
+  defaults.delay.max_loaded = cfg.delay_max_loaded;
+  defaults.delay.release_rate = cfg.delay_release_rate;
+  defaults.delay.release_burst = std::max<size_t>(1, static_cast<size_t>(cfg.delay_release_rate / 10));
   partition::topic_manager topics(rt, **store, cfg.data_dir, defaults);
 
   auto started = asio::co_spawn(rt.executor(shard_id{0}), topics.start(), asio::use_future).get();

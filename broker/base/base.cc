@@ -1,5 +1,7 @@
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -45,6 +47,7 @@ std::string_view errc_name(errc e) noexcept {
     case errc::lease_not_held: return "lease_not_held";
     case errc::unknown_message: return "unknown_message";
     case errc::invalid_subscription_name: return "invalid_subscription_name";
+    case errc::delay_out_of_range: return "delay_out_of_range";
   }
   return "unknown";
 }
@@ -90,6 +93,51 @@ int64_t system_clock_source::now_ms() const noexcept { return wall_now_ms(); }
 int64_t system_clock_source::monotonic_ns() const noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+namespace {
+#ifdef FERRY_FAILPOINTS
+class file_offset_clock final : public clock {
+ public:
+  explicit file_offset_clock(std::string path) : path_(std::move(path)) { refresh(); }
+  int64_t now_ms() const noexcept override {
+    auto mono = std::chrono::steady_clock::now().time_since_epoch().count();
+    if (mono - last_read_.load(std::memory_order_relaxed) > 2'000'000) refresh();
+    return wall_now_ms() + offset_.load(std::memory_order_relaxed);
+  }
+  int64_t monotonic_ns() const noexcept override { return sys_.monotonic_ns(); }
+
+ private:
+  void refresh() const noexcept {
+    std::unique_lock lk(mu_, std::try_to_lock);
+    if (!lk.owns_lock()) return;
+    last_read_.store(std::chrono::steady_clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    if (FILE* f = std::fopen(path_.c_str(), "r")) {
+      long long v = 0;
+      if (std::fscanf(f, "%lld", &v) == 1) offset_.store(v, std::memory_order_relaxed);
+      std::fclose(f);
+    }
+  }
+  std::string path_;
+  system_clock_source sys_;
+  mutable std::mutex mu_;
+  mutable std::atomic<int64_t> last_read_{0};
+  mutable std::atomic<int64_t> offset_{0};
+};
+#endif
+}  // namespace
+
+const clock& broker_clock() {
+  static const clock* c = []() -> const clock* {
+#ifdef FERRY_FAILPOINTS
+    if (const char* f = std::getenv("FERRY_CLOCK_FILE"); f != nullptr && *f != '\0') {
+      std::fprintf(stderr, "FERRY_CLOCK_FILE=%s: the broker's wall clock is shifted by the offset in it\n", f);
+      return new file_offset_clock(f);
+    }
+#endif
+    return new system_clock_source();
+  }();
+  return *c;
 }
 
 namespace failpoint {

@@ -22,6 +22,13 @@ class system_clock_source final : public clock {
   int64_t monotonic_ns() const noexcept override;
 };
 
+// The broker's clock: the system clock, or, in test builds (FERRY_FAILPOINTS) when the environment
+// variable FERRY_CLOCK_FILE names a file, the system clock plus the offset in milliseconds written
+// in that file (one integer, may be negative; re-read at most every 2 ms). Integration tests move a
+// real ferryd's wall clock with it (days ahead for long delays, backwards for clock steps). The
+// monotonic time is never shifted. Thread-safe; lives for the process.
+const clock& broker_clock();
+
 // A clock tests move by hand. Thread-safe.
 class manual_clock final : public clock {
  public:

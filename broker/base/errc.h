@@ -37,7 +37,8 @@ enum class errc : uint16_t {
   lease_not_held = 26,        // ack/nack/extend by a member that does not hold the message's lease
   unknown_message = 27,       // not in flight in this subscription (never delivered, or already acked)
   invalid_subscription_name = 28,  // same alphabet as topic names
-  last_ = invalid_subscription_name,
+  delay_out_of_range = 29,    // a delivery delay beyond the topic's maximum, or a negative one
+  last_ = delay_out_of_range,
 };
 
 // Stable snake_case name of a code, e.g. "unknown_topic". Never empty.

@@ -1,11 +1,11 @@
 #pragma once
-// Varint writing and reading for the subscription layer's byte formats (control records,
-// checkpoints): LEB128 unsigned varints and zigzag signed ones, as in schema/record_batch.md.
+// Varint writing and reading for the broker's own byte formats (control records, checkpoints,
+// the delay index): LEB128 unsigned varints and zigzag signed ones, as in schema/record_batch.md.
 #include <cstdint>
 #include <string>
 #include <string_view>
 
-namespace ferry::subscription {
+namespace ferry {
 
 class byte_writer {
  public:
@@ -71,4 +71,4 @@ struct byte_reader {
   }
 };
 
-}  // namespace ferry::subscription
+}  // namespace ferry

@@ -827,7 +827,7 @@ void partition_log::end_sync(const pending_sync& s, const result<void>& outcome)
   m.durable = std::max(m.durable, std::min(upto, m.next()));
 }
 
-result<retention_result> partition_log::apply_retention(offset low_water_mark) {
+result<retention_result> partition_log::apply_retention(offset low_water_mark, offset keep_from) {
   impl& m = *impl_;
   retention_result rr;
   int64_t now = m.clk->now_ms();
@@ -838,6 +838,7 @@ result<retention_result> partition_log::apply_retention(offset low_water_mark) {
     bool too_old = m.cfg.retention_ms > 0 && s.last_append < now - m.cfg.retention_ms;
     bool too_big = m.cfg.retention_bytes > 0 && total > static_cast<uint64_t>(m.cfg.retention_bytes);
     if (!below_lwm && !too_old && !too_big) break;
+    if (s.next > keep_from.value) break;  // the broker's own state still needs it
     // Oldest first, so the log stays a contiguous range at every step; within a segment the data
     // file goes last (see remove_segment_files).
     if (auto r = m.remove_segment_files(s.data_path); !r) return r.error();

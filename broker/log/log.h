@@ -112,9 +112,11 @@ class partition_log {
   // Deletes whole non-active segments, oldest first, while the oldest lies entirely below
   // `low_water_mark`, or its newest append time (broker clock) is older than now - retention_ms,
   // or the partition is over retention_bytes; stops at the first segment it keeps. Never deletes
-  // the active segment. Crash-safe: a segment's index files go first, its data file last
-  // (schema/segment.md, "Retention and truncation").
-  [[nodiscard]] result<retention_result> apply_retention(offset low_water_mark);
+  // the active segment, nor a segment holding offsets at or above `keep_from` (what the broker's
+  // own state machines have not absorbed yet), whatever the limits say. Crash-safe: a segment's
+  // index files go first, its data file last (schema/segment.md, "Retention and truncation").
+  [[nodiscard]] result<retention_result> apply_retention(offset low_water_mark,
+                                                         offset keep_from = offset{INT64_MAX});
 
   // Removes every batch at or above `from` (replication: divergent tail). `from` must be a batch
   // boundary (else errc::invalid_argument) in [start_offset(), next_offset()] (else

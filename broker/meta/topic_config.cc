@@ -42,6 +42,9 @@ result<void> validate_topic_config(const topic_config& c, int max_replication) {
     return bad("max_batch_bytes must be between 1 KiB and 64 MiB, got " + std::to_string(c.max_batch_bytes));
   if (c.fsync == fsync_mode::interval && (c.fsync_interval_ms < 1 || c.fsync_interval_ms > 3600000))
     return bad("fsync_interval_ms must be between 1 and 3600000, got " + std::to_string(c.fsync_interval_ms));
+  constexpr int64_t ten_years = 10LL * 366 * 24 * 3600 * 1000;
+  if (c.max_delay_ms < 0 || c.max_delay_ms > ten_years)
+    return bad("max_delay_ms must be between 0 and 10 years, got " + std::to_string(c.max_delay_ms));
   return {};
 }
 
@@ -60,6 +63,7 @@ std::string encode_topic_record(const topic_record& r) {
   w.kv("max_batch_bytes", c.max_batch_bytes);
   w.kv("fsync", c.fsync == fsync_mode::interval ? "interval" : "always");
   w.kv("fsync_interval_ms", c.fsync_interval_ms);
+  w.kv("max_delay_ms", c.max_delay_ms);
   return std::move(w).str();
 }
 
@@ -82,6 +86,7 @@ result<topic_record> decode_topic_record(std::string_view s) {
         else if (k == "max_batch_bytes") return parse_int(v, c.max_batch_bytes);
         else if (k == "fsync") c.fsync = v == "interval" ? fsync_mode::interval : fsync_mode::always;
         else if (k == "fsync_interval_ms") return parse_int(v, c.fsync_interval_ms);
+        else if (k == "max_delay_ms") return parse_int(v, c.max_delay_ms);
         return true;
       },
       &bad);

@@ -20,6 +20,7 @@ struct topic_config {
   int32_t max_batch_bytes = 8 << 20;
   fsync_mode fsync = fsync_mode::always;
   int32_t fsync_interval_ms = 1000;
+  int64_t max_delay_ms = 365LL * 24 * 3600 * 1000;  // longest accepted delivery delay
 };
 
 struct topic_record {

@@ -7,6 +7,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <charconv>
 #include <chrono>
 
 #include "broker/base/assert.h"
@@ -66,6 +67,21 @@ result<std::shared_ptr<partition>> partition::open(std::string topic, partition_
   logger()->info("opened {}/{}: offsets [{}, {}), {} segments, {} producers", p->topic_, id.value,
                  p->log_->start_offset().value, p->log_->next_offset().value, p->log_->segment_count(),
                  p->producers_.size());
+  if (p->cfg_.delays != nullptr) {
+    std::string prefix = p->topic_ + "/" + std::to_string(id.value) + "/";
+    partition* raw = p.get();
+    p->delays_ = std::make_unique<delay_scheduler>(
+        *p->cfg_.delays, delay::partition_key{p->cfg_.topic_id, id.value}, prefix, rt, owner, broker_clock(),
+        p->cfg_.delay, [raw](std::vector<std::byte> batch, std::vector<delay_key> released) {
+          return raw->append_release(std::move(batch), std::move(released));
+        });
+    auto applied = p->delays_->open();
+    if (!applied) return applied.error();
+    if (auto r = p->replay_delays(offset{*applied}); !r) return r.error();
+    if (auto r = p->delays_->finish_replay(p->log_->next_offset().value); !r) return r.error();
+    if (p->delays_->pending() > 0)
+      logger()->info("{}/{}: {} delayed messages pending", p->topic_, id.value, p->delays_->pending());
+  }
   if (p->cfg_.fsync == fsync_policy::interval) p->start_interval_sync();
   if (p->cfg_.store != nullptr) p->start_checkpoints();
   return p;
@@ -79,12 +95,14 @@ void partition::remember_batch(const wire::batch_header& h) {
 }
 
 asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> batch, wire::batch_header h,
-                                                           ack_level acks) {
+                                                           ack_level acks, batch_delays delays) {
   auto& pr = probe::get();
   auto start = std::chrono::steady_clock::now();
   if (closing_) co_return fail(errc::shutting_down, "partition " + topic_ + "/" + std::to_string(id_.value) + " is closing");
   if ((h.attributes & wire::attr_control) != 0)
     co_return fail(errc::invalid_argument, "control batches are written by the broker only (attribute bit 4 is set)");
+  if ((h.attributes & wire::attr_released) != 0)
+    co_return fail(errc::invalid_argument, "released-delay batches are written by the broker only (attribute bit 5 is set)");
   if (h.producer_id >= 0) {
     auto it = producers_.find(h.producer_id);
     if (it != producers_.end() && !it->second.recent.empty()) {
@@ -123,6 +141,15 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
   h.base_offset = info->base.value;
   h.append_time = info->append_time;
   remember_batch(h);
+  if (delays == batch_delays::some && delays_) {
+    // The due times are known now (a relative delay counts from the append time just stamped);
+    // the delay index takes them once the batch is durable.
+    auto msgs = delayed_records(batch);
+    if (!msgs.empty()) {
+      pr.delayed_scheduled.inc(msgs.size());
+      delay_events_.push_back(delay_event{info->base, info->last, std::move(msgs), {}});
+    }
+  }
   pr.appended_batches.inc();
   pr.appended_records.inc(static_cast<uint64_t>(h.record_count));
   pr.appended_bytes.inc(batch.size());
@@ -178,6 +205,7 @@ void partition::sync_done(log::pending_sync s, result<void> r) {
   }
   offset durable = log_->durable_offset();
   apply_pending_controls(durable, log_->failed());
+  if (delays_) delays_->set_applied(durable.value);
   auto ex = rt_.executor(owner_);
   while (!durability_waiters_.empty() && (durability_waiters_.front().upto <= durable || log_->failed())) {
     auto w = std::move(durability_waiters_.front());
@@ -263,6 +291,7 @@ asio::awaitable<void> partition::close() {
     co_await t.async_wait(asio::use_awaitable);
   }
   co_await save_checkpoints(true);
+  if (delays_) co_await delays_->close();
   for (auto& [id, sub] : subs_) sub.d->shutdown();
   apply_pending_controls(log_->durable_offset(), true);
   timers_->stop();
@@ -301,15 +330,36 @@ void partition::append_control(std::vector<subscription::control_op> ops, std::f
   maybe_start_sync();
 }
 
+// Durable control batches and delay events, merged in log order: a cancel must meet the insert
+// it cancels already applied, and a release after it.
 void partition::apply_pending_controls(offset durable, bool failed) {
+  for (;;) {
+    bool ctl = !pending_controls_.empty() && pending_controls_.front().last < durable;
+    bool dly = !delay_events_.empty() && delay_events_.front().last < durable;
+    if (dly && (!ctl || delay_events_.front().base < pending_controls_.front().base)) {
+      auto ev = std::move(delay_events_.front());
+      delay_events_.pop_front();
+      apply_delay_event(ev);
+      continue;
+    }
+    if (!ctl) break;
+    auto& pc = pending_controls_.front();
+    for (auto& [id, sub] : subs_) sub.d->apply_control(pc.base.value, pc.last.value, pc.ops);
+    for (auto& op : pc.ops)
+      if (op.type == subscription::control_type::cancel && delays_)
+        cancel_outcomes_[op.offset] = delays_->on_cancelled(op.offset, op.due);
+    auto done = std::move(pc.done);
+    pending_controls_.pop_front();
+    done({});
+  }
+  if (failed || closing_) {
+    // Not durable and never will be (the log refuses writes after a failed fsync): these batches
+    // are not in the log a restart recovers, so the delay index must not take them either.
+    if (failed) delay_events_.clear();
+  }
   while (!pending_controls_.empty()) {
     auto& pc = pending_controls_.front();
-    if (pc.last < durable) {
-      for (auto& [id, sub] : subs_) sub.d->apply_control(pc.base.value, pc.last.value, pc.ops);
-      auto done = std::move(pc.done);
-      pending_controls_.pop_front();
-      done({});
-    } else if (failed || closing_) {
+    if (failed || closing_) {
       auto done = std::move(pc.done);
       pending_controls_.pop_front();
       done(fail(failed ? errc::storage_error : errc::shutting_down,
@@ -420,11 +470,17 @@ offset partition::low_water_mark() const {
   if (subs_.empty()) return log_->start_offset();
   int64_t lwm = INT64_MAX;
   for (auto& [id, s] : subs_) lwm = std::min({lwm, s.d->cursor(), s.saved_applied.value});
+  if (delays_) lwm = std::min(lwm, delays_->synced_upto());
   return offset{std::max(lwm, log_->start_offset().value)};
 }
 
 result<log::retention_result> partition::apply_retention_with_subscriptions() {
-  auto r = log_->apply_retention(low_water_mark());
+  // Whatever the time and size limits say, keep what a restart must read again: the log after the
+  // subscriptions' saved checkpoints and after the delay index's synced state.
+  int64_t keep = INT64_MAX;
+  for (auto& [id, s] : subs_) keep = std::min(keep, s.saved_applied.value);
+  if (delays_) keep = std::min(keep, delays_->synced_upto());
+  auto r = log_->apply_retention(low_water_mark(), offset{keep});
   if (!r) return r;
   int64_t start = log_->start_offset().value;
   for (auto& [id, s] : subs_)
@@ -449,6 +505,176 @@ int64_t partition::append_time_at(offset o) {
   if (!log_->read(o, 1, hwm(), buf)) return -1;
   auto h = wire::parse_batch_header(buf);
   return h ? h->append_time : -1;
+}
+
+// ---- delayed messages ------------------------------------------------------------------------------
+
+std::vector<delay::pending_message> partition::delayed_records(std::span<const std::byte> batch) {
+  std::vector<delay::pending_message> out;
+  auto h = wire::parse_batch_header(batch);
+  if (!h || (h->attributes & (wire::attr_control | wire::attr_released)) != 0) return out;
+  int64_t append_time = h->append_time;
+  (void)wire::for_each_record(batch, [&](const wire::record_view& rv) {
+    if (!rv.deliver_at || *rv.deliver_at <= append_time) return;  // due at once: an ordinary message
+    delay::pending_message m;
+    m.due = *rv.deliver_at;
+    m.offset = rv.offset;
+    m.append_time = append_time;
+    m.timestamp = rv.timestamp;
+    if (rv.key) m.key = std::string(*rv.key);
+    if (rv.value) m.value = std::string(*rv.value);
+    for (auto& hv : rv.headers)
+      m.headers.emplace_back(std::string(hv.key), hv.value ? std::optional<std::string>(*hv.value) : std::nullopt);
+    out.push_back(std::move(m));
+  });
+  return out;
+}
+
+void partition::apply_delay_event(delay_event& ev) {
+  if (!delays_) return;
+  if (!ev.inserts.empty()) delays_->on_inserted(std::move(ev.inserts));
+  if (!ev.released.empty()) delays_->on_released(ev.released);
+}
+
+result<void> partition::append_release(std::vector<std::byte> batch, std::vector<delay_key> released) {
+  if (closing_) return fail(errc::shutting_down, "partition is closing");
+  auto info = log_->append(batch, epoch{0});
+  if (!info) return info.error();
+  delay_events_.push_back(delay_event{info->base, info->last, {}, std::move(released)});
+  if (cfg_.fsync == fsync_policy::interval) advance_hwm(log_->next_offset());
+  maybe_start_sync();
+  return {};
+}
+
+result<void> partition::replay_delays(offset from) {
+  if (from < log_->start_offset()) from = log_->start_offset();
+  offset end = log_->next_offset();
+  size_t inserted = 0, released = 0, cancels = 0;
+  std::vector<std::byte> buf;
+  offset pos = from;
+  while (pos < end) {
+    buf.clear();
+    if (auto r = log_->read(pos, 1u << 20, end, buf); !r) return r.error();
+    if (buf.empty()) break;
+    size_t at = 0;
+    offset next = pos;
+    while (at + wire::batch_header_size <= buf.size()) {
+      auto h = wire::parse_batch_header(std::span<const std::byte>(buf).subspan(at));
+      if (!h || at + static_cast<size_t>(h->batch_length) > buf.size()) break;
+      auto bytes = std::span<const std::byte>(buf).subspan(at, static_cast<size_t>(h->batch_length));
+      at += static_cast<size_t>(h->batch_length);
+      next = offset{h->next_offset()};
+      if (h->base_offset < from.value) continue;
+      if (subscription::is_control(*h)) {
+        auto dec = subscription::decode_control_batch(bytes, [&](const subscription::control_op& op) {
+          if (op.type != subscription::control_type::cancel) return;
+          delays_->on_cancelled(op.offset, op.due);
+          ++cancels;
+        });
+        if (!dec) return dec.error();
+      } else if (h->attributes & wire::attr_released) {
+        std::vector<delay_key> keys;
+        (void)wire::for_each_record(bytes, [&](const wire::record_view& rv) {
+          for (auto& hv : rv.headers) {
+            if (hv.key != "ferry-delayed-id" || !hv.value) continue;
+            auto slash = hv.value->rfind('/');
+            int64_t off = -1;
+            auto digits = hv.value->substr(slash + 1);
+            std::from_chars(digits.data(), digits.data() + digits.size(), off);
+            if (off >= 0) keys.emplace_back(rv.deliver_at.value_or(0), off);
+          }
+        });
+        released += keys.size();
+        delays_->on_released(keys);
+      } else {
+        auto msgs = delayed_records(bytes);
+        inserted += msgs.size();
+        if (!msgs.empty()) delays_->on_inserted(std::move(msgs));
+      }
+    }
+    if (next <= pos) break;
+    pos = next;
+  }
+  if (inserted + released + cancels > 0)
+    logger()->info("{}/{}: delay index caught up from offset {}: {} delayed, {} released, {} cancelled", topic_,
+                   id_.value, from.value, inserted, released, cancels);
+  return {};
+}
+
+void partition::cancel(int64_t off, std::function<void(result<cancel_result>)> done) {
+  auto answer = [&](cancel_outcome o, std::string why) {
+    post([done, o, why = std::move(why)] { done(cancel_result{o, why}); });
+  };
+  std::string id = topic_ + "/" + std::to_string(id_.value) + "/" + std::to_string(off);
+  if (!delays_) return answer(cancel_outcome::unknown, "delayed delivery is not enabled on this broker");
+  if (off < 0 || off >= hwm().value) return answer(cancel_outcome::unknown, id + " is beyond the log end");
+  auto pc = delays_->begin_cancel(off);
+  if (pc.answer) {
+    return answer(*pc.answer, *pc.answer == cancel_outcome::cancelled ? id + " was cancelled already"
+                                                                      : id + " is already due (being released)");
+  }
+  if (pc.due) return finish_cancel(off, pc.due, false, std::move(done));
+  // Not in memory: the index knows whether it is pending (RocksDB, on the disk pool).
+  auto* index = &delays_->index();
+  auto pk = delays_->key();
+  auto self = shared_from_this();
+  asio::post(rt_.disk(), [self, index, pk, off, done = std::move(done)]() mutable {
+    auto due = index->due_of(pk, off);
+    auto was = index->cancelled(pk, off);
+    asio::post(self->rt_.executor(self->owner_), [self, off, due = std::move(due), was = std::move(was),
+                                                   done = std::move(done)]() mutable {
+      if (!due || !was) {
+        self->delays_->end_cancel(off);
+        return done(!due ? due.error() : was.error());
+      }
+      self->finish_cancel(off, *due, *was, std::move(done));
+    });
+  });
+}
+
+void partition::finish_cancel(int64_t off, std::optional<int64_t> due, bool cancelled_before,
+                              std::function<void(result<cancel_result>)> done) {
+  std::string id = topic_ + "/" + std::to_string(id_.value) + "/" + std::to_string(off);
+  if (!due) {
+    delays_->end_cancel(off);
+    if (cancelled_before) return done(cancel_result{cancel_outcome::cancelled, id + " was cancelled already"});
+    // Not pending: was it a delayed message at all? The log says, if it still has it.
+    std::vector<std::byte> buf;
+    if (off < log_->start_offset().value || !log_->read(offset{off}, 1, hwm(), buf))
+      return done(cancel_result{cancel_outcome::too_late, id + " is no longer in the log (delivered and retained no more)"});
+    auto h = wire::parse_batch_header(buf);
+    std::optional<cancel_result> res;
+    if (h && subscription::is_control(*h)) {
+      res = cancel_result{cancel_outcome::unknown, id + " is not a message (a control record)"};
+    } else if (h) {
+      auto bytes = std::span<const std::byte>(buf).first(static_cast<size_t>(h->batch_length));
+      (void)wire::for_each_record(bytes, [&](const wire::record_view& rv) {
+        if (rv.offset != off) return;
+        if (h->attributes & wire::attr_released)
+          res = cancel_result{cancel_outcome::too_late, id + " is a delayed message released when it fell due"};
+        else if (rv.deliver_at && *rv.deliver_at > h->append_time)
+          res = cancel_result{cancel_outcome::too_late, id + " is already due (released)"};
+        else
+          res = cancel_result{cancel_outcome::unknown, id + " is not a delayed message"};
+      });
+    }
+    return done(res.value_or(cancel_result{cancel_outcome::unknown, id + " was not found"}));
+  }
+  subscription::control_op op;
+  op.type = subscription::control_type::cancel;
+  op.offset = off;
+  op.due = *due;
+  std::vector<subscription::control_op> ops{std::move(op)};
+  append_control(std::move(ops), [this, off, id, done = std::move(done)](result<void> r) {
+    if (!r) {
+      if (delays_) delays_->end_cancel(off);
+      return done(r.error());
+    }
+    auto it = cancel_outcomes_.find(off);
+    cancel_outcome o = it == cancel_outcomes_.end() ? cancel_outcome::too_late : it->second;
+    if (it != cancel_outcomes_.end()) cancel_outcomes_.erase(it);
+    done(cancel_result{o, o == cancel_outcome::cancelled ? "" : id + " fell due before the cancel was recorded"});
+  });
 }
 
 std::string partition::checkpoint_prefix(uint64_t topic_id) { return "ckpt/" + std::to_string(topic_id) + "/"; }

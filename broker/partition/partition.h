@@ -33,6 +33,7 @@
 #include "broker/base/types.h"
 #include "broker/log/log.h"
 #include "broker/meta/subscription_config.h"
+#include "broker/partition/delay_scheduler.h"
 #include "broker/subscription/dispatcher.h"
 #include "schema/record_batch.h"
 
@@ -70,6 +71,16 @@ struct partition_config {
   dead_letter_sink* dead_letters = nullptr;     // must outlive the partition
   int64_t checkpoint_interval_ms = 1000;        // how often dirty subscription state is saved
   subscription::window_limits window;           // per subscription
+  delay::delay_index* delays = nullptr;         // delayed messages; must outlive the partition
+  delay_limits delay;                           // memory and release rate of delayed messages
+};
+
+// Whether a produced batch has deliver_at fields (the protocol layer knows from verify_batch).
+enum class batch_delays { none, some };
+
+struct cancel_result {
+  cancel_outcome outcome = cancel_outcome::unknown;
+  std::string message;
 };
 
 struct produce_result {
@@ -99,7 +110,8 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   // Appends a verified batch (wire::verify_batch passed; `h` is its header). Deduplicates by
   // (producer id, sequence). Completes after the batch is durable (ack_level::durable, with
   // fsync=always) or written (otherwise). The bytes are stamped in place.
-  asio::awaitable<result<produce_result>> produce(std::span<std::byte> batch, wire::batch_header h, ack_level acks);
+  asio::awaitable<result<produce_result>> produce(std::span<std::byte> batch, wire::batch_header h, ack_level acks,
+                                                  batch_delays delays = batch_delays::none);
 
   // Whole batches from the one containing `from`, up to the high-water mark (see log::read).
   [[nodiscard]] result<void> read(offset from, size_t max_bytes, std::vector<std::byte>& out);
@@ -138,6 +150,15 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   int64_t messages_from(offset from);
   // Append time of the batch holding `o`, or -1 (for "oldest unacked" in describe).
   int64_t append_time_at(offset o);
+  // ---- delayed messages (owner shard) ----
+  // Cancels the delayed message at `offset` (see delay_scheduler.h); `done` on this shard with the
+  // outcome once decided (after the cancel record is durable when one is needed).
+  void cancel(int64_t offset, std::function<void(result<cancel_result>)> done);
+  int64_t delayed_pending() const { return delays_ ? delays_->pending() : 0; }
+  // Earliest due time in memory (-1: none there; the delay index may still have later ones).
+  int64_t next_due_in_memory() const { return delays_ ? delays_->next_due_in_memory() : -1; }
+  delay_scheduler* delays() { return delays_.get(); }
+
   // Key of this partition's checkpoint for `sub_id` in the meta store.
   std::string checkpoint_key(uint64_t sub_id) const;
   static std::string checkpoint_prefix(uint64_t topic_id);
@@ -188,7 +209,20 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   const ferry::clock& clock() const override { return clock_; }
   void post(std::function<void()> fn) override;
 
+  struct delay_event {
+    offset base;
+    offset last;
+    std::vector<delay::pending_message> inserts;  // a produced batch's delayed messages
+    std::vector<delay_key> released;              // a release batch's originals
+  };
   void apply_pending_controls(offset durable, bool failed);
+  void apply_delay_event(delay_event& ev);
+  // Delayed messages of a stamped batch (due later than its append time).
+  static std::vector<delay::pending_message> delayed_records(std::span<const std::byte> batch);
+  [[nodiscard]] result<void> replay_delays(offset from);
+  result<void> append_release(std::vector<std::byte> batch, std::vector<delay_key> released);
+  void finish_cancel(int64_t offset, std::optional<int64_t> due, bool cancelled_before,
+                     std::function<void(result<cancel_result>)> done);
   [[nodiscard]] result<void> replay_controls(sub_slot& s, offset from);
   offset applied_upto() const;
   void start_checkpoints();
@@ -215,12 +249,16 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   bool closing_ = false;
   std::unique_ptr<asio::steady_timer> interval_timer_;
 
-  system_clock_source clock_;
+  const ferry::clock& clock_ = broker_clock();
   std::unique_ptr<scheduler::wheel_driver> timers_;
   std::map<uint64_t, sub_slot> subs_;
   std::deque<pending_control> pending_controls_;  // appended, not yet durable, in offset order
   std::unique_ptr<asio::steady_timer> checkpoint_timer_;
   bool checkpoint_running_ = false;
+
+  std::unique_ptr<delay_scheduler> delays_;
+  std::deque<delay_event> delay_events_;  // appended, not yet durable, in offset order
+  std::unordered_map<int64_t, cancel_outcome> cancel_outcomes_;  // decided at apply, read by the caller
 };
 
 }  // namespace ferry::partition

@@ -19,6 +19,17 @@ struct probe {
       metrics::get_counter("ferry_control_batches_total", "Control batches (acks, dead-letter moves, seeks) appended");
   metrics::counter& checkpoints =
       metrics::get_counter("ferry_subscription_checkpoints_total", "Subscription state checkpoints saved");
+  metrics::counter& delayed_scheduled =
+      metrics::get_counter("ferry_delayed_scheduled_total", "Delayed messages stored for later delivery");
+  metrics::counter& delayed_released =
+      metrics::get_counter("ferry_delayed_released_total", "Delayed messages released (fell due, re-appended)");
+  metrics::counter& delayed_cancelled = metrics::get_counter("ferry_delayed_cancelled_total", "Delayed messages cancelled");
+  metrics::counter& delayed_loaded =
+      metrics::get_counter("ferry_delayed_loaded_total", "Delayed messages loaded from the delay index into memory");
+  metrics::counter& delayed_evicted =
+      metrics::get_counter("ferry_delayed_evicted_total", "Delayed messages dropped from memory (still in the index)");
+  metrics::histogram& delayed_release_lateness = metrics::get_histogram(
+      "ferry_delayed_release_lateness_seconds", "Release time minus due time of the first message of a release batch");
   metrics::counter& fetched_bytes = metrics::get_counter("ferry_fetched_bytes_total", "Bytes of record batches returned by fetch");
 
   static probe& get() {

@@ -42,12 +42,15 @@ partition_config topic_manager::partition_cfg(const meta::topic_record& r, int32
   pc.log.retention_ms = r.config.retention_ms;
   pc.log.retention_bytes = r.config.retention_bytes;
   pc.log.preallocate = defaults_.preallocate;
+  pc.log.clk = &broker_clock();
   pc.fsync = r.config.fsync == meta::fsync_mode::interval ? fsync_policy::interval : fsync_policy::always;
   pc.fsync_interval_ms = r.config.fsync_interval_ms;
   pc.topic_id = r.id;
   pc.store = &store_;
   pc.dead_letters = const_cast<topic_manager*>(this);
   pc.checkpoint_interval_ms = defaults_.checkpoint_interval_ms;
+  pc.delays = defaults_.delays;
+  pc.delay = defaults_.delay;
   return pc;
 }
 
@@ -191,6 +194,11 @@ asio::awaitable<result<void>> topic_manager::delete_topic(std::string name) {
   if (auto r = co_await runtime::on_disk(rt_.disk(), std::move(del_ckpt)); !r)
     logger()->warn("deleting checkpoints of {}: {}", name, r.error().to_string());
   co_await close_topic(t);
+  if (defaults_.delays != nullptr) {
+    auto drop = [idx = defaults_.delays, tid = t->id] { return idx->drop_topic(tid); };
+    if (auto r = co_await runtime::on_disk(rt_.disk(), std::move(drop)); !r)
+      logger()->warn("dropping delayed messages of {}: {}", name, r.error().to_string());
+  }
   meta::topic_record rec{t->name, t->id, t->config};
   auto dir = topic_dir(rec);
   auto remove_fn = [dir] {

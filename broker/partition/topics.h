@@ -40,6 +40,8 @@ struct broker_defaults {
   bool preallocate = true;
   int64_t retention_check_ms = 30000;
   int64_t checkpoint_interval_ms = 1000;
+  delay::delay_index* delays = nullptr;  // the broker's delay index; must outlive the manager
+  delay_limits delay;
 };
 
 // A subscription as the rest of the broker sees it.

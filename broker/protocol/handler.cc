@@ -12,6 +12,7 @@
 #include <chrono>
 
 #include "broker/partition/probe.h"
+#include "broker/protocol/delayed.h"
 #include "broker/protocol/response.h"
 #include "broker/protocol/subscriptions.h"
 #include "broker/runtime/runtime.h"
@@ -63,7 +64,7 @@ fb_offset<w::TopicConfig> write_config(fbb_t& fbb, const meta::topic_config& c) 
   return w::CreateTopicConfig(fbb, c.partitions, c.replication, c.retention_ms, c.retention_bytes, c.segment_bytes,
                               c.segment_ms, c.max_batch_bytes,
                               c.fsync == meta::fsync_mode::interval ? w::FsyncPolicy::Interval : w::FsyncPolicy::Always,
-                              c.fsync_interval_ms);
+                              c.fsync_interval_ms, c.max_delay_ms);
 }
 
 // Request values of -1 / 0 take the broker's defaults (schema/ferry.fbs, TopicConfig).
@@ -79,6 +80,7 @@ meta::topic_config read_config(const w::TopicConfig* in, const meta::topic_confi
   if (in->max_batch_bytes() != 0) c.max_batch_bytes = in->max_batch_bytes();
   c.fsync = in->fsync() == w::FsyncPolicy::Interval ? meta::fsync_mode::interval : meta::fsync_mode::always;
   if (in->fsync_interval_ms() != 0) c.fsync_interval_ms = in->fsync_interval_ms();
+  if (in->max_delay_ms() != 0) c.max_delay_ms = in->max_delay_ms();
   return c;
 }
 
@@ -86,6 +88,27 @@ std::string pname(const std::string& topic, int32_t p) { return topic + "/" + st
 
 
 // ---- produce ---------------------------------------------------------------------------------
+
+// Delivery delays must lie in [0, max_delay]: a relative delay as given, an absolute due time
+// against the broker's clock now (a time in the past is fine: it delivers at once).
+result<void> check_delays(const w::batch_header& h, const w::batch_delays& d, int64_t max_delay_ms) {
+  auto days = [](int64_t ms) { return std::to_string(ms / 86'400'000) + " days (" + std::to_string(ms) + " ms)"; };
+  if (h.attributes & w::attr_delay_relative) {
+    if (d.min < 0)
+      return fail(errc::delay_out_of_range, "delivery delay " + std::to_string(d.min) + " ms is negative");
+    if (d.max > max_delay_ms)
+      return fail(errc::delay_out_of_range, "delivery delay of " + std::to_string(d.max) +
+                                                " ms is beyond the topic's maximum of " + days(max_delay_ms));
+    return {};
+  }
+  if (d.min < 0)
+    return fail(errc::delay_out_of_range, "deliver_at " + std::to_string(d.min) + " is before the epoch");
+  int64_t latest = broker_clock().now_ms() + max_delay_ms;
+  if (d.max > latest)
+    return fail(errc::delay_out_of_range, "deliver_at " + std::to_string(d.max) + " is more than the topic's maximum of " +
+                                              days(max_delay_ms) + " from now");
+  return {};
+}
 
 struct produce_slot {
   int32_t partition = 0;
@@ -141,14 +164,22 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
     auto* data = const_cast<std::byte*>(reinterpret_cast<const std::byte*>(pp->records()->data()));
     std::span<std::byte> batch(data, pp->records()->size());
     // Check the batch here, on the connection's shard, to spread CRC work away from the partition.
-    auto h = w::verify_batch(batch);
+    w::batch_delays delays;
+    auto h = w::verify_batch(batch, &delays);
     if (!h) {
       slot.res = fail(errc::corrupt_batch, pname(name, pp->partition()) + ": " + h.error().message);
       continue;
     }
+    if (delays.count > 0) {
+      if (auto d = check_delays(*h, delays, t->config.max_delay_ms); !d) {
+        slot.res = fail(d.error().code, pname(name, pp->partition()) + ": " + d.error().message);
+        continue;
+      }
+    }
     auto p = t->partitions[static_cast<size_t>(pp->partition())];
     ++join->remaining;
-    asio::co_spawn(rt->executor(p->owner()), p->produce(batch, *h, acks),
+    auto has_delays = delays.count > 0 ? partition::batch_delays::some : partition::batch_delays::none;
+    asio::co_spawn(rt->executor(p->owner()), p->produce(batch, *h, acks, has_delays),
                    [join, slots_ptr, i, ex](std::exception_ptr e, result<partition::produce_result> r) {
                      asio::post(ex, [join, slots_ptr, i, e, r = std::move(r)]() mutable {
                        (*slots_ptr)[i].res = e ? result<partition::produce_result>(fail(errc::unknown, "append threw"))
@@ -406,9 +437,11 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
         for (auto& p : t->partitions) {
           auto stats_fn = [p] { return p->stats(); };
           auto st = co_await runtime::run_on(rt_.executor(p->owner()), std::move(stats_fn));
+          auto dl = co_await delayed_summary_of(&rt_, p);
           ps.push_back(w::CreatePartitionState(*fbb, p->id().value, cfg_.node_id, st.log_start.value,
                                                st.high_watermark.value, st.log_end.value,
-                                               static_cast<int64_t>(st.size_bytes), static_cast<int32_t>(st.segments)));
+                                               static_cast<int64_t>(st.size_bytes), static_cast<int32_t>(st.segments),
+                                               dl.pending, dl.next_due));
         }
         auto n = fbb->CreateString(name);
         auto cfgo = write_config(*fbb, t->config);
@@ -465,6 +498,12 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
         break;
       case w::RequestBody::AckRequest:
         out = co_await subs_->ack(fbb.get(), r->body_as_AckRequest(), s);
+        break;
+      case w::RequestBody::CancelRequest:
+        out = co_await do_cancel(&rt_, &topics_, fbb.get(), r->body_as_CancelRequest());
+        break;
+      case w::RequestBody::ListDelayedRequest:
+        out = co_await do_list_delayed(&rt_, &topics_, fbb.get(), r->body_as_ListDelayedRequest());
         break;
       case w::RequestBody::DeliveryPlaceholder:
         out = failed(errc::unsupported_api, "API id 16 (Delivery) is sent by the broker only");

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "broker/protocol/delayed.h"
 #include "broker/runtime/runtime.h"
 #include "broker/subscription/dispatcher.h"
 
@@ -317,9 +318,11 @@ asio::awaitable<body_result> subscriptions::describe(fbb_t* fbb, const w::Descri
   std::map<uint64_t, int64_t> in_flight_of;
   for (auto& v : views) {
     auto& s = v.stats;
+    auto dl = co_await delayed_summary_of(&impl_->rt, t->partitions[static_cast<size_t>(v.partition)]);
     parts.push_back(w::CreateSubscriptionPartitionState(*fbb, v.partition, s.cursor, s.log_start, s.high_watermark,
                                                         s.backlog, s.in_flight, s.acked_above_cursor, s.redeliveries,
-                                                        s.dead_lettered, s.expired, s.oldest_unacked_time, 0, -1));
+                                                        s.dead_lettered, s.expired, s.oldest_unacked_time, dl.pending,
+                                                        dl.next_due));
     for (auto& [id, n] : v.members) in_flight_of[id] += n;
   }
   std::vector<std::shared_ptr<consumer_member>> ms;

@@ -2,7 +2,7 @@
 
 #include <string_view>
 
-#include "broker/subscription/varint.h"
+#include "broker/base/varint.h"
 
 namespace ferry::subscription {
 namespace {
@@ -37,6 +37,10 @@ std::string encode_op(const control_op& op) {
       break;
     case control_type::seek:
       w.varint(op.offset);
+      break;
+    case control_type::cancel:
+      w.varint(op.offset);
+      w.varint(op.due);
       break;
   }
   return std::move(w).str();
@@ -73,6 +77,11 @@ result<control_op> decode_op(std::string_view value) {
     case static_cast<uint8_t>(control_type::seek):
       op.type = control_type::seek;
       op.offset = r.varint();
+      break;
+    case static_cast<uint8_t>(control_type::cancel):
+      op.type = control_type::cancel;
+      op.offset = r.varint();
+      op.due = r.varint();
       break;
     default:
       return fail(errc::corrupt_batch, "control record of unknown type " + std::to_string(type));

@@ -19,13 +19,15 @@ enum class control_type : uint8_t {
   ack = 1,          // ranges of offsets acknowledged
   dead_letter = 2,  // one message moved to the dead-letter topic (counts as acknowledged)
   seek = 3,         // the cursor moves; everything below is acknowledged, nothing above
+  cancel = 4,       // a delayed message is cancelled (sub_id 0: it is the partition's, not a subscription's)
 };
 
 struct control_op {
   control_type type = control_type::ack;
   uint64_t sub_id = 0;                                // the subscription's numeric id
   std::vector<std::pair<int64_t, int64_t>> ranges;    // ack: sorted, disjoint [from, to)
-  int64_t offset = 0;                                 // dead_letter: the message; seek: new cursor
+  int64_t offset = 0;                                 // dead_letter, cancel: the message; seek: new cursor
+  int64_t due = 0;                                    // cancel: the message's due time
   int32_t delivery_count = 0;                         // dead_letter
   std::string reason;                                 // dead_letter
 };

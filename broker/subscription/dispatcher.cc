@@ -8,7 +8,7 @@
 #include "broker/base/assert.h"
 #include "broker/scheduler/wheel_driver.h"
 #include "broker/subscription/probe.h"
-#include "broker/subscription/varint.h"
+#include "broker/base/varint.h"
 
 namespace ferry::subscription {
 
@@ -158,6 +158,8 @@ void dispatcher::apply_control(int64_t base, int64_t last, std::span<const contr
         read_pos_ = op.offset;
         restored_counts_.clear();
         break;
+      case control_type::cancel:
+        break;  // the delay index's, not a subscription's
     }
   }
   if (moved) schedule_pass();

@@ -1,0 +1,498 @@
+#include "broker/partition/delay_scheduler.h"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <algorithm>
+#include <chrono>
+
+#include "broker/base/assert.h"
+#include "broker/partition/probe.h"
+#include "broker/runtime/runtime.h"
+#include "broker/scheduler/wheel_driver.h"
+#include "broker/subscription/dispatcher.h"
+#include "schema/record_batch.h"
+
+namespace ferry::partition {
+
+namespace asio = boost::asio;
+
+namespace {
+std::shared_ptr<spdlog::logger> logger() {
+  static auto l = [] {
+    auto existing = spdlog::get("partition");
+    return existing ? existing : spdlog::default_logger()->clone("partition");
+  }();
+  return l;
+}
+constexpr size_t max_load_bytes = 32u << 20;
+constexpr size_t max_write_ops = 20'000;
+}  // namespace
+
+struct delay_scheduler::entry final : subscription::timed_entry {
+  delay_scheduler* owner = nullptr;
+  delay::pending_message m;
+  state st = state::waiting;
+  uint64_t insert_seq = 0;  // the index write that holds it (0: loaded from the index)
+  delay_key key() const { return {m.due, m.offset}; }
+  void on_fire() override { owner->on_fire(*this); }
+};
+
+struct delay_scheduler::tick_timer {
+  explicit tick_timer(asio::any_io_executor ex) : t(ex), release(ex) {}
+  asio::steady_timer t;
+  asio::steady_timer release;
+};
+
+delay_scheduler::delay_scheduler(delay::delay_index& index, delay::partition_key pk, std::string id_prefix,
+                                 runtime::shard_set& rt, shard_id owner, const ferry::clock& clk, delay_limits limits,
+                                 release_fn release)
+    : index_(index), pk_(pk), id_prefix_(std::move(id_prefix)), rt_(rt), owner_(owner), clk_(clk), lim_(limits),
+      release_(std::move(release)), tokens_(static_cast<double>(limits.release_burst)), tokens_at_mono_ms_(0) {
+  // Due times are wall-clock times: the wheel runs on the broker's wall clock (never firing before
+  // a due time even if the clock steps back; tick() re-reads it for steps forward).
+  timers_ = std::make_unique<scheduler::wheel_driver>(
+      rt_.executor(owner_), clk_, [](scheduler::timer_entry& e) { static_cast<subscription::timed_entry&>(e).on_fire(); },
+      scheduler::timebase::wall);
+  tick_timer_ = std::make_unique<tick_timer>(rt_.executor(owner_));
+  tokens_at_mono_ms_ = mono_ms();
+}
+
+delay_scheduler::~delay_scheduler() {
+  *alive_ = false;
+  for (auto& [o, e] : mem_) timers_->cancel(*e);
+  mem_.clear();
+  timers_->stop();
+}
+
+int64_t delay_scheduler::mono_ms() const { return clk_.monotonic_ns() / 1'000'000; }
+
+// ---- start-up --------------------------------------------------------------------------------------
+
+result<int64_t> delay_scheduler::open() {
+  auto st = index_.state(pk_);
+  if (!st) return st.error();
+  applied_ = written_applied_ = synced_upto_ = st->applied_upto;
+  pending_ = st->pending;
+  return st->applied_upto;
+}
+
+result<void> delay_scheduler::finish_replay(int64_t log_end) {
+  applied_ = std::max(applied_, log_end);
+  // Replayed changes are written now, before anything is served (start-up may block on I/O).
+  while (!ops_.empty() || written_applied_ < applied_) {
+    size_t n = std::min(ops_.size(), max_write_ops);
+    std::vector<delay::index_op> chunk(std::make_move_iterator(ops_.begin()), std::make_move_iterator(ops_.begin() + n));
+    ops_.erase(ops_.begin(), ops_.begin() + n);
+    int64_t upto = ops_.empty() ? applied_ : written_applied_;
+    if (auto r = index_.apply(pk_, chunk, delay::index_state{upto, pending_}); !r) return r.error();
+    written_applied_ = upto;
+    written_seq_ = queued_seq_++;
+  }
+  ops_far_.clear();
+  unwritten_far_.clear();
+  if (auto r = index_.sync(); !r) return r.error();
+  synced_upto_ = written_applied_;
+  for (auto& [o, e] : mem_) e->insert_seq = 0;
+  tick();
+  return {};
+}
+
+// ---- durable changes -------------------------------------------------------------------------------
+
+void delay_scheduler::on_inserted(std::vector<delay::pending_message> msgs) {
+  int64_t horizon_end = clk_.now_ms() + lim_.horizon_ms;
+  for (auto& m : msgs) {
+    ++pending_;
+    delay::index_op op;
+    op.what = delay::index_op::kind::insert;
+    op.message = m;
+    ops_.push_back(std::move(op));
+    delay_key k{m.due, m.offset};
+    // Keep it in memory if the loader has passed its place, or it is due soon; otherwise it waits
+    // in the index, and the loader must not pass it before it is written there.
+    if (k <= loaded_upto_ || m.due < horizon_end || loading_) {
+      add_to_memory(std::move(m), false);
+    } else {
+      unwritten_far_.insert(k);
+      ops_far_.push_back(k);
+    }
+  }
+  evict_if_over();
+}
+
+void delay_scheduler::on_released(const std::vector<delay_key>& released) {
+  for (auto [due, off] : released) {
+    if (auto it = mem_.find(off); it != mem_.end()) {
+      forget(*it->second);
+      mem_.erase(it);
+    }
+    cancel_pending_.erase(off);
+    removed_[off] = removed_mark{queued_seq_, false, mono_ms()};
+    removed_order_.emplace_back(mono_ms(), off);
+    delay::index_op op;
+    op.what = delay::index_op::kind::remove;
+    op.message.due = due;
+    op.message.offset = off;
+    ops_.push_back(std::move(op));
+    --pending_;
+  }
+  probe::get().delayed_released.inc(released.size());
+}
+
+// The cancel protocol. begin_cancel (request time) refuses a message already in a release batch
+// and marks the others so that no release batch takes them until the cancel record is applied.
+// on_cancelled (the record is durable, in log order) then removes the message: from memory if it
+// is there, else from the index (where begin_cancel's caller found it pending). A message removed
+// recently (released or cancelled) is remembered in removed_ for removed_memory_ms, longer than a
+// cancel takes from its check to its apply, so the answer is right either way.
+delay_scheduler::precheck delay_scheduler::begin_cancel(int64_t offset) {
+  precheck p;
+  if (auto it = mem_.find(offset); it != mem_.end()) {
+    if (it->second->st == state::releasing) {
+      p.answer = cancel_outcome::too_late;
+      return p;
+    }
+    p.due = it->second->m.due;
+  } else if (auto r = removed_.find(offset); r != removed_.end()) {
+    p.answer = r->second.cancelled ? cancel_outcome::cancelled : cancel_outcome::too_late;
+    return p;
+  }
+  cancel_pending_.insert(offset);
+  return p;
+}
+
+void delay_scheduler::end_cancel(int64_t offset) { cancel_pending_.erase(offset); }
+
+cancel_outcome delay_scheduler::on_cancelled(int64_t offset, int64_t due) {
+  cancel_pending_.erase(offset);
+  if (auto r = removed_.find(offset); r != removed_.end())
+    return r->second.cancelled ? cancel_outcome::cancelled : cancel_outcome::too_late;
+  if (auto it = mem_.find(offset); it != mem_.end()) {
+    if (it->second->st == state::releasing) return cancel_outcome::too_late;
+    due = it->second->m.due;
+    forget(*it->second);
+    mem_.erase(it);
+  }
+  removed_[offset] = removed_mark{queued_seq_, true, mono_ms()};
+  removed_order_.emplace_back(mono_ms(), offset);
+  delay::index_op op;
+  op.what = delay::index_op::kind::remove;
+  op.message.due = due;
+  op.message.offset = offset;
+  op.cancelled = true;
+  ops_.push_back(std::move(op));
+  --pending_;
+  probe::get().delayed_cancelled.inc();
+  return cancel_outcome::cancelled;
+}
+
+void delay_scheduler::set_applied(int64_t durable) {
+  applied_ = std::max(applied_, durable);
+  if (!ops_.empty() && !writing_ && !closed_) flush_writes();
+}
+
+// ---- memory ------------------------------------------------------------------------------------
+
+void delay_scheduler::add_to_memory(delay::pending_message m, bool written) {
+  if (mem_.contains(m.offset)) return;
+  auto e = std::make_unique<entry>();
+  e->owner = this;
+  e->insert_seq = written ? 0 : queued_seq_;
+  e->m = std::move(m);
+  waiting_.insert(e->key());
+  timers_->schedule(*e, e->m.due);
+  mem_.emplace(e->m.offset, std::move(e));
+}
+
+void delay_scheduler::forget(entry& e) {
+  timers_->cancel(e);
+  waiting_.erase(e.key());
+  due_.erase(e.key());
+}
+
+void delay_scheduler::evict_if_over() {
+  // Keep memory bounded: drop the furthest waiting messages that are in the index already; the
+  // loader brings them back when the horizon reaches them.
+  // Not while a load is running: it would raise loaded_upto_ past what is evicted here.
+  if (mem_.size() <= lim_.max_loaded || loading_) return;
+  size_t evicted = 0;
+  for (auto it = waiting_.end(); it != waiting_.begin() && mem_.size() > lim_.max_loaded * 9 / 10;) {
+    --it;
+    auto m = mem_.find(it->second);
+    if (m == mem_.end() || (m->second->insert_seq != 0 && m->second->insert_seq > written_seq_)) continue;
+    delay_key k = *it;
+    timers_->cancel(*m->second);
+    mem_.erase(m);
+    it = waiting_.erase(it);
+    if (k <= loaded_upto_) loaded_upto_ = {k.first, k.second - 1};
+    ++evicted;
+  }
+  if (evicted) probe::get().delayed_evicted.inc(evicted);
+}
+
+void delay_scheduler::on_fire(entry& e) {
+  if (e.st != state::waiting) return;
+  e.st = state::due;
+  waiting_.erase(e.key());
+  due_.insert(e.key());
+  schedule_release_pass();
+}
+
+int64_t delay_scheduler::next_due_in_memory() const {
+  int64_t d = -1;
+  if (!due_.empty()) d = due_.begin()->first;
+  if (!waiting_.empty() && (d < 0 || waiting_.begin()->first < d)) d = waiting_.begin()->first;
+  return d;
+}
+
+// ---- releases ------------------------------------------------------------------------------------
+
+void delay_scheduler::schedule_release_pass() {
+  if (pass_scheduled_ || closed_) return;
+  pass_scheduled_ = true;
+  auto alive = alive_;
+  asio::post(rt_.executor(owner_), [this, alive] {
+    if (!*alive) return;
+    pass_scheduled_ = false;
+    release_pass();
+  });
+}
+
+void delay_scheduler::release_pass() {
+  if (closed_ || due_.empty()) return;
+  int64_t now_mono = mono_ms();
+  tokens_ = std::min<double>(static_cast<double>(lim_.release_burst),
+                             tokens_ + lim_.release_rate * static_cast<double>(now_mono - tokens_at_mono_ms_) / 1000.0);
+  tokens_at_mono_ms_ = now_mono;
+  size_t n = std::min({static_cast<size_t>(tokens_), due_.size(), lim_.max_release_batch});
+  if (n == 0) {
+    // Out of tokens: come back when one is there.
+    auto wait = std::chrono::milliseconds(std::max<int64_t>(1, static_cast<int64_t>(1000.0 / lim_.release_rate)));
+    tick_timer_->release.expires_after(wait);
+    auto alive = alive_;
+    tick_timer_->release.async_wait([this, alive](const boost::system::error_code& ec) {
+      if (!ec && *alive) schedule_release_pass();
+    });
+    return;
+  }
+  const int64_t now = clk_.now_ms();
+  wire::batch_builder b;
+  b.set_released(true);
+  std::vector<delay_key> keys;
+  std::vector<entry*> taken;
+  for (auto it = due_.begin(); it != due_.end() && keys.size() < n;) {
+    auto m = mem_.find(it->second);
+    if (m == mem_.end()) {
+      it = due_.erase(it);
+      continue;
+    }
+    entry& e = *m->second;
+    if (cancel_pending_.contains(e.m.offset)) {
+      ++it;  // a cancel is in flight: its record decides
+      continue;
+    }
+    if (e.m.due > now) {
+      // The clock stepped back after it fired: never release before the due time.
+      it = due_.erase(it);
+      e.st = state::waiting;
+      waiting_.insert(e.key());
+      timers_->schedule(e, e.m.due);
+      continue;
+    }
+    std::string original = id_prefix_ + std::to_string(e.m.offset);
+    std::vector<wire::header_view> hs;
+    hs.reserve(e.m.headers.size() + 1);
+    for (auto& [k, v] : e.m.headers)
+      hs.push_back(wire::header_view{k, v ? std::optional<std::string_view>(*v) : std::nullopt});
+    hs.push_back(wire::header_view{"ferry-delayed-id", original});
+    b.add(e.m.key ? std::optional<std::string_view>(*e.m.key) : std::nullopt,
+          e.m.value ? std::optional<std::string_view>(*e.m.value) : std::nullopt, hs, e.m.timestamp, e.m.due);
+    keys.push_back(e.key());
+    taken.push_back(&e);
+    it = due_.erase(it);
+  }
+  if (keys.empty()) return;
+  auto span = b.finish(-1, 0, -1);
+  std::vector<std::byte> bytes(span.begin(), span.end());
+  for (auto* e : taken) e->st = state::releasing;
+  if (auto r = release_(std::move(bytes), keys); !r) {
+    logger()->error("{}: releasing {} delayed messages failed, retrying: {}", id_prefix_, keys.size(),
+                    r.error().to_string());
+    for (auto* e : taken) {
+      e->st = state::due;
+      due_.insert(e->key());
+    }
+    tick_timer_->release.expires_after(std::chrono::milliseconds(100));
+    auto alive = alive_;
+    tick_timer_->release.async_wait([this, alive](const boost::system::error_code& ec) {
+      if (!ec && *alive) schedule_release_pass();
+    });
+    return;
+  }
+  tokens_ -= static_cast<double>(keys.size());
+  int64_t late = now - keys.front().first;
+  probe::get().delayed_release_lateness.observe_us(static_cast<uint64_t>(std::max<int64_t>(0, late)) * 1000);
+  if (!due_.empty()) schedule_release_pass();
+}
+
+// ---- loading, writing, syncing ---------------------------------------------------------------------
+
+void delay_scheduler::tick() {
+  if (closed_) return;
+  // A step of the wall clock forward: fire what is due now (a step back fires nothing early).
+  timers_->wake();
+  maybe_load();
+  if (!ops_.empty() || written_applied_ < applied_) flush_writes();
+  maybe_sync();
+  // Forget old removals (their index writes are done and no cancel can still be in flight).
+  int64_t now = mono_ms();
+  while (!removed_order_.empty() && now - removed_order_.front().first > lim_.removed_memory_ms) {
+    auto off = removed_order_.front().second;
+    removed_order_.pop_front();
+    auto it = removed_.find(off);
+    if (it != removed_.end() && it->second.write_seq <= written_seq_ && now - it->second.at_mono_ms > lim_.removed_memory_ms)
+      removed_.erase(it);
+  }
+  tick_timer_->t.expires_after(std::chrono::milliseconds(lim_.tick_ms));
+  auto alive = alive_;
+  tick_timer_->t.async_wait([this, alive](const boost::system::error_code& ec) {
+    if (!ec && *alive) tick();
+  });
+}
+
+void delay_scheduler::maybe_load() {
+  if (loading_ || closed_ || mem_.size() >= lim_.max_loaded * 3 / 4) return;
+  int64_t upper = clk_.now_ms() + lim_.horizon_ms;
+  // Not past a message that is not in the index yet (its write is queued or running).
+  if (!unwritten_far_.empty()) upper = std::min(upper, unwritten_far_.begin()->first);
+  if (upper <= loaded_upto_.first) return;
+  if (pending_ <= static_cast<int64_t>(mem_.size()) && unwritten_far_.empty()) {
+    // Everything pending is in memory already.
+    loaded_upto_ = {std::max(loaded_upto_.first, upper - 1), INT64_MAX};
+    return;
+  }
+  loading_ = true;
+  auto after = loaded_upto_;
+  size_t room = lim_.max_loaded - mem_.size();
+  auto* index = &index_;
+  auto pk = pk_;
+  auto load = [index, pk, after, upper, room] {
+    return index->load(pk, after.first, after.second, upper, room, max_load_bytes);
+  };
+  auto alive = alive_;
+  // The load runs on the disk pool; its result comes back to this shard.
+  auto ex = rt_.executor(owner_);
+  asio::post(rt_.disk(), [load, alive, ex, this, upper, room]() mutable {
+    auto got = load();
+    asio::post(ex, [got = std::move(got), alive, this, upper, room]() mutable {
+      if (!*alive) return;
+      loading_ = false;
+      if (!got) {
+        logger()->error("{}: loading delayed messages failed: {}", id_prefix_, got.error().to_string());
+        return;
+      }
+      size_t added = 0, bytes = 0;
+      const delay_key last = got->empty() ? delay_key{} : delay_key{got->back().due, got->back().offset};
+      for (auto& m : *got) {
+        bytes += m.bytes();
+        if (removed_.contains(m.offset) || mem_.contains(m.offset)) continue;
+        add_to_memory(std::move(m), true);
+        ++added;
+      }
+      // Cut by the count or the byte limit: loaded up to the last one; else everything before
+      // `upper` is here.
+      bool more = got->size() >= room || bytes >= max_load_bytes;
+      delay_key reached = more && !got->empty() ? last : delay_key{upper - 1, INT64_MAX};
+      loaded_upto_ = std::max(loaded_upto_, reached);
+      if (added) probe::get().delayed_loaded.inc(added);
+    });
+  });
+}
+
+void delay_scheduler::flush_writes() {
+  if (writing_ || closed_) return;
+  if (ops_.empty() && written_applied_ >= applied_) return;
+  writing_ = true;
+  size_t n = std::min(ops_.size(), max_write_ops);
+  auto chunk = std::make_shared<std::vector<delay::index_op>>(std::make_move_iterator(ops_.begin()),
+                                                              std::make_move_iterator(ops_.begin() + n));
+  ops_.erase(ops_.begin(), ops_.begin() + n);
+  // The applied offset may be written only with the last queued op: ops left behind come from
+  // lower offsets than applied_.
+  int64_t upto = ops_.empty() ? applied_ : written_applied_;
+  std::vector<delay_key> far;
+  if (ops_.empty()) far.swap(ops_far_);
+  uint64_t seq = queued_seq_++;
+  delay::index_state after{upto, pending_};
+  auto* index = &index_;
+  auto pk = pk_;
+  auto alive = alive_;
+  auto ex = rt_.executor(owner_);
+  asio::post(rt_.disk(), [index, pk, chunk, after, alive, ex, this, seq, upto, far = std::move(far)]() mutable {
+    auto r = index->apply(pk, *chunk, after);
+    asio::post(ex, [r = std::move(r), alive, this, seq, upto, far = std::move(far)]() mutable {
+      if (!*alive) return;
+      writing_ = false;
+      if (!r) {
+        logger()->error("{}: writing the delay index failed (the log still has everything; retrying): {}", id_prefix_,
+                        r.error().to_string());
+        return;
+      }
+      written_seq_ = seq;
+      written_applied_ = std::max(written_applied_, upto);
+      for (auto& k : far) unwritten_far_.erase(k);
+      if (!ops_.empty() || written_applied_ < applied_) flush_writes();
+    });
+  });
+}
+
+void delay_scheduler::maybe_sync() {
+  if (syncing_ || closed_ || written_applied_ <= synced_upto_) return;
+  int64_t now = mono_ms();
+  if (now - last_sync_mono_ < lim_.sync_interval_ms) return;
+  last_sync_mono_ = now;
+  syncing_ = true;
+  int64_t upto = written_applied_;
+  auto* index = &index_;
+  auto alive = alive_;
+  auto ex = rt_.executor(owner_);
+  asio::post(rt_.disk(), [index, alive, ex, this, upto] {
+    auto r = index->sync();
+    asio::post(ex, [r = std::move(r), alive, this, upto] {
+      if (!*alive) return;
+      syncing_ = false;
+      if (r)
+        synced_upto_ = std::max(synced_upto_, upto);
+      else
+        logger()->error("{}: syncing the delay index failed: {}", id_prefix_, r.error().to_string());
+    });
+  });
+}
+
+asio::awaitable<void> delay_scheduler::close() {
+  closed_ = true;
+  tick_timer_->t.cancel();
+  tick_timer_->release.cancel();
+  timers_->stop();
+  // Wait for the write and sync in flight, then write and sync what is left.
+  asio::steady_timer wait(rt_.executor(owner_));
+  while (writing_ || syncing_ || loading_) {
+    wait.expires_after(std::chrono::milliseconds(1));
+    co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+  }
+  auto* index = &index_;
+  auto pk = pk_;
+  auto ops = std::move(ops_);
+  delay::index_state after{applied_, pending_};
+  auto final_write = [index, pk, ops = std::move(ops), after] {
+    if (auto r = index->apply(pk, ops, after); !r) return r;
+    return index->sync();
+  };
+  auto r = co_await runtime::on_disk(rt_.disk(), std::move(final_write));
+  if (!r) logger()->error("{}: final delay index write failed: {}", id_prefix_, r.error().to_string());
+  else synced_upto_ = applied_;
+}
+
+}  // namespace ferry::partition

@@ -1,0 +1,179 @@
+#pragma once
+// delay_scheduler: the delayed messages of one partition (DESIGN.md "Delayed message",
+// "Scheduler"), on the partition's shard.
+//
+// A message published with a due time later than its append time is kept by the partition's
+// delay index (broker/delay, RocksDB) until it is due, and subscriptions skip it in the log. When
+// it falls due it is *released*: a copy is appended to the partition's log (a batch with
+// attr_released, header "ferry-delayed-id" naming the original), which every subscription then
+// delivers like a message published at that moment. Cancelling appends a cancel control record.
+//
+// Memory is bounded: only the near horizon (what is due within `horizon_ms`, at most
+// `max_loaded` messages) is in memory, on a wall-clock timing wheel; the rest waits in the index
+// and is loaded, in due order, as the horizon moves. Releases are rate-limited (`release_rate`),
+// so a catch-up after a restart does not starve immediate messages.
+//
+// The index is a state machine of the log: the partition calls on_inserted / on_released /
+// on_cancelled for every durable change in log order (and again, on start-up, for the log after
+// the index's applied offset), then set_applied(durable). Writes to the index and its syncs run
+// on the disk pool; synced_upto() is the log offset the index is safe up to (the low-water mark
+// must not pass it).
+//
+// Threading: every member function on the owner shard.
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "broker/base/clock.h"
+#include "broker/base/result.h"
+#include "broker/base/types.h"
+#include "broker/delay/delay_index.h"
+
+namespace ferry::runtime {
+class shard_set;
+}
+namespace ferry::scheduler {
+class wheel_driver;
+}
+
+namespace ferry::partition {
+
+struct delay_limits {
+  int64_t horizon_ms = 60'000;       // load what falls due within this
+  size_t max_loaded = 100'000;       // messages in memory at most (soft: entries not yet in the index stay)
+  double release_rate = 50'000;      // releases per second at most
+  size_t release_burst = 5'000;
+  size_t max_release_batch = 1000;
+  int64_t tick_ms = 20;              // clock-step check, loader and write cadence
+  int64_t sync_interval_ms = 1000;   // index syncs
+  int64_t removed_memory_ms = 5000;  // how long a release or cancel is remembered in memory
+};
+
+enum class cancel_outcome { cancelled, too_late, unknown };
+
+// A due (or not yet due) delayed message, as (due, offset).
+using delay_key = std::pair<int64_t, int64_t>;
+
+class delay_scheduler {
+ public:
+  // Appends a release batch to the log (not durable yet) naming the released (due, offset)s; the
+  // partition reports them back through on_released once durable.
+  using release_fn = std::function<result<void>(std::vector<std::byte> batch, std::vector<delay_key> released)>;
+
+  // `index`, `rt` and `clk` must outlive the scheduler. `id_prefix` is "topic/partition/".
+  delay_scheduler(delay::delay_index& index, delay::partition_key pk, std::string id_prefix, runtime::shard_set& rt,
+                  shard_id owner, const ferry::clock& clk, delay_limits limits, release_fn release);
+  ~delay_scheduler();
+  delay_scheduler(const delay_scheduler&) = delete;
+  delay_scheduler& operator=(const delay_scheduler&) = delete;
+
+  // Start-up: the index's applied offset (blocking read). The partition then replays the log from
+  // there through the on_* calls and calls finish_replay(log end), which writes it (blocking)
+  // and starts the timers.
+  [[nodiscard]] result<int64_t> open();
+  [[nodiscard]] result<void> finish_replay(int64_t log_end);
+
+  // Durable changes, in log order.
+  void on_inserted(std::vector<delay::pending_message> msgs);
+  void on_released(const std::vector<delay_key>& released);
+  cancel_outcome on_cancelled(int64_t offset, int64_t due);
+  void set_applied(int64_t durable);
+
+  // Cancel, before the control record is appended (see the .cc for the protocol). Returns
+  // too_late if the message is being released now; otherwise marks it so no release takes it
+  // while the cancel is in flight, and says whether memory knows its due time.
+  struct precheck {
+    std::optional<cancel_outcome> answer;  // decided already
+    std::optional<int64_t> due;            // in memory: its due time
+  };
+  precheck begin_cancel(int64_t offset);
+  void end_cancel(int64_t offset);  // the cancel was not appended after all
+
+  int64_t synced_upto() const { return synced_upto_; }
+  int64_t pending() const { return pending_; }
+  // The earliest due time known in memory, or -1 (then ask the index).
+  int64_t next_due_in_memory() const;
+  size_t loaded() const { return mem_.size(); }
+  delay::delay_index& index() { return index_; }
+  const delay::partition_key& key() const { return pk_; }
+
+  // Stops the timers, writes what is left and syncs the index.
+  boost::asio::awaitable<void> close();
+
+ private:
+  enum class state : uint8_t { waiting, due, releasing };
+  struct entry;
+  struct removed_mark {
+    uint64_t write_seq;     // the index write that removes it (pending until written_seq_ >= it)
+    bool cancelled;
+    int64_t at_mono_ms;
+  };
+
+  void add_to_memory(delay::pending_message m, bool written);
+  void on_fire(entry& e);
+  void schedule_release_pass();
+  void release_pass();
+  void evict_if_over();
+  void tick();
+  void maybe_load();
+  void flush_writes();
+  void maybe_sync();
+  void forget(entry& e);
+  int64_t mono_ms() const;
+
+  delay::delay_index& index_;
+  delay::partition_key pk_;
+  std::string id_prefix_;
+  runtime::shard_set& rt_;
+  shard_id owner_;
+  const ferry::clock& clk_;
+  delay_limits lim_;
+  release_fn release_;
+  std::unique_ptr<scheduler::wheel_driver> timers_;
+
+  // In memory: loaded or inserted messages, by offset; ordered key sets by state.
+  std::unordered_map<int64_t, std::unique_ptr<entry>> mem_;
+  std::set<delay_key> waiting_;
+  std::set<delay_key> due_;
+  std::set<int64_t> cancel_pending_;
+  std::unordered_map<int64_t, removed_mark> removed_;
+  std::deque<std::pair<int64_t, int64_t>> removed_order_;  // (at_mono_ms, offset), oldest first
+
+  // Loading: every index key <= loaded_upto_ is in memory (or removed).
+  delay_key loaded_upto_{INT64_MIN, INT64_MAX};
+  bool loading_ = false;
+  std::set<delay_key> unwritten_far_;  // inserted, not in memory, not written to the index yet
+
+  // Index writes: ops queued, one write in flight at a time.
+  std::vector<delay::index_op> ops_;
+  std::vector<delay_key> ops_far_;     // unwritten_far_ keys the queued ops carry
+  uint64_t queued_seq_ = 1;            // seq of the next write
+  uint64_t written_seq_ = 0;
+  bool writing_ = false;
+  int64_t applied_ = 0;                // durable offset passed through on_*
+  int64_t written_applied_ = 0;        // applied_ of the last completed write
+  int64_t synced_upto_ = 0;
+  bool syncing_ = false;
+  int64_t last_sync_mono_ = 0;
+  int64_t pending_ = 0;                // messages in the index (after the queued ops)
+
+  // Release rate limit (token bucket).
+  double tokens_;
+  int64_t tokens_at_mono_ms_;
+  bool pass_scheduled_ = false;
+  struct tick_timer;  // an Asio steady_timer, kept out of this header
+  std::unique_ptr<tick_timer> tick_timer_;
+  bool closed_ = false;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace ferry::partition
