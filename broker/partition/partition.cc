@@ -611,7 +611,7 @@ void partition::cancel(int64_t off, std::function<void(result<cancel_result>)> d
   auto pc = delays_->begin_cancel(off);
   if (pc.answer) {
     return answer(*pc.answer, *pc.answer == cancel_outcome::cancelled ? id + " was cancelled already"
-                                                                      : id + " is already due (being released)");
+                                                                      : id + " is already due (released)");
   }
   if (pc.due) return finish_cancel(off, pc.due, false, std::move(done));
   // Not in memory: the index knows whether it is pending (RocksDB, on the disk pool).

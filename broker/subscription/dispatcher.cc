@@ -73,6 +73,7 @@ struct dispatcher::entry final : timed_entry {
   uint64_t member = 0;       // lease holder while in flight
   int64_t first_timestamp = 0;
   int64_t append_time = 0;
+  int64_t due = INT64_MIN;   // deliver_at, if the record has one
   uint16_t attrs = 0;
   std::shared_ptr<const chunk> data;
   uint32_t pos = 0;
@@ -355,7 +356,11 @@ void dispatcher::fill_window() {
             break;
           }
           int64_t off = rv.offset;
-          if (off >= read_pos_ && !acks_.contains(off) && !entries_.contains(off)) {
+          if (off >= read_pos_ && rv.deliver_at && *rv.deliver_at > h->append_time &&
+              (h->attributes & wire::attr_released) == 0) {
+            // A delayed message: the delay index has it and releases a copy when it is due.
+            acks_.add(off);
+          } else if (off >= read_pos_ && !acks_.contains(off) && !entries_.contains(off)) {
             if (entries_.size() >= limits_.max_messages || window_bytes_ >= limits_.max_bytes) {
               read_pos_ = off;  // the rest of this batch waits for room
               full = true;
@@ -367,6 +372,7 @@ void dispatcher::fill_window() {
             e->key_hash = e->keyed ? std::hash<std::string_view>{}(*rv.key) : 0;
             e->first_timestamp = h->first_timestamp;
             e->append_time = h->append_time;
+            e->due = rv.deliver_at.value_or(INT64_MIN);
             e->attrs = h->attributes;
             e->data = c;
             e->pos = static_cast<uint32_t>(rpos);
@@ -440,11 +446,20 @@ void dispatcher::deliver_ready() {
   auto& pr = probe::get();
   std::vector<std::pair<member_slot*, std::vector<delivered_message>>> out;
   int64_t now = now_ms();
+  const int64_t wall = port_.clock().now_ms();
   while (entry* e = next_ready()) {
+    auto& q = (!redeliver_.empty() && redeliver_.front().first == e) ? redeliver_ : fresh_;
+    if (e->due > wall) {
+      // Never before its due time, whatever happened to the clock: wait, keeping its key's place.
+      q.pop_front();
+      e->st = state::not_due;
+      ++e->gen;
+      port_.timers().reschedule(*e, now + std::min<int64_t>(e->due - wall, 60'000));
+      continue;
+    }
     member_slot* m = pick_member(e->len);
     if (m == nullptr) break;  // no credit anywhere: the next grant wakes us
     // Pop it: it is the front of one of the queues.
-    auto& q = (!redeliver_.empty() && redeliver_.front().first == e) ? redeliver_ : fresh_;
     q.pop_front();
     e->st = state::in_flight;
     ++e->gen;
@@ -483,6 +498,7 @@ void dispatcher::on_timer(entry& e) {
       break;
     }
     case state::backoff:
+    case state::not_due:
       make_ready(e);
       schedule_pass();
       break;

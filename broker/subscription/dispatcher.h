@@ -18,6 +18,11 @@
 // place. Leases and backoffs are not durable: after a restart every unacknowledged message is
 // delivered again, with its checkpointed delivery count plus one.
 //
+// Delayed messages: a record due later than its batch's append time is the delay index's (the
+// partition keeps it and releases a copy into the log when it falls due): the dispatcher counts it
+// as acknowledged and skips it. Every record is checked against its due time at the last step
+// before it goes to a member: one not due yet (the wall clock stepped back) waits, in order.
+//
 // Ordered keys: while a message of a key is not acknowledged or dead-lettered, later messages of
 // that key stay blocked, whatever happens to it (redeliveries, members leaving). Keys are told
 // apart by a 64-bit hash of the key bytes; two keys with the same hash are ordered together,
@@ -261,7 +266,7 @@ class dispatcher {
   void shutdown();
 
  private:
-  enum class state : uint8_t { free, ready, in_flight, backoff, blocked, acking, dead_lettering };
+  enum class state : uint8_t { free, ready, in_flight, backoff, blocked, acking, dead_lettering, not_due };
   struct entry;
   struct key_state {
     entry* active = nullptr;          // the message of this key that is out (any state but blocked)

@@ -18,6 +18,7 @@ namespace {
 struct msg {
   std::optional<std::string> key;
   std::string value;
+  std::optional<int64_t> deliver_at;
 };
 
 class recording_member final : public member_link {
@@ -83,10 +84,14 @@ class fake_port final : public partition_port {
   void post(std::function<void()> fn) override { posted_.push_back(std::move(fn)); }
 
   // ---- test controls ----
-  int64_t produce(const std::vector<msg>& msgs) {
+  // Appends one batch; its append time is 5000 (see append()). `released`: a batch of released
+  // delayed messages, as the partition writes them.
+  int64_t produce(const std::vector<msg>& msgs, bool released = false) {
     wire::batch_builder bb;
+    bb.set_released(released);
     for (auto& m : msgs)
-      bb.add(m.key ? std::optional<std::string_view>(*m.key) : std::nullopt, std::string_view(m.value), {}, 1000);
+      bb.add(m.key ? std::optional<std::string_view>(*m.key) : std::nullopt, std::string_view(m.value), {}, 1000,
+             m.deliver_at);
     auto s = bb.finish(-1, 0, -1);
     return append(std::vector<std::byte>(s.begin(), s.end()));
   }
@@ -437,6 +442,28 @@ TEST_F(dispatcher_test, control_offsets_stay_acknowledged_across_a_seek_below_th
   ack(1, again);
   EXPECT_EQ(d_->cursor(), port_.high_watermark()) << "control offsets do not hold the cursor back";
   EXPECT_EQ(d_->stats().backlog, 0);
+}
+
+TEST_F(dispatcher_test, delayed_originals_are_skipped_and_released_copies_wait_for_their_due_time) {
+  make(sub_record(false, 0));
+  // Appended at 5000: a record due at 9000 is the delay index's; one due at 4000 is due at once.
+  port_.produce({{std::nullopt, "later", 9000}, {std::nullopt, "now", 4000}, {std::nullopt, "plain"}});
+  auto m = join(1, 10);
+  EXPECT_EQ(m->offsets(), (std::vector<int64_t>{1, 2})) << "the delayed original is not delivered from the log";
+  ack(1, {1, 2});
+  EXPECT_EQ(d_->stats().backlog, 0) << "the delayed original counts as acknowledged";
+  // The released copy (due at 9000), while the broker's clock is before that (a step back):
+  // it waits, and goes out once the clock passes its due time.
+  const int64_t wall = port_.clock().now_ms();
+  port_.produce({{std::nullopt, "later", wall + 800}}, true);
+  d_->wake();
+  port_.drain();
+  EXPECT_EQ(m->got.size(), 2u) << "never before its due time";
+  port_.advance(799);
+  EXPECT_EQ(m->got.size(), 2u);
+  port_.advance(1);
+  ASSERT_EQ(m->got.size(), 3u);
+  EXPECT_EQ(m->got[2].delivery_count, 1);
 }
 
 TEST_F(dispatcher_test, retention_expiry_is_counted) {
