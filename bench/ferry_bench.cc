@@ -64,7 +64,7 @@ using std::chrono::nanoseconds;
 // 8 bytes little-endian. steady_clock is per machine, so producer and reader live in one process.
 constexpr const char* ts_header = "ferry-bench-ts";
 
-enum class mode { produce, consume, e2e, subscribe };
+enum class mode { produce, consume, e2e, subscribe, delayed };
 
 const char* mode_name(mode m) {
   switch (m) {
@@ -72,6 +72,7 @@ const char* mode_name(mode m) {
     case mode::consume: return "consume";
     case mode::e2e: return "e2e";
     case mode::subscribe: return "subscribe";
+    case mode::delayed: return "delayed";
   }
   return "?";
 }
@@ -98,7 +99,35 @@ struct settings {
   bool ordered = false;
   int credit = 2000;
   std::string subscription;
+  // delayed
+  bool delayed = false;
+  int64_t delay_min_ms = 5000;
+  int64_t delay_spread_ms = 60'000;
+  int64_t delay_base_ms = 0;  // wall-clock ms at the start: due times are base + min + [0, spread)
+  bool consume_delayed = false;
+  int delay_members = 1;
+  int broker_pid = 0;
+  int settle_s = 5;
 };
+
+int64_t wall_now_ms() {
+  return std::chrono::duration_cast<milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+double wall_now_us() {
+  return static_cast<double>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+// The broker's resident memory (VmRSS of /proc/PID/status) in MiB, or -1.
+double rss_mib(int pid) {
+  if (pid <= 0) return -1;
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtod(line.c_str() + 6, nullptr) / 1024.0;
+  }
+  return -1;
+}
 
 int64_t ns_since(steady::time_point t0, steady::time_point t1) {
   return std::chrono::duration_cast<nanoseconds>(t1 - t0).count();
@@ -322,6 +351,12 @@ void send_one(producer_slot& slot, const settings& s, const std::string& payload
   fc::message m;
   m.value = payload;
   if (s.keys > 0) m.key = "key-" + std::to_string(index % s.keys);
+  if (s.delayed) {
+    // Due times spread pseudo-randomly (a multiplicative hash of the index) over the spread.
+    uint64_t h = static_cast<uint64_t>(index) * 0x9E3779B97F4A7C15ull;
+    int64_t within = s.delay_spread_ms > 0 ? static_cast<int64_t>((h >> 16) % static_cast<uint64_t>(s.delay_spread_ms)) : 0;
+    m.deliver_at_ms = s.delay_base_ms + s.delay_min_ms + within;
+  }
   if (stamp) {
     const uint64_t t = static_cast<uint64_t>(intended.time_since_epoch().count());
     std::string b(8, '\0');
@@ -454,7 +489,15 @@ json_object settings_json(const settings& s, mode m, const topic_info& topic) {
   json_object j;
   j.str("bootstrap", s.bootstrap).str("topic", s.topic).num("partitions", static_cast<int64_t>(topic.partitions))
       .str("topic_fsync", fsync_text(topic.config));
-  if (m == mode::subscribe) {
+  if (m == mode::delayed) {
+    j.num("size", static_cast<int64_t>(s.size))
+        .num("producers", static_cast<int64_t>(s.producers))
+        .num("delay_min_ms", s.delay_min_ms)
+        .num("delay_spread_ms", s.delay_spread_ms)
+        .boolean("consume", s.consume_delayed)
+        .num("members", static_cast<int64_t>(s.delay_members))
+        .num("keys", s.keys);
+  } else if (m == mode::subscribe) {
     j.str("subscription", s.subscription)
         .num("members", static_cast<int64_t>(s.members))
         .boolean("ordered", s.ordered)
@@ -489,7 +532,10 @@ bool write_json(const settings& s, const json_object& j) {
 void print_header(mode m, const settings& s, const topic_info& topic) {
   std::printf("ferry-bench %s: bootstrap=%s topic=%s partitions=%d fsync=%s", mode_name(m), s.bootstrap.c_str(),
               s.topic.c_str(), topic.partitions, fsync_text(topic.config).c_str());
-  if (m == mode::subscribe) {
+  if (m == mode::delayed) {
+    std::printf(" producers=%d size=%zu due=now+%" PRId64 "ms+[0,%" PRId64 "ms) consume=%s members=%d", s.producers,
+                s.size, s.delay_min_ms, s.delay_spread_ms, s.consume_delayed ? "yes" : "no", s.delay_members);
+  } else if (m == mode::subscribe) {
     std::printf(" subscription=%s members=%d ordered=%s credit=%d", s.subscription.c_str(), s.members,
                 s.ordered ? "true" : "false", s.credit);
   } else if (m != mode::consume) {
@@ -966,6 +1012,136 @@ int run_subscribe(settings s) {
   return idle || failed || order_violations.load() || !wrote ? 1 : 0;
 }
 
+// ---- delayed ----------------------------------------------------------------------------------
+// Publishes --messages delayed messages whose due times lie in [start + --delay-min, + --spread)
+// (absolute deliver_at, spread pseudo-randomly). Reports how fast they were scheduled (published
+// and durable). With --consume, a subscription made before publishing receives them with
+// --members consumers acking each, and the run reports lateness = receive time - due time on the
+// wall clock (broker and load generator share the machine and its clock; a negative lateness is
+// an early delivery and fails the run). With --broker-pid, the broker's resident memory is sampled
+// every 200 ms while publishing and for --settle seconds after.
+
+int run_delayed(settings s) {
+  s.delayed = true;
+  auto admin = connect_admin(s);
+  if (!admin) return report_error("connecting to " + s.bootstrap, admin.error());
+  auto topic = ensure_topic(**admin, s, mode::delayed);
+  if (!topic) return report_error("topic", topic.error());
+  std::string sub = "bench-delayed-" + std::to_string(::getpid());
+  std::vector<std::unique_ptr<fc::consumer>> consumers;
+  if (s.consume_delayed) {
+    fc::subscription_config sc;
+    sc.start = fc::start_position::latest;
+    sc.ordered = false;
+    sc.max_deliveries = 0;
+    auto created = (*admin)->create_subscription(s.topic, sub, sc);
+    if (!created) return report_error("creating subscription " + sub, created.error());
+    for (int i = 0; i < s.delay_members; ++i) {
+      fc::consumer_options co;
+      co.bootstrap = s.bootstrap;
+      co.credit_messages = 5000;
+      auto c = fc::consumer::create(co, s.topic, sub);
+      if (!c) return report_error("joining " + sub, c.error());
+      consumers.push_back(std::move(*c));
+    }
+  }
+  auto slots = make_producers(s, *topic);
+  if (!slots) return report_error("producer", slots.error());
+  print_header(mode::delayed, s, *topic);
+  std::fflush(stdout);
+
+  std::atomic<bool> stop{false};
+  std::atomic<double> rss_max{-1};
+  std::thread sampler([&] {
+    while (!stop.load()) {
+      double r = rss_mib(s.broker_pid);
+      double cur = rss_max.load();
+      if (r > cur) rss_max.store(r);
+      std::this_thread::sleep_for(milliseconds(200));
+    }
+  });
+  std::atomic<uint64_t> received{0};
+  std::atomic<uint64_t> early{0};
+  std::vector<histogram> lateness(consumers.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < consumers.size(); ++i) {
+    threads.emplace_back([&, i] {
+      auto& c = *consumers[i];
+      while (!stop.load(std::memory_order_relaxed)) {
+        auto got = c.poll(milliseconds(50), 4096);
+        if (!got) continue;
+        double now_us = wall_now_us();
+        for (auto& d : *got) {
+          c.ack(d);
+          if (!d.deliver_at_ms) continue;  // the untimed warm-up messages
+          double late_us = now_us - static_cast<double>(*d.deliver_at_ms) * 1000.0;
+          if (late_us < 0) early.fetch_add(1, std::memory_order_relaxed);
+          lateness[i].record(static_cast<uint64_t>(std::max(0.0, late_us) * 1000.0));
+          received.fetch_add(1, std::memory_order_relaxed);
+        }
+      }
+    });
+  }
+  s.delay_base_ms = wall_now_ms();
+  produce_result pr = run_producers(*slots, s, /*stamp=*/false);
+  for (auto& slot : *slots) slot->producer->close();
+  const double rss_publish = rss_max.load();
+  const int64_t last_due = s.delay_base_ms + s.delay_min_ms + s.delay_spread_ms;
+  bool idle = false;
+  if (s.consume_delayed) {
+    progress_printer progress("delayed/received", [&] { return received.load(std::memory_order_relaxed); });
+    while (received.load() < pr.acked) {
+      std::this_thread::sleep_for(milliseconds(20));
+      if (wall_now_ms() > last_due + int64_t{s.idle_timeout_s} * 1000) {
+        idle = true;
+        break;
+      }
+    }
+  } else if (s.broker_pid > 0) {
+    std::this_thread::sleep_for(std::chrono::seconds(s.settle_s));
+  }
+  stop = true;
+  for (auto& t : threads) t.join();
+  sampler.join();
+  for (auto& c : consumers) c->close();
+  if (s.consume_delayed) (void)(*admin)->delete_subscription(s.topic, sub);
+  histogram all;
+  for (auto& h : lateness) all.merge(h);
+  const auto late = summarize(all);
+  std::printf("  %-28s %" PRIu64 "\n", "delayed messages scheduled", pr.acked);
+  std::printf("  %-28s %.3f\n", "seconds", pr.seconds);
+  std::printf("  %-28s %.0f\n", "scheduled/s (durable)", static_cast<double>(pr.acked) / pr.seconds);
+  if (s.consume_delayed) {
+    std::printf("  %-28s %" PRIu64 "\n", "received", received.load());
+    print_latency("lateness after due (ms)", late);
+    std::printf("  %-28s %" PRIu64 "\n", "early deliveries", early.load());
+    std::printf("  %-28s %s\n", "latency precision",
+                (histogram::precision_text() + "; due times are whole ms").c_str());
+  }
+  if (s.broker_pid > 0) {
+    std::printf("  %-28s %.1f (while publishing) / %.1f (max, incl. %ds after)\n", "broker RSS MiB", rss_publish,
+                rss_max.load(), s.consume_delayed ? 0 : s.settle_s);
+  }
+  if (pr.failed) std::printf("  %-28s %" PRIu64 " (first: %s)\n", "FAILED messages", pr.failed, pr.first_error.c_str());
+  if (idle) std::printf("  STOPPED: %" PRIu64 " of %" PRIu64 " received %ds after the last due time\n", received.load(),
+                        pr.acked, s.idle_timeout_s);
+  json_object j;
+  j.str("mode", "delayed")
+      .num("messages", static_cast<int64_t>(pr.acked))
+      .num("seconds", pr.seconds)
+      .num("msgs_per_sec", static_cast<double>(pr.acked) / pr.seconds)
+      .num("received", static_cast<int64_t>(received.load()))
+      .num("early", static_cast<int64_t>(early.load()))
+      .num("rss_max_mib", rss_max.load())
+      .num("rss_publish_mib", rss_publish);
+  if (s.consume_delayed) add_latency(j, "lateness", late);
+  j.num("errors", static_cast<int64_t>(pr.failed))
+      .str("first_error", pr.first_error)
+      .obj("settings", settings_json(s, mode::delayed, *topic));
+  const bool wrote = write_json(s, j);
+  return pr.failed || idle || early.load() || !wrote ? 1 : 0;
+}
+
 // ---- command line -----------------------------------------------------------------------------
 
 void add_common(CLI::App* cmd, settings& s) {
@@ -1007,7 +1183,7 @@ void add_producing(CLI::App* cmd, settings& s) {
 int main(int argc, char** argv) {
   using namespace ferry::bench;
   settings s;
-  CLI::App app{"ferry-bench: Ferry's load generator (produce, consume, end-to-end, subscribe)"};
+  CLI::App app{"ferry-bench: Ferry's load generator (produce, consume, end-to-end, subscribe, delayed)"};
   app.require_subcommand(1);
 
   auto* produce = app.add_subcommand("produce", "publish --messages and measure throughput and publish-to-ack latency");
@@ -1046,6 +1222,28 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1 << 20));
   subscribe->add_option("--subscription", s.subscription, "subscription name (default: bench-<pid>, deleted after)");
 
+  auto* delayed = app.add_subcommand(
+      "delayed", "publish delayed messages due over --spread; scheduling rate, lateness (--consume), broker memory");
+  add_common(delayed, s);
+  add_producing(delayed, s);
+  delayed->add_option("--messages", s.messages, "delayed messages to publish")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 50));
+  delayed->add_option("--delay-min-ms", s.delay_min_ms, "earliest due time, ms after the start")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  delayed->add_option("--spread-ms", s.delay_spread_ms, "due times spread over this many ms")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 40));
+  delayed->add_flag("--consume", s.consume_delayed, "receive them with a subscription and measure lateness");
+  delayed->add_option("--members", s.delay_members, "consumers with --consume")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  delayed->add_option("--broker-pid", s.broker_pid, "sample this process's resident memory (the broker's)");
+  delayed->add_option("--settle", s.settle_s, "seconds to keep sampling memory after publishing (without --consume)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 3600));
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -1059,6 +1257,7 @@ int main(int argc, char** argv) {
     if (produce->parsed()) return run_produce(s);
     if (consume->parsed()) return run_consume(s);
     if (subscribe->parsed()) return run_subscribe(s);
+    if (delayed->parsed()) return run_delayed(s);
     return run_e2e(s);
   } catch (const std::exception& e) {
     // The client returns errors as values; anything thrown here is unexpected.

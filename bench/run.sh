@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: the reproducible way to record a ferry-bench result (bench/README.md).
 #
-#   bench/run.sh [options] produce|consume|e2e|subscribe [ferry-bench options...]
+#   bench/run.sh [options] produce|consume|e2e|subscribe|delayed [ferry-bench options...]
 #
 # Builds ferryd and ferry-bench in Release (its own build folder), starts a fresh ferryd on a
 # temporary data folder and a free port, runs the ferry-bench command --runs times (3), prints
@@ -47,12 +47,12 @@ while [[ $# -gt 0 ]]; do
     --no-build) build_it=0; shift ;;
     --keep-data) keep_data=1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
-    produce|consume|e2e|subscribe) break ;;
+    produce|consume|e2e|subscribe|delayed) break ;;
     *) echo "run.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 if [[ $# -lt 1 ]]; then
-  echo "usage: bench/run.sh [--runs N] [--setup ARGS] [--broker-args ARGS] [--out DIR] produce|consume|e2e|subscribe [ferry-bench options]" >&2
+  echo "usage: bench/run.sh [--runs N] [--setup ARGS] [--broker-args ARGS] [--out DIR] produce|consume|e2e|subscribe|delayed [ferry-bench options]" >&2
   exit 2
 fi
 bench_args=("$@")
@@ -130,6 +130,8 @@ jsons=()
 for i in $(seq 1 "$runs"); do
   args=("${bench_args[@]}")
   if [[ $has_topic -eq 0 ]]; then args+=(--topic "bench-$i-$$" --create-topic); fi
+  # delayed mode samples the broker's memory.
+  if [[ "${bench_args[0]}" == delayed ]]; then args+=(--broker-pid "$broker_pid"); fi
   json="$out/run-$i.json"
   echo "== run $i/$runs: ferry-bench ${args[*]}"
   if ! "$bench" "${args[@]}" --bootstrap "$bootstrap" --json "$json" 2>"$out/run-$i.progress"; then
@@ -154,7 +156,9 @@ cols = [("msgs_per_sec", "msgs/s", "%.0f"), ("mb_per_sec", "MB/s", "%.2f"),
         ("latency_p50_ms", "ack p50 ms", "%.3f"), ("latency_p99_ms", "ack p99 ms", "%.3f"),
         ("latency_p999_ms", "ack p99.9 ms", "%.3f"), ("latency_max_ms", "ack max ms", "%.3f"),
         ("e2e_latency_p50_ms", "e2e p50 ms", "%.3f"), ("e2e_latency_p99_ms", "e2e p99 ms", "%.3f"),
-        ("e2e_latency_p999_ms", "e2e p99.9 ms", "%.3f")]
+        ("e2e_latency_p999_ms", "e2e p99.9 ms", "%.3f"),
+        ("lateness_p50_ms", "late p50 ms", "%.3f"), ("lateness_p99_ms", "late p99 ms", "%.3f"),
+        ("lateness_max_ms", "late max ms", "%.3f"), ("early", "early", "%d"), ("rss_max_mib", "RSS MiB", "%.1f")]
 cols = [c for c in cols if all(c[0] in r for r in rows)]
 print("== results (%d runs, mode %s)" % (len(rows), rows[0].get("mode")))
 print("   run  " + "  ".join("%13s" % c[1] for c in cols) + "  errors")
@@ -165,6 +169,8 @@ print("   med  " + "  ".join("%13s" % (c[2] % med[c[0]]) for c in cols))
 line = "== median of %d: %.0f msgs/s" % (len(rows), med["msgs_per_sec"])
 if "latency_p99_ms" in med: line += ", p99 publish-to-ack %.3f ms" % med["latency_p99_ms"]
 if "e2e_latency_p99_ms" in med: line += ", p99 end-to-end %.3f ms" % med["e2e_latency_p99_ms"]
+if "lateness_p99_ms" in med: line += ", lateness p99 %.3f ms max %.3f ms" % (med["lateness_p99_ms"], med["lateness_max_ms"])
+if "rss_max_mib" in med and med["rss_max_mib"] > 0: line += ", broker RSS max %.1f MiB" % med["rss_max_mib"]
 print(line)
 EOF
 fi

@@ -27,7 +27,7 @@ std::shared_ptr<spdlog::logger> logger() {
   return l;
 }
 constexpr size_t max_load_bytes = 32u << 20;
-constexpr size_t max_write_ops = 20'000;
+constexpr size_t max_write_ops = 4'000;
 }  // namespace
 
 struct delay_scheduler::entry final : subscription::timed_entry {
@@ -73,24 +73,28 @@ int64_t delay_scheduler::mono_ms() const { return clk_.monotonic_ns() / 1'000'00
 result<int64_t> delay_scheduler::open() {
   auto st = index_.state(pk_);
   if (!st) return st.error();
-  applied_ = written_applied_ = synced_upto_ = st->applied_upto;
-  pending_ = st->pending;
+  applied_ = written_applied_ = synced_upto_ = posted_applied_ = st->applied_upto;
+  pending_ = posted_pending_ = st->pending;
   return st->applied_upto;
 }
 
 result<void> delay_scheduler::finish_replay(int64_t log_end) {
   applied_ = std::max(applied_, log_end);
   // Replayed changes are written now, before anything is served (start-up may block on I/O).
-  while (!ops_.empty() || written_applied_ < applied_) {
-    size_t n = std::min(ops_.size(), max_write_ops);
-    std::vector<delay::index_op> chunk(std::make_move_iterator(ops_.begin()), std::make_move_iterator(ops_.begin() + n));
-    ops_.erase(ops_.begin(), ops_.begin() + n);
-    int64_t upto = ops_.empty() ? applied_ : written_applied_;
-    if (auto r = index_.apply(pk_, chunk, delay::index_state{upto, pending_}); !r) return r.error();
-    written_applied_ = upto;
-    written_seq_ = queued_seq_++;
+  while (!queued_ops_.empty() || written_applied_ < applied_) {
+    size_t n = std::min(queued_ops_.size(), max_write_ops);
+    std::vector<delay::index_op> chunk;
+    chunk.reserve(n);
+    for (size_t i = 0; i < n; ++i) {
+      posted_pending_ += queued_ops_.front().delta;
+      chunk.push_back(std::move(queued_ops_.front().op));
+      queued_ops_.pop_front();
+    }
+    int64_t upto = queued_ops_.empty() ? applied_ : queued_ops_.front().event_begin;
+    if (auto r = index_.apply(pk_, chunk, delay::index_state{upto, posted_pending_}); !r) return r.error();
+    written_applied_ = posted_applied_ = upto;
+    ops_written_ += n;
   }
-  ops_far_.clear();
   unwritten_far_.clear();
   if (auto r = index_.sync(); !r) return r.error();
   synced_upto_ = written_applied_;
@@ -99,43 +103,52 @@ result<void> delay_scheduler::finish_replay(int64_t log_end) {
   return {};
 }
 
+uint64_t delay_scheduler::queue_op(delay::index_op op, int64_t event_begin, int delta, bool far) {
+  queued_ops_.push_back(queued_op{std::move(op), event_begin, delta, far});
+  return ++ops_queued_;
+}
+
 // ---- durable changes -------------------------------------------------------------------------------
 
-void delay_scheduler::on_inserted(std::vector<delay::pending_message> msgs) {
-  int64_t horizon_end = clk_.now_ms() + lim_.horizon_ms;
+void delay_scheduler::on_inserted(int64_t base, std::vector<delay::pending_message> msgs) {
+  // Straight into memory only what is due very soon (the loader could not bring it in time);
+  // the rest reaches memory through the loader, in due order, which keeps memory bounded without
+  // churning it.
+  int64_t direct_end = clk_.now_ms() + std::min(lim_.horizon_ms, lim_.direct_window_ms);
   for (auto& m : msgs) {
     ++pending_;
+    delay_key k{m.due, m.offset};
+    bool memory = k <= loaded_upto_ || (m.due < direct_end && mem_.size() < lim_.max_loaded);
     delay::index_op op;
     op.what = delay::index_op::kind::insert;
     op.message = m;
-    ops_.push_back(std::move(op));
-    delay_key k{m.due, m.offset};
-    // Keep it in memory if the loader has passed its place, or it is due soon; otherwise it waits
-    // in the index, and the loader must not pass it before it is written there.
-    if (k <= loaded_upto_ || m.due < horizon_end || loading_) {
+    uint64_t pos = queue_op(std::move(op), base, +1, !memory);
+    if (memory) {
       add_to_memory(std::move(m), false);
+      mem_[k.second]->insert_seq = pos;
     } else {
+      // It waits in the index, and the loader must not pass it before it is written there.
       unwritten_far_.insert(k);
-      ops_far_.push_back(k);
+      if (loading_) far_since_load_.insert(k);  // the load in flight may not see it
     }
   }
   evict_if_over();
 }
 
-void delay_scheduler::on_released(const std::vector<delay_key>& released) {
+void delay_scheduler::on_released(int64_t base, const std::vector<delay_key>& released) {
   for (auto [due, off] : released) {
     if (auto it = mem_.find(off); it != mem_.end()) {
       forget(*it->second);
       mem_.erase(it);
     }
     cancel_pending_.erase(off);
-    removed_[off] = removed_mark{queued_seq_, false, mono_ms()};
-    removed_order_.emplace_back(mono_ms(), off);
     delay::index_op op;
     op.what = delay::index_op::kind::remove;
     op.message.due = due;
     op.message.offset = off;
-    ops_.push_back(std::move(op));
+    uint64_t pos = queue_op(std::move(op), base, -1, false);
+    removed_[off] = removed_mark{pos, false, mono_ms()};
+    removed_order_.emplace_back(mono_ms(), off);
     --pending_;
   }
   probe::get().delayed_released.inc(released.size());
@@ -165,7 +178,7 @@ delay_scheduler::precheck delay_scheduler::begin_cancel(int64_t offset) {
 
 void delay_scheduler::end_cancel(int64_t offset) { cancel_pending_.erase(offset); }
 
-cancel_outcome delay_scheduler::on_cancelled(int64_t offset, int64_t due) {
+cancel_outcome delay_scheduler::on_cancelled(int64_t base, int64_t offset, int64_t due) {
   cancel_pending_.erase(offset);
   if (auto r = removed_.find(offset); r != removed_.end())
     return r->second.cancelled ? cancel_outcome::cancelled : cancel_outcome::too_late;
@@ -175,14 +188,14 @@ cancel_outcome delay_scheduler::on_cancelled(int64_t offset, int64_t due) {
     forget(*it->second);
     mem_.erase(it);
   }
-  removed_[offset] = removed_mark{queued_seq_, true, mono_ms()};
-  removed_order_.emplace_back(mono_ms(), offset);
   delay::index_op op;
   op.what = delay::index_op::kind::remove;
   op.message.due = due;
   op.message.offset = offset;
   op.cancelled = true;
-  ops_.push_back(std::move(op));
+  uint64_t pos = queue_op(std::move(op), base, -1, false);
+  removed_[offset] = removed_mark{pos, true, mono_ms()};
+  removed_order_.emplace_back(mono_ms(), offset);
   --pending_;
   probe::get().delayed_cancelled.inc();
   return cancel_outcome::cancelled;
@@ -190,7 +203,7 @@ cancel_outcome delay_scheduler::on_cancelled(int64_t offset, int64_t due) {
 
 void delay_scheduler::set_applied(int64_t durable) {
   applied_ = std::max(applied_, durable);
-  if (!ops_.empty() && !writing_ && !closed_) flush_writes();
+  if (!queued_ops_.empty() && !closed_) flush_writes();
 }
 
 // ---- memory ------------------------------------------------------------------------------------
@@ -199,7 +212,7 @@ void delay_scheduler::add_to_memory(delay::pending_message m, bool written) {
   if (mem_.contains(m.offset)) return;
   auto e = std::make_unique<entry>();
   e->owner = this;
-  e->insert_seq = written ? 0 : queued_seq_;
+  e->insert_seq = written ? 0 : ops_queued_;
   e->m = std::move(m);
   waiting_.insert(e->key());
   timers_->schedule(*e, e->m.due);
@@ -221,7 +234,7 @@ void delay_scheduler::evict_if_over() {
   for (auto it = waiting_.end(); it != waiting_.begin() && mem_.size() > lim_.max_loaded * 9 / 10;) {
     --it;
     auto m = mem_.find(it->second);
-    if (m == mem_.end() || (m->second->insert_seq != 0 && m->second->insert_seq > written_seq_)) continue;
+    if (m == mem_.end() || (m->second->insert_seq != 0 && m->second->insert_seq > ops_written_)) continue;
     delay_key k = *it;
     timers_->cancel(*m->second);
     mem_.erase(m);
@@ -344,7 +357,8 @@ void delay_scheduler::tick() {
   // A step of the wall clock forward: fire what is due now (a step back fires nothing early).
   timers_->wake();
   maybe_load();
-  if (!ops_.empty() || written_applied_ < applied_) flush_writes();
+  // The applied offset alone (no changes) is written at most once per sync interval.
+  if (!queued_ops_.empty() || (posted_applied_ < applied_ && now_for_state_write())) flush_writes();
   maybe_sync();
   // Forget old removals (their index writes are done and no cancel can still be in flight).
   int64_t now = mono_ms();
@@ -352,7 +366,7 @@ void delay_scheduler::tick() {
     auto off = removed_order_.front().second;
     removed_order_.pop_front();
     auto it = removed_.find(off);
-    if (it != removed_.end() && it->second.write_seq <= written_seq_ && now - it->second.at_mono_ms > lim_.removed_memory_ms)
+    if (it != removed_.end() && it->second.write_pos <= ops_written_ && now - it->second.at_mono_ms > lim_.removed_memory_ms)
       removed_.erase(it);
   }
   tick_timer_->t.expires_after(std::chrono::milliseconds(lim_.tick_ms));
@@ -374,8 +388,10 @@ void delay_scheduler::maybe_load() {
     return;
   }
   loading_ = true;
+  far_since_load_.clear();
   auto after = loaded_upto_;
-  size_t room = lim_.max_loaded - mem_.size();
+  // Small chunks: each is added to memory in one go on the shard, so a big one would stall it.
+  size_t room = std::min<size_t>(lim_.max_loaded - mem_.size(), 2048);
   auto* index = &index_;
   auto pk = pk_;
   auto load = [index, pk, after, upper, room] {
@@ -384,7 +400,7 @@ void delay_scheduler::maybe_load() {
   auto alive = alive_;
   // The load runs on the disk pool; its result comes back to this shard.
   auto ex = rt_.executor(owner_);
-  asio::post(rt_.disk(), [load, alive, ex, this, upper, room]() mutable {
+  asio::post(rt_.state(), [load, alive, ex, this, upper, room]() mutable {
     auto got = load();
     asio::post(ex, [got = std::move(got), alive, this, upper, room]() mutable {
       if (!*alive) return;
@@ -405,47 +421,75 @@ void delay_scheduler::maybe_load() {
       // `upper` is here.
       bool more = got->size() >= room || bytes >= max_load_bytes;
       delay_key reached = more && !got->empty() ? last : delay_key{upper - 1, INT64_MAX};
+      // Not past a message inserted while the load ran: its index write may have come too late
+      // for the scan.
+      if (!far_since_load_.empty() && reached >= *far_since_load_.begin())
+        reached = {far_since_load_.begin()->first, far_since_load_.begin()->second - 1};
+      far_since_load_.clear();
       loaded_upto_ = std::max(loaded_upto_, reached);
+      if (more) maybe_load();  // the next chunk now, not at the next tick
       if (added) probe::get().delayed_loaded.inc(added);
     });
   });
 }
 
+bool delay_scheduler::now_for_state_write() {
+  int64_t now = mono_ms();
+  if (now - last_state_write_mono_ < lim_.sync_interval_ms) return false;
+  last_state_write_mono_ = now;
+  return true;
+}
+
 void delay_scheduler::flush_writes() {
-  if (writing_ || closed_) return;
-  if (ops_.empty() && written_applied_ >= applied_) return;
-  writing_ = true;
-  size_t n = std::min(ops_.size(), max_write_ops);
-  auto chunk = std::make_shared<std::vector<delay::index_op>>(std::make_move_iterator(ops_.begin()),
-                                                              std::make_move_iterator(ops_.begin() + n));
-  ops_.erase(ops_.begin(), ops_.begin() + n);
-  // The applied offset may be written only with the last queued op: ops left behind come from
-  // lower offsets than applied_.
-  int64_t upto = ops_.empty() ? applied_ : written_applied_;
-  std::vector<delay_key> far;
-  if (ops_.empty()) far.swap(ops_far_);
-  uint64_t seq = queued_seq_++;
-  delay::index_state after{upto, pending_};
-  auto* index = &index_;
-  auto pk = pk_;
-  auto alive = alive_;
-  auto ex = rt_.executor(owner_);
-  asio::post(rt_.disk(), [index, pk, chunk, after, alive, ex, this, seq, upto, far = std::move(far)]() mutable {
-    auto r = index->apply(pk, *chunk, after);
-    asio::post(ex, [r = std::move(r), alive, this, seq, upto, far = std::move(far)]() mutable {
-      if (!*alive) return;
-      writing_ = false;
-      if (!r) {
-        logger()->error("{}: writing the delay index failed (the log still has everything; retrying): {}", id_prefix_,
-                        r.error().to_string());
-        return;
-      }
-      written_seq_ = seq;
-      written_applied_ = std::max(written_applied_, upto);
-      for (auto& k : far) unwritten_far_.erase(k);
-      if (!ops_.empty() || written_applied_ < applied_) flush_writes();
+  if (closed_ || index_failed_) return;
+  constexpr int max_inflight_writes = 4;
+  while (inflight_writes_ < max_inflight_writes && (!queued_ops_.empty() || posted_applied_ < applied_)) {
+    size_t n = std::min(queued_ops_.size(), max_write_ops);
+    auto chunk = std::make_shared<std::vector<delay::index_op>>();
+    chunk->reserve(n);
+    std::vector<delay_key> far;
+    for (size_t i = 0; i < n; ++i) {
+      auto& q = queued_ops_.front();
+      posted_pending_ += q.delta;
+      if (q.far) far.emplace_back(q.op.message.due, q.op.message.offset);
+      chunk->push_back(std::move(q.op));
+      queued_ops_.pop_front();
+    }
+    // Every batch below the next queued op's batch is in this write or an earlier one.
+    int64_t upto = queued_ops_.empty() ? applied_ : queued_ops_.front().event_begin;
+    posted_applied_ = std::max(posted_applied_, upto);
+    delay::index_state after{posted_applied_, posted_pending_};
+    ++inflight_writes_;
+    inflight_ops_ += n;
+    auto* index = &index_;
+    auto pk = pk_;
+    auto alive = alive_;
+    auto ex = rt_.executor(owner_);
+    int64_t written_upto = posted_applied_;
+    // The state thread runs writes in the order they are posted; completions come back in order.
+    asio::post(rt_.state(), [index, pk, chunk, after, alive, ex, this, n, written_upto, far = std::move(far)]() mutable {
+      auto r = index->apply(pk, *chunk, after);
+      chunk.reset();
+      asio::post(ex, [r = std::move(r), alive, this, n, written_upto, far = std::move(far)]() mutable {
+        if (!*alive) return;
+        --inflight_writes_;
+        inflight_ops_ -= n;
+        if (!r) {
+          // The index stays at its last good state; a restart applies the log again from there.
+          index_failed_ = true;
+          logger()->error("{}: writing the delay index failed; it is not written again until restart (the log "
+                          "keeps everything): {}",
+                          id_prefix_, r.error().to_string());
+          return;
+        }
+        ops_written_ += n;
+        written_applied_ = std::max(written_applied_, written_upto);
+        for (auto& k : far) unwritten_far_.erase(k);
+        if (!queued_ops_.empty()) flush_writes();
+        if (drained_ && queued_ops_.size() + inflight_ops_ <= max_backlog_ops / 2) drained_();
+      });
     });
-  });
+  }
 }
 
 void delay_scheduler::maybe_sync() {
@@ -458,7 +502,7 @@ void delay_scheduler::maybe_sync() {
   auto* index = &index_;
   auto alive = alive_;
   auto ex = rt_.executor(owner_);
-  asio::post(rt_.disk(), [index, alive, ex, this, upto] {
+  asio::post(rt_.state(), [index, alive, ex, this, upto] {
     auto r = index->sync();
     asio::post(ex, [r = std::move(r), alive, this, upto] {
       if (!*alive) return;
@@ -478,14 +522,17 @@ asio::awaitable<void> delay_scheduler::close() {
   timers_->stop();
   // Wait for the write and sync in flight, then write and sync what is left.
   asio::steady_timer wait(rt_.executor(owner_));
-  while (writing_ || syncing_ || loading_) {
+  while (inflight_writes_ > 0 || syncing_ || loading_) {
     wait.expires_after(std::chrono::milliseconds(1));
     co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
   }
   auto* index = &index_;
   auto pk = pk_;
-  auto ops = std::move(ops_);
+  std::vector<delay::index_op> ops;
+  for (auto& q : queued_ops_) ops.push_back(std::move(q.op));
+  queued_ops_.clear();
   delay::index_state after{applied_, pending_};
+  if (index_failed_) co_return;
   auto final_write = [index, pk, ops = std::move(ops), after] {
     if (auto r = index->apply(pk, ops, after); !r) return r;
     return index->sync();

@@ -49,6 +49,7 @@ namespace ferry::partition {
 
 struct delay_limits {
   int64_t horizon_ms = 60'000;       // load what falls due within this
+  int64_t direct_window_ms = 2'000;  // a new message due within this goes to memory at once
   size_t max_loaded = 100'000;       // messages in memory at most (soft: entries not yet in the index stay)
   double release_rate = 50'000;      // releases per second at most
   size_t release_burst = 5'000;
@@ -82,11 +83,17 @@ class delay_scheduler {
   [[nodiscard]] result<int64_t> open();
   [[nodiscard]] result<void> finish_replay(int64_t log_end);
 
-  // Durable changes, in log order.
-  void on_inserted(std::vector<delay::pending_message> msgs);
-  void on_released(const std::vector<delay_key>& released);
-  cancel_outcome on_cancelled(int64_t offset, int64_t due);
+  // Durable changes, in log order; `base` is the log offset of the batch they come from.
+  void on_inserted(int64_t base, std::vector<delay::pending_message> msgs);
+  void on_released(int64_t base, const std::vector<delay_key>& released);
+  cancel_outcome on_cancelled(int64_t base, int64_t offset, int64_t due);
   void set_applied(int64_t durable);
+
+  // Index writes are behind by more than the limit: the partition holds produces back (in order)
+  // until on_drained() runs, so memory stays bounded whatever the publish rate.
+  bool backlogged() const { return queued_ops_.size() + inflight_ops_ > max_backlog_ops; }
+  void set_drained_callback(std::function<void()> fn) { drained_ = std::move(fn); }
+  static constexpr size_t max_backlog_ops = 200'000;
 
   // Cancel, before the control record is appended (see the .cc for the protocol). Returns
   // too_late if the message is being released now; otherwise marks it so no release takes it
@@ -113,10 +120,17 @@ class delay_scheduler {
   enum class state : uint8_t { waiting, due, releasing };
   struct entry;
   struct removed_mark {
-    uint64_t write_seq;     // the index write that removes it (pending until written_seq_ >= it)
+    uint64_t write_pos;     // written once ops_written_ >= write_pos
     bool cancelled;
     int64_t at_mono_ms;
   };
+  struct queued_op {
+    delay::index_op op;
+    int64_t event_begin;    // log offset of the batch it comes from
+    int delta;              // +1 insert, -1 remove (the pending count)
+    bool far;               // an insert not in memory: unwritten_far_ holds its key until written
+  };
+  uint64_t queue_op(delay::index_op op, int64_t event_begin, int delta, bool far);
 
   void add_to_memory(delay::pending_message m, bool written);
   void on_fire(entry& e);
@@ -126,6 +140,7 @@ class delay_scheduler {
   void tick();
   void maybe_load();
   void flush_writes();
+  bool now_for_state_write();
   void maybe_sync();
   void forget(entry& e);
   int64_t mono_ms() const;
@@ -152,18 +167,25 @@ class delay_scheduler {
   delay_key loaded_upto_{INT64_MIN, INT64_MAX};
   bool loading_ = false;
   std::set<delay_key> unwritten_far_;  // inserted, not in memory, not written to the index yet
+  std::set<delay_key> far_since_load_;  // inserted (not in memory) while the running load scans
 
-  // Index writes: ops queued, one write in flight at a time.
-  std::vector<delay::index_op> ops_;
-  std::vector<delay_key> ops_far_;     // unwritten_far_ keys the queued ops carry
-  uint64_t queued_seq_ = 1;            // seq of the next write
-  uint64_t written_seq_ = 0;
-  bool writing_ = false;
+  // Index writes: ops queued, then posted in chunks (several in flight; the state thread runs them
+  // in order). Positions count ops: an op is written once ops_written_ >= its position.
+  std::deque<queued_op> queued_ops_;
+  uint64_t ops_queued_ = 0;
+  uint64_t ops_written_ = 0;
+  size_t inflight_ops_ = 0;
+  int inflight_writes_ = 0;
+  int64_t posted_applied_ = 0;         // applied offset of the last posted write
+  int64_t posted_pending_ = 0;         // pending count after the last posted write
+  bool index_failed_ = false;
+  std::function<void()> drained_;
   int64_t applied_ = 0;                // durable offset passed through on_*
   int64_t written_applied_ = 0;        // applied_ of the last completed write
   int64_t synced_upto_ = 0;
   bool syncing_ = false;
   int64_t last_sync_mono_ = 0;
+  int64_t last_state_write_mono_ = 0;
   int64_t pending_ = 0;                // messages in the index (after the queued ops)
 
   // Release rate limit (token bucket).

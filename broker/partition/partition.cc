@@ -75,6 +75,7 @@ result<std::shared_ptr<partition>> partition::open(std::string topic, partition_
         p->cfg_.delay, [raw](std::vector<std::byte> batch, std::vector<delay_key> released) {
           return raw->append_release(std::move(batch), std::move(released));
         });
+    p->delays_->set_drained_callback([raw] { raw->open_gate(); });
     auto applied = p->delays_->open();
     if (!applied) return applied.error();
     if (auto r = p->replay_delays(offset{*applied}); !r) return r.error();
@@ -103,6 +104,13 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
     co_return fail(errc::invalid_argument, "control batches are written by the broker only (attribute bit 4 is set)");
   if ((h.attributes & wire::attr_released) != 0)
     co_return fail(errc::invalid_argument, "released-delay batches are written by the broker only (attribute bit 5 is set)");
+  if (delays_ && (delays_->backlogged() || !gate_.empty())) {
+    // Backpressure: the delay index's writes are too far behind; wait (in order) rather than
+    // queue without bound in memory.
+    pr.backpressure_waits.inc();
+    co_await wait_gate();
+    if (closing_) co_return fail(errc::shutting_down, "partition " + topic_ + "/" + std::to_string(id_.value) + " is closing");
+  }
   if (h.producer_id >= 0) {
     auto it = producers_.find(h.producer_id);
     if (it != producers_.end() && !it->second.recent.empty()) {
@@ -167,6 +175,22 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
   pr.produce_latency.observe_us(static_cast<uint64_t>(
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count()));
   co_return res;
+}
+
+asio::awaitable<void> partition::wait_gate() {
+  auto enqueue = [this](auto handler) { gate_.emplace_back(std::move(handler)); };
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(std::move(enqueue),
+                                                                                  asio::use_awaitable);
+}
+
+// Resumes held produces in arrival order, inline (this runs on the owner shard), so each appends
+// before the next: a producer's batches keep their sequence order.
+void partition::open_gate() {
+  while (!gate_.empty() && (closing_ || !delays_ || !delays_->backlogged())) {
+    auto h = std::move(gate_.front());
+    gate_.pop_front();
+    std::move(h)();
+  }
 }
 
 asio::awaitable<errc> partition::wait_durable(offset upto) {
@@ -273,6 +297,7 @@ void partition::start_interval_sync() {
 
 asio::awaitable<void> partition::close() {
   closing_ = true;
+  open_gate();
   if (interval_timer_) interval_timer_->cancel();
   // Let the sync chain finish: it covers everything appended so far.
   if (!log_->failed() && log_->durable_offset() < log_->next_offset()) {
@@ -347,7 +372,7 @@ void partition::apply_pending_controls(offset durable, bool failed) {
     for (auto& [id, sub] : subs_) sub.d->apply_control(pc.base.value, pc.last.value, pc.ops);
     for (auto& op : pc.ops)
       if (op.type == subscription::control_type::cancel && delays_)
-        cancel_outcomes_[op.offset] = delays_->on_cancelled(op.offset, op.due);
+        cancel_outcomes_[op.offset] = delays_->on_cancelled(pc.base.value, op.offset, op.due);
     auto done = std::move(pc.done);
     pending_controls_.pop_front();
     done({});
@@ -532,8 +557,8 @@ std::vector<delay::pending_message> partition::delayed_records(std::span<const s
 
 void partition::apply_delay_event(delay_event& ev) {
   if (!delays_) return;
-  if (!ev.inserts.empty()) delays_->on_inserted(std::move(ev.inserts));
-  if (!ev.released.empty()) delays_->on_released(ev.released);
+  if (!ev.inserts.empty()) delays_->on_inserted(ev.base.value, std::move(ev.inserts));
+  if (!ev.released.empty()) delays_->on_released(ev.base.value, ev.released);
 }
 
 result<void> partition::append_release(std::vector<std::byte> batch, std::vector<delay_key> released) {
@@ -568,7 +593,7 @@ result<void> partition::replay_delays(offset from) {
       if (subscription::is_control(*h)) {
         auto dec = subscription::decode_control_batch(bytes, [&](const subscription::control_op& op) {
           if (op.type != subscription::control_type::cancel) return;
-          delays_->on_cancelled(op.offset, op.due);
+          delays_->on_cancelled(h->base_offset, op.offset, op.due);
           ++cancels;
         });
         if (!dec) return dec.error();
@@ -585,11 +610,11 @@ result<void> partition::replay_delays(offset from) {
           }
         });
         released += keys.size();
-        delays_->on_released(keys);
+        delays_->on_released(h->base_offset, keys);
       } else {
         auto msgs = delayed_records(bytes);
         inserted += msgs.size();
-        if (!msgs.empty()) delays_->on_inserted(std::move(msgs));
+        if (!msgs.empty()) delays_->on_inserted(h->base_offset, std::move(msgs));
       }
     }
     if (next <= pos) break;
@@ -714,7 +739,7 @@ asio::awaitable<void> partition::save_checkpoints(bool all) {
   checkpoint_running_ = true;
   auto* store = cfg_.store;
   auto write = [store, kvs = std::move(kvs)] { return store->put_checkpoints(kvs); };
-  auto r = co_await runtime::on_disk(rt_.disk(), std::move(write));
+  auto r = co_await runtime::on_disk(rt_.state(), std::move(write));
   checkpoint_running_ = false;
   if (!r) {
     logger()->warn("saving subscription checkpoints of {}/{} failed (the log still has everything): {}", topic_,

@@ -257,6 +257,10 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   bool checkpoint_running_ = false;
 
   std::unique_ptr<delay_scheduler> delays_;
+  // Produces held back while the delay index is too far behind (in arrival order).
+  std::deque<asio::any_completion_handler<void()>> gate_;
+  asio::awaitable<void> wait_gate();
+  void open_gate();
   std::deque<delay_event> delay_events_;  // appended, not yet durable, in offset order
   std::unordered_map<int64_t, cancel_outcome> cancel_outcomes_;  // decided at apply, read by the caller
 };

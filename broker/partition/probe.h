@@ -30,6 +30,8 @@ struct probe {
       metrics::get_counter("ferry_delayed_evicted_total", "Delayed messages dropped from memory (still in the index)");
   metrics::histogram& delayed_release_lateness = metrics::get_histogram(
       "ferry_delayed_release_lateness_seconds", "Release time minus due time of the first message of a release batch");
+  metrics::counter& backpressure_waits = metrics::get_counter(
+      "ferry_delay_backpressure_waits_total", "Produces held back because the delay index's writes were behind");
   metrics::counter& fetched_bytes = metrics::get_counter("ferry_fetched_bytes_total", "Bytes of record batches returned by fetch");
 
   static probe& get() {

@@ -36,6 +36,7 @@ void shard_set::stop_and_join() {
     if (t.joinable()) t.join();
   threads_.clear();
   disk_.join();
+  state_.join();
 }
 
 size_t shard_set::current_index() { return this_shard == SIZE_MAX ? SIZE_MAX : this_shard; }

@@ -43,6 +43,9 @@ class shard_set {
   asio::io_context& context(shard_id s) { return *ctx_[s.value]; }
   asio::any_io_executor executor(shard_id s) { return ctx_[s.value]->get_executor(); }
   asio::thread_pool& disk() { return disk_; }
+  // A separate thread for the broker's own state stores (delay index writes and loads, checkpoint
+  // saves): their RocksDB work never queues in front of an fsync that acks wait for.
+  asio::thread_pool& state() { return state_; }
   // Shard index of the calling thread, or size() if not a shard thread.
   static size_t current_index();
 
@@ -51,6 +54,7 @@ class shard_set {
   std::vector<std::unique_ptr<asio::executor_work_guard<asio::io_context::executor_type>>> guards_;
   std::vector<std::thread> threads_;
   asio::thread_pool disk_;
+  asio::thread_pool state_{1};
 };
 
 // The one way broker code starts a coroutine it does not await (never co_spawn(..., detached)):
