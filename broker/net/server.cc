@@ -13,6 +13,7 @@
 #include <cstring>
 #include <deque>
 
+#include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
 
 namespace ferry::net {
@@ -32,10 +33,7 @@ uint32_t frame_length(const std::byte* p) {
 }
 
 std::shared_ptr<spdlog::logger> logger() {
-  static auto l = [] {
-    auto existing = spdlog::get("net");
-    return existing ? existing : spdlog::default_logger()->clone("net");
-  }();
+  static auto l = runtime::named_logger("net");
   return l;
 }
 

@@ -9,6 +9,7 @@
 
 #include "broker/base/assert.h"
 #include "broker/partition/probe.h"
+#include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
 #include "broker/scheduler/wheel_driver.h"
 #include "broker/subscription/dispatcher.h"
@@ -20,10 +21,7 @@ namespace asio = boost::asio;
 
 namespace {
 std::shared_ptr<spdlog::logger> logger() {
-  static auto l = [] {
-    auto existing = spdlog::get("partition");
-    return existing ? existing : spdlog::default_logger()->clone("partition");
-  }();
+  static auto l = runtime::named_logger("partition");
   return l;
 }
 constexpr size_t max_load_bytes = 32u << 20;

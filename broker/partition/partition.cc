@@ -13,6 +13,7 @@
 #include "broker/base/assert.h"
 #include "broker/meta/meta_store.h"
 #include "broker/partition/probe.h"
+#include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
 #include "broker/scheduler/wheel_driver.h"
 #include "broker/subscription/control.h"
@@ -25,10 +26,7 @@ namespace {
 constexpr size_t producer_window = 16;
 
 std::shared_ptr<spdlog::logger> logger() {
-  static auto l = [] {
-    auto existing = spdlog::get("partition");
-    return existing ? existing : spdlog::default_logger()->clone("partition");
-  }();
+  static auto l = runtime::named_logger("partition");
   return l;
 }
 }  // namespace

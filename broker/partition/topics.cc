@@ -6,16 +6,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
 
+#include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
 
 namespace ferry::partition {
 
 namespace {
 std::shared_ptr<spdlog::logger> logger() {
-  static auto l = [] {
-    auto existing = spdlog::get("topics");
-    return existing ? existing : spdlog::default_logger()->clone("topics");
-  }();
+  static auto l = runtime::named_logger("topics");
   return l;
 }
 }  // namespace

@@ -19,18 +19,11 @@ body_result no_topic(const std::string& name) {
 
 // partition::cancel on the partition's shard; resumes the caller with the outcome.
 auto cancel_on(runtime::shard_set* rt, std::shared_ptr<partition::partition> p, int64_t offset) {
-  auto init = [rt, p = std::move(p), offset](auto handler) mutable {
-    auto h = std::make_shared<decltype(handler)>(std::move(handler));
-    auto done = [h](result<partition::cancel_result> r) {
-      auto home = asio::get_associated_executor(*h);
-      asio::post(home, [h, r = std::move(r)]() mutable { std::move(*h)(std::move(r)); });
-    };
-    auto ex = rt->executor(p->owner());
-    auto work = [p, offset, done] { p->cancel(offset, done); };
-    asio::post(ex, std::move(work));
+  auto ex = rt->executor(p->owner());
+  auto start = [p = std::move(p), offset](std::function<void(result<partition::cancel_result>)> done) {
+    p->cancel(offset, std::move(done));
   };
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(result<partition::cancel_result>)>(
-      std::move(init), asio::use_awaitable);
+  return runtime::start_on<result<partition::cancel_result>>(ex, std::move(start));
 }
 
 struct index_view {

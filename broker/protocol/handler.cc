@@ -15,6 +15,7 @@
 #include "broker/protocol/delayed.h"
 #include "broker/protocol/response.h"
 #include "broker/protocol/subscriptions.h"
+#include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
 #include "schema/frame.h"
 #include "schema/record_batch.h"
@@ -28,10 +29,7 @@ using asio::use_awaitable;
 namespace {
 
 std::shared_ptr<spdlog::logger> logger() {
-  static auto l = [] {
-    auto existing = spdlog::get("protocol");
-    return existing ? existing : spdlog::default_logger()->clone("protocol");
-  }();
+  static auto l = runtime::named_logger("protocol");
   return l;
 }
 

@@ -16,6 +16,7 @@
 #include <unordered_map>
 
 #include "broker/protocol/delayed.h"
+#include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
 #include "broker/subscription/dispatcher.h"
 
@@ -28,10 +29,7 @@ namespace sub = ferry::subscription;
 namespace {
 
 std::shared_ptr<spdlog::logger> logger() {
-  static auto l = [] {
-    auto existing = spdlog::get("protocol");
-    return existing ? existing : spdlog::default_logger()->clone("protocol");
-  }();
+  static auto l = runtime::named_logger("protocol");
   return l;
 }
 
@@ -128,53 +126,36 @@ class consumer_member final : public sub::member_link {
 };
 
 // Runs dispatcher::settle on the partition's shard; resumes the caller with the outcome once the
-// acks in it are durable. A plain function returning the awaitable (no coroutine frame of its own).
+// acks in it are durable.
 auto settle_on(runtime::shard_set* rt, std::shared_ptr<partition::partition> p, uint64_t sub_id, uint64_t member,
                std::vector<int64_t> acks, std::vector<sub::nack_item> nacks, std::vector<sub::extend_item> extends) {
-  auto init = [rt, p = std::move(p), sub_id, member, acks = std::move(acks), nacks = std::move(nacks),
-               extends = std::move(extends)](auto handler) mutable {
-    auto h = std::make_shared<decltype(handler)>(std::move(handler));
-    auto complete = [h](sub::settle_outcome o) {
-      auto home = asio::get_associated_executor(*h);
-      asio::post(home, [h, o = std::move(o)]() mutable { std::move(*h)(std::move(o)); });
-    };
-    auto ex = rt->executor(p->owner());
-    auto work = [p, sub_id, member, acks = std::move(acks), nacks = std::move(nacks), extends = std::move(extends),
-                 complete]() mutable {
-      auto* d = p->find_subscription(sub_id);
-      if (d == nullptr) {
-        sub::settle_outcome out;
-        auto add = [&](int64_t o) {
-          out.failures.push_back(sub::settle_failure{p->id().value, o, errc::unknown_subscription,
-                                                     "the subscription was deleted"});
-        };
-        for (auto o : acks) add(o);
-        for (auto& n : nacks) add(n.offset);
-        for (auto& x : extends) add(x.offset);
-        complete(std::move(out));
-        return;
-      }
-      d->settle(member, acks, nacks, extends, complete);
-    };
-    asio::post(ex, std::move(work));
+  auto ex = rt->executor(p->owner());
+  auto start = [p = std::move(p), sub_id, member, acks = std::move(acks), nacks = std::move(nacks),
+                extends = std::move(extends)](std::function<void(sub::settle_outcome)> done) {
+    auto* d = p->find_subscription(sub_id);
+    if (d == nullptr) {
+      sub::settle_outcome out;
+      auto add = [&](int64_t o) {
+        out.failures.push_back(
+            sub::settle_failure{p->id().value, o, errc::unknown_subscription, "the subscription was deleted"});
+      };
+      for (auto o : acks) add(o);
+      for (auto& n : nacks) add(n.offset);
+      for (auto& x : extends) add(x.offset);
+      return done(std::move(out));
+    }
+    d->settle(member, acks, nacks, extends, std::move(done));
   };
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(sub::settle_outcome)>(std::move(init),
-                                                                                        asio::use_awaitable);
+  return runtime::start_on<sub::settle_outcome>(ex, std::move(start));
 }
 
 // Appends the seek control record on the partition's shard; resumes the caller once it is applied.
 auto seek_partition(runtime::shard_set* rt, std::shared_ptr<partition::partition> p, uint64_t sub_id, int64_t to) {
-  auto init = [rt, p = std::move(p), sub_id, to](auto handler) mutable {
-    auto h = std::make_shared<decltype(handler)>(std::move(handler));
-    auto done = [h](result<void> r) {
-      auto home = asio::get_associated_executor(*h);
-      asio::post(home, [h, r = std::move(r)]() mutable { std::move(*h)(std::move(r)); });
-    };
-    auto ex = rt->executor(p->owner());
-    auto work = [p, sub_id, to, done] { p->seek_subscription(sub_id, to, done); };
-    asio::post(ex, std::move(work));
+  auto ex = rt->executor(p->owner());
+  auto start = [p = std::move(p), sub_id, to](std::function<void(result<void>)> done) {
+    p->seek_subscription(sub_id, to, std::move(done));
   };
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(result<void>)>(std::move(init), asio::use_awaitable);
+  return runtime::start_on<result<void>>(ex, std::move(start));
 }
 
 struct partition_view {

@@ -14,6 +14,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -111,6 +112,25 @@ auto run_on(asio::any_io_executor target, Fn fn) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, R)>(
         std::move(init), asio::use_awaitable, std::move(fn));
   }
+}
+
+// Starts a callback-style operation on `target`: `start(done)` runs there, and `done(R)` may be
+// called later, from any thread, exactly once; the awaiting coroutine then resumes on its own
+// executor with the R. A plain function like run_on (same rule about named lambdas).
+template <class R, class Start>
+auto start_on(asio::any_io_executor target, Start start) {
+  auto init = [target](auto handler, Start st) {
+    auto h = std::make_shared<decltype(handler)>(std::move(handler));
+    std::function<void(R)> done = [h](R r) {
+      auto home = asio::get_associated_executor(*h);
+      auto resume = [h, r = std::move(r)]() mutable { std::move(*h)(std::move(r)); };
+      asio::post(home, std::move(resume));
+    };
+    auto work = [st = std::move(st), done = std::move(done)]() mutable { st(std::move(done)); };
+    asio::post(target, std::move(work));
+  };
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void(R)>(std::move(init), asio::use_awaitable,
+                                                                      std::move(start));
 }
 
 // run_on() for the disk pool (fsync, RocksDB): never block a shard on them.

@@ -6,6 +6,7 @@
 #include <functional>
 
 #include "broker/base/assert.h"
+#include "broker/runtime/logger.h"
 #include "broker/scheduler/wheel_driver.h"
 #include "broker/subscription/probe.h"
 #include "broker/base/varint.h"
@@ -15,10 +16,7 @@ namespace ferry::subscription {
 namespace {
 
 std::shared_ptr<spdlog::logger> logger() {
-  static auto l = [] {
-    auto existing = spdlog::get("subscription");
-    return existing ? existing : spdlog::default_logger()->clone("subscription");
-  }();
+  static auto l = runtime::named_logger("subscription");
   return l;
 }
 
