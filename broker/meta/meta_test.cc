@@ -62,3 +62,67 @@ TEST(meta_store, topics_and_ids_survive_reopen) {
 
 }  // namespace
 }  // namespace ferry::meta
+
+namespace ferry::meta {
+namespace {
+
+TEST(subscription_config, exponential_backoff_doubles_up_to_the_cap_and_fixed_stays) {
+  subscription_config c;
+  c.backoff_initial_ms = 100;
+  c.backoff_max_ms = 1000;
+  EXPECT_EQ(c.backoff_for(1), 100);
+  EXPECT_EQ(c.backoff_for(2), 200);
+  EXPECT_EQ(c.backoff_for(4), 800);
+  EXPECT_EQ(c.backoff_for(5), 1000);
+  EXPECT_EQ(c.backoff_for(1000), 1000) << "no overflow for many deliveries";
+  c.backoff = backoff_kind::fixed;
+  EXPECT_EQ(c.backoff_for(7), 100);
+}
+
+TEST(subscription_config, out_of_range_values_are_invalid_argument) {
+  subscription_config c;
+  EXPECT_TRUE(validate_subscription_config(c));
+  c.ack_timeout_ms = 0;
+  EXPECT_EQ(validate_subscription_config(c).error().code, errc::invalid_argument);
+  c = {};
+  c.max_deliveries = -1;
+  EXPECT_FALSE(validate_subscription_config(c));
+  c = {};
+  c.backoff_initial_ms = 5000;
+  c.backoff_max_ms = 10;
+  EXPECT_FALSE(validate_subscription_config(c));
+  c = {};
+  c.dead_letter_topic = "bad name";
+  EXPECT_FALSE(validate_subscription_config(c));
+  EXPECT_FALSE(validate_subscription_name("a/b"));
+  EXPECT_EQ(validate_subscription_name("").error().code, errc::invalid_subscription_name);
+}
+
+TEST(subscription_record, round_trips_through_its_text_encoding) {
+  subscription_record r;
+  r.topic = "orders";
+  r.topic_id = 7;
+  r.name = "billing";
+  r.id = 42;
+  r.config.start = start_position::earliest;
+  r.config.ordered = false;
+  r.config.backoff = backoff_kind::fixed;
+  r.config.max_deliveries = 3;
+  r.config.dead_letter_topic = "orders.billing.dlq";
+  r.start_offsets = {0, 15, 99};
+  r.created_ms = 1700000000000;
+  auto d = decode_subscription_record(encode_subscription_record(r));
+  ASSERT_TRUE(d) << d.error().to_string();
+  EXPECT_EQ(d->topic, r.topic);
+  EXPECT_EQ(d->id, 42u);
+  EXPECT_EQ(d->config.start, start_position::earliest);
+  EXPECT_FALSE(d->config.ordered);
+  EXPECT_EQ(d->config.backoff, backoff_kind::fixed);
+  EXPECT_EQ(d->config.max_deliveries, 3);
+  EXPECT_EQ(d->config.dead_letter_topic, r.config.dead_letter_topic);
+  EXPECT_EQ(d->start_offsets, r.start_offsets);
+  EXPECT_FALSE(decode_subscription_record("topic=x\n"));
+}
+
+}  // namespace
+}  // namespace ferry::meta
