@@ -201,6 +201,7 @@ cancel_outcome delay_scheduler::on_cancelled(int64_t base, int64_t offset, int64
 
 void delay_scheduler::set_applied(int64_t durable) {
   applied_ = std::max(applied_, durable);
+  if (waiting_barrier_ && !due_.empty()) schedule_release_pass();
   if (!queued_ops_.empty() && !closed_) flush_writes();
 }
 
@@ -212,8 +213,16 @@ void delay_scheduler::add_to_memory(delay::pending_message m, bool written) {
   e->owner = this;
   e->insert_seq = written ? 0 : ops_queued_;
   e->m = std::move(m);
-  waiting_.insert(e->key());
-  timers_->schedule(*e, e->m.due);
+  if (e->m.due <= clk_.now_ms()) {
+    // Due already (a short delay, or loaded late): straight to the release queue, in key order
+    // with the others.
+    e->st = state::due;
+    due_.insert(e->key());
+    schedule_release_pass();
+  } else {
+    waiting_.insert(e->key());
+    timers_->schedule(*e, e->m.due);
+  }
   mem_.emplace(e->m.offset, std::move(e));
 }
 
@@ -272,7 +281,11 @@ void delay_scheduler::schedule_release_pass() {
 }
 
 void delay_scheduler::release_pass() {
-  if (closed_ || due_.empty()) return;
+  if (closed_) return;
+  // Everything due by now goes to due_ first, so a release batch is cut from all of it, in order
+  // (not only from what the wheel has fired so far).
+  timers_->wake();
+  if (due_.empty()) return;
   int64_t now_mono = mono_ms();
   tokens_ = std::min<double>(static_cast<double>(lim_.release_burst),
                              tokens_ + lim_.release_rate * static_cast<double>(now_mono - tokens_at_mono_ms_) / 1000.0);
@@ -289,6 +302,8 @@ void delay_scheduler::release_pass() {
     return;
   }
   const int64_t now = clk_.now_ms();
+  const int64_t barrier = barrier_ ? barrier_() : INT64_MAX;
+  waiting_barrier_ = false;
   wire::batch_builder b;
   b.set_released(true);
   std::vector<delay_key> keys;
@@ -300,6 +315,16 @@ void delay_scheduler::release_pass() {
       continue;
     }
     entry& e = *m->second;
+    if (e.m.due > barrier) {
+      waiting_barrier_ = true;  // set_applied() comes back once the older batches are applied
+      break;
+    }
+    if (e.key() > loaded_upto_) {
+      // The index may hold an earlier one the loader has not brought in yet: load first.
+      blocked_by_load_ = true;
+      maybe_load();
+      break;
+    }
     if (cancel_pending_.contains(e.m.offset)) {
       ++it;  // a cancel is in flight: its record decides
       continue;
@@ -375,7 +400,9 @@ void delay_scheduler::tick() {
 }
 
 void delay_scheduler::maybe_load() {
-  if (loading_ || closed_ || mem_.size() >= lim_.max_loaded * 3 / 4) return;
+  if (loading_ || closed_) return;
+  // Memory full, but releases wait for the loader to pass them: load anyway (one chunk).
+  if (mem_.size() >= lim_.max_loaded * 3 / 4 && !blocked_by_load_) return;
   int64_t upper = clk_.now_ms() + lim_.horizon_ms;
   // Not past a message that is not in the index yet (its write is queued or running).
   if (!unwritten_far_.empty()) upper = std::min(upper, unwritten_far_.begin()->first);
@@ -385,11 +412,15 @@ void delay_scheduler::maybe_load() {
     loaded_upto_ = {std::max(loaded_upto_.first, upper - 1), INT64_MAX};
     return;
   }
+  // Small chunks: each is added to memory in one go on the shard, so a big one would stall it.
+  // When releases wait for the loader, a chunk comes in even over the memory limit (eviction then
+  // drops the farthest messages that are safely in the index).
+  size_t free_slots = mem_.size() < lim_.max_loaded ? lim_.max_loaded - mem_.size() : 0;
+  size_t room = blocked_by_load_ ? size_t{2048} : std::min<size_t>(free_slots, 2048);
+  if (room == 0) return;
   loading_ = true;
   far_since_load_.clear();
   auto after = loaded_upto_;
-  // Small chunks: each is added to memory in one go on the shard, so a big one would stall it.
-  size_t room = std::min<size_t>(lim_.max_loaded - mem_.size(), 2048);
   auto* index = &index_;
   auto pk = pk_;
   auto load = [index, pk, after, upper, room] {
@@ -425,7 +456,12 @@ void delay_scheduler::maybe_load() {
         reached = {far_since_load_.begin()->first, far_since_load_.begin()->second - 1};
       far_since_load_.clear();
       loaded_upto_ = std::max(loaded_upto_, reached);
-      if (more) maybe_load();  // the next chunk now, not at the next tick
+      if (blocked_by_load_) {
+        blocked_by_load_ = false;
+        schedule_release_pass();
+      }
+      evict_if_over();
+      if (more && mem_.size() < lim_.max_loaded * 3 / 4) maybe_load();  // the next chunk now, not at the next tick
       if (added) probe::get().delayed_loaded.inc(added);
     });
   });

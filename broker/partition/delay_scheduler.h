@@ -93,6 +93,10 @@ class delay_scheduler {
   // until on_drained() runs, so memory stays bounded whatever the publish rate.
   bool backlogged() const { return queued_ops_.size() + inflight_ops_ > max_backlog_ops; }
   void set_drained_callback(std::function<void()> fn) { drained_ = std::move(fn); }
+  // The append time of the oldest batch with delayed messages that is not applied yet (INT64_MAX:
+  // none). A message due at or before it may be released; a later one waits, because a message not
+  // yet applied may be due before it (due order per key holds however late batches are applied).
+  void set_release_barrier(std::function<int64_t()> fn) { barrier_ = std::move(fn); }
   static constexpr size_t max_backlog_ops = 200'000;
 
   // Cancel, before the control record is appended (see the .cc for the protocol). Returns
@@ -180,6 +184,9 @@ class delay_scheduler {
   int64_t posted_pending_ = 0;         // pending count after the last posted write
   bool index_failed_ = false;
   std::function<void()> drained_;
+  std::function<int64_t()> barrier_;
+  bool waiting_barrier_ = false;
+  bool blocked_by_load_ = false;  // a due message waits for the loader to pass it
   int64_t applied_ = 0;                // durable offset passed through on_*
   int64_t written_applied_ = 0;        // applied_ of the last completed write
   int64_t synced_upto_ = 0;

@@ -74,6 +74,12 @@ result<std::shared_ptr<partition>> partition::open(std::string topic, partition_
           return raw->append_release(std::move(batch), std::move(released));
         });
     p->delays_->set_drained_callback([raw] { raw->open_gate(); });
+    p->delays_->set_release_barrier([raw] {
+      int64_t oldest = INT64_MAX;  // (the minimum, not the first: the clock may have stepped back)
+      for (auto& ev : raw->delay_events_)
+        if (!ev.inserts.empty()) oldest = std::min(oldest, ev.append_time);
+      return oldest;
+    });
     auto applied = p->delays_->open();
     if (!applied) return applied.error();
     if (auto r = p->replay_delays(offset{*applied}); !r) return r.error();
@@ -153,7 +159,7 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
     auto msgs = delayed_records(batch);
     if (!msgs.empty()) {
       pr.delayed_scheduled.inc(msgs.size());
-      delay_events_.push_back(delay_event{info->base, info->last, std::move(msgs), {}});
+      delay_events_.push_back(delay_event{info->base, info->last, info->append_time, std::move(msgs), {}});
     }
   }
   pr.appended_batches.inc();
@@ -563,7 +569,7 @@ result<void> partition::append_release(std::vector<std::byte> batch, std::vector
   if (closing_) return fail(errc::shutting_down, "partition is closing");
   auto info = log_->append(batch, epoch{0});
   if (!info) return info.error();
-  delay_events_.push_back(delay_event{info->base, info->last, {}, std::move(released)});
+  delay_events_.push_back(delay_event{info->base, info->last, info->append_time, {}, std::move(released)});
   if (cfg_.fsync == fsync_policy::interval) advance_hwm(log_->next_offset());
   maybe_start_sync();
   return {};

@@ -212,6 +212,7 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   struct delay_event {
     offset base;
     offset last;
+    int64_t append_time = 0;
     std::vector<delay::pending_message> inserts;  // a produced batch's delayed messages
     std::vector<delay_key> released;              // a release batch's originals
   };
