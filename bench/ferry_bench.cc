@@ -37,8 +37,8 @@
 #include <functional>
 #include <future>
 #include <latch>
-#include <memory>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -68,11 +68,16 @@ enum class mode { produce, consume, e2e, subscribe, delayed };
 
 const char* mode_name(mode m) {
   switch (m) {
-    case mode::produce: return "produce";
-    case mode::consume: return "consume";
-    case mode::e2e: return "e2e";
-    case mode::subscribe: return "subscribe";
-    case mode::delayed: return "delayed";
+    case mode::produce:
+      return "produce";
+    case mode::consume:
+      return "consume";
+    case mode::e2e:
+      return "e2e";
+    case mode::subscribe:
+      return "subscribe";
+    case mode::delayed:
+      return "delayed";
   }
   return "?";
 }
@@ -115,7 +120,8 @@ int64_t wall_now_ms() {
 }
 double wall_now_us() {
   return static_cast<double>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count());
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
 }
 
 // The broker's resident memory (VmRSS of /proc/PID/status) in MiB, or -1.
@@ -140,10 +146,18 @@ std::string json_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -190,8 +204,12 @@ struct latency_summary {
 };
 
 latency_summary summarize(const histogram& h) {
-  return {h.count(), ms(h.value_at_percentile(50)), ms(h.value_at_percentile(99)),
-          ms(h.value_at_percentile(99.9)), ms(h.max()), h.mean() / 1e6};
+  return {h.count(),
+          ms(h.value_at_percentile(50)),
+          ms(h.value_at_percentile(99)),
+          ms(h.value_at_percentile(99.9)),
+          ms(h.max()),
+          h.mean() / 1e6};
 }
 
 void add_latency(json_object& j, const std::string& prefix, const latency_summary& l) {
@@ -354,7 +372,8 @@ void send_one(producer_slot& slot, const settings& s, const std::string& payload
   if (s.delayed) {
     // Due times spread pseudo-randomly (a multiplicative hash of the index) over the spread.
     uint64_t h = static_cast<uint64_t>(index) * 0x9E3779B97F4A7C15ull;
-    int64_t within = s.delay_spread_ms > 0 ? static_cast<int64_t>((h >> 16) % static_cast<uint64_t>(s.delay_spread_ms)) : 0;
+    int64_t within =
+        s.delay_spread_ms > 0 ? static_cast<int64_t>((h >> 16) % static_cast<uint64_t>(s.delay_spread_ms)) : 0;
     m.deliver_at_ms = s.delay_base_ms + s.delay_min_ms + within;
   }
   if (stamp) {
@@ -394,8 +413,7 @@ void send_loop(producer_slot& slot, const settings& s, const std::string& payloa
         continue;
       }
       for (; i < due_count; ++i) {
-        const auto intended =
-            start + nanoseconds(static_cast<int64_t>(static_cast<double>(i) * 1e9 / per_thread_rate));
+        const auto intended = start + nanoseconds(static_cast<int64_t>(static_cast<double>(i) * 1e9 / per_thread_rate));
         send_one(slot, s, payload, slot.first_message + i, intended, stamp);
       }
     } else {
@@ -478,7 +496,8 @@ produce_result run_producers(std::vector<std::unique_ptr<producer_slot>>& slots,
       std::lock_guard lock(slot.error_mu);
       r.first_error = slot.first_error;
     }
-    if (flushed[p] && !*flushed[p] && r.first_error.empty()) r.first_error = "flush: " + flushed[p]->error().to_string();
+    if (flushed[p] && !*flushed[p] && r.first_error.empty())
+      r.first_error = "flush: " + flushed[p]->error().to_string();
   }
   const uint64_t lost = static_cast<uint64_t>(s.messages) - std::min<uint64_t>(s.messages, r.acked + r.failed);
   r.failed += lost;  // never called back before the flush timeout: count them as failures
@@ -487,7 +506,9 @@ produce_result run_producers(std::vector<std::unique_ptr<producer_slot>>& slots,
 
 json_object settings_json(const settings& s, mode m, const topic_info& topic) {
   json_object j;
-  j.str("bootstrap", s.bootstrap).str("topic", s.topic).num("partitions", static_cast<int64_t>(topic.partitions))
+  j.str("bootstrap", s.bootstrap)
+      .str("topic", s.topic)
+      .num("partitions", static_cast<int64_t>(topic.partitions))
       .str("topic_fsync", fsync_text(topic.config));
   if (m == mode::delayed) {
     j.num("size", static_cast<int64_t>(s.size))
@@ -994,8 +1015,9 @@ int run_subscribe(settings s) {
   std::printf("  %-28s %" PRIu64 "\n", "redelivered", redelivered);
   if (s.ordered) std::printf("  %-28s %" PRIu64 "\n", "key order violations", order_violations.load());
   if (failed) std::printf("  %-28s %" PRIu64 " (first: %s)\n", "FAILED acks", failed, first_error.c_str());
-  if (idle) std::printf("  STOPPED: no message for %ds with %" PRIu64 " of %" PRIu64 " acked\n", s.idle_timeout_s,
-                        confirmed, target);
+  if (idle)
+    std::printf("  STOPPED: no message for %ds with %" PRIu64 " of %" PRIu64 " acked\n", s.idle_timeout_s, confirmed,
+                target);
   (void)(*admin)->delete_subscription(s.topic, s.subscription);
   json_object j;
   j.str("mode", "subscribe")
@@ -1123,8 +1145,9 @@ int run_delayed(settings s) {
                 rss_max.load(), s.consume_delayed ? 0 : s.settle_s);
   }
   if (pr.failed) std::printf("  %-28s %" PRIu64 " (first: %s)\n", "FAILED messages", pr.failed, pr.first_error.c_str());
-  if (idle) std::printf("  STOPPED: %" PRIu64 " of %" PRIu64 " received %ds after the last due time\n", received.load(),
-                        pr.acked, s.idle_timeout_s);
+  if (idle)
+    std::printf("  STOPPED: %" PRIu64 " of %" PRIu64 " received %ds after the last due time\n", received.load(),
+                pr.acked, s.idle_timeout_s);
   json_object j;
   j.str("mode", "delayed")
       .num("messages", static_cast<int64_t>(pr.acked))

@@ -27,7 +27,8 @@ result<const Request*> decode_request(std::span<const std::byte> frame) {
   if (get_le32(frame.data()) != frame.size() - frame_prefix_bytes)
     return fail(errc::malformed_frame, "frame length prefix does not match the frame");
   flatbuffers::Verifier v(p, frame.size(), max_depth, max_tables);
-  if (!v.VerifySizePrefixedBuffer<Request>(nullptr)) return fail(errc::malformed_frame, "request failed FlatBuffers verification");
+  if (!v.VerifySizePrefixedBuffer<Request>(nullptr))
+    return fail(errc::malformed_frame, "request failed FlatBuffers verification");
   return flatbuffers::GetSizePrefixedRoot<Request>(p);
 }
 
@@ -38,7 +39,8 @@ result<const Response*> decode_response(std::span<const std::byte> frame) {
   if (get_le32(frame.data()) != frame.size() - frame_prefix_bytes)
     return fail(errc::malformed_frame, "frame length prefix does not match the frame");
   flatbuffers::Verifier v(p, frame.size(), max_depth, max_tables);
-  if (!v.VerifySizePrefixedBuffer<Response>(nullptr)) return fail(errc::malformed_frame, "response failed FlatBuffers verification");
+  if (!v.VerifySizePrefixedBuffer<Response>(nullptr))
+    return fail(errc::malformed_frame, "response failed FlatBuffers verification");
   return flatbuffers::GetSizePrefixedRoot<Response>(p);
 }
 

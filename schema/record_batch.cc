@@ -144,7 +144,8 @@ namespace detail {
 result<size_t> decode_record(std::span<const std::byte> rest, const batch_header& h, record_view& out) {
   reader rd{rest.data(), rest.data() + rest.size()};
   uint64_t len = rd.uvarint();
-  if (!rd.ok || len > static_cast<uint64_t>(rd.end - rd.p)) return fail(errc::corrupt_batch, "record length out of bounds");
+  if (!rd.ok || len > static_cast<uint64_t>(rd.end - rd.p))
+    return fail(errc::corrupt_batch, "record length out of bounds");
   const std::byte* rec_end = rd.p + len;
   reader r{rd.p, rec_end};
   auto attrs = static_cast<uint8_t>(r.p < r.end ? *r.p++ : (r.ok = false, std::byte{0}));
@@ -227,9 +228,9 @@ std::span<const std::byte> batch_builder::finish(int64_t producer_id, int16_t pr
   store<int64_t>(p + hdr::append_time, -1);
   store<uint8_t>(p + hdr::magic, batch_magic);
   store<uint8_t>(p + hdr::magic + 1, 0);
-  store<uint16_t>(p + hdr::attributes, static_cast<uint16_t>((relative_delays_ ? attr_delay_relative : 0) |
-                                                             (control_ ? attr_control : 0) |
-                                                             (released_ ? attr_released : 0)));
+  store<uint16_t>(p + hdr::attributes,
+                  static_cast<uint16_t>((relative_delays_ ? attr_delay_relative : 0) | (control_ ? attr_control : 0) |
+                                        (released_ ? attr_released : 0)));
   store<int32_t>(p + hdr::last_offset_delta, count_ - 1);
   store<int64_t>(p + hdr::first_timestamp, first_ts_);
   store<int64_t>(p + hdr::max_timestamp, max_ts_);

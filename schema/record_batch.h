@@ -140,7 +140,7 @@ class batch_builder {
 namespace detail {
 // Decodes the record at `p`; returns bytes consumed or an error.
 [[nodiscard]] result<size_t> decode_record(std::span<const std::byte> rest, const batch_header& h, record_view& out);
-}
+}  // namespace detail
 
 template <class Fn>
 result<void> for_each_record(std::span<const std::byte> batch, Fn&& fn) {

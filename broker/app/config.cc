@@ -18,7 +18,8 @@ void add_flags(CLI::App& app, broker_config& c) {
   app.add_option("--shards", c.shards, "Shard threads (0: one per core)")->capture_default_str();
   app.add_option("--disk-threads", c.disk_threads, "Threads for fsync and metadata I/O")->capture_default_str();
   app.add_option("--max-frame-bytes", c.max_frame_bytes, "Largest request frame accepted")->capture_default_str();
-  app.add_option("--retention", c.retention, "Default topic retention (e.g. 7d, 12h; 0: forever)")->capture_default_str();
+  app.add_option("--retention", c.retention, "Default topic retention (e.g. 7d, 12h; 0: forever)")
+      ->capture_default_str();
   app.add_option("--segment-bytes", c.segment_bytes, "Default segment size in bytes")->capture_default_str();
   app.add_option("--segment-age", c.segment_age, "Default segment age before rolling")->capture_default_str();
   app.add_option("--max-batch-bytes", c.max_batch_bytes, "Default largest record batch")->capture_default_str();

@@ -17,21 +17,21 @@ struct broker_config {
   std::string ready_file;
   std::string log_level = "info";
   int32_t node_id = 1;
-  size_t shards = 0;                     // 0: one per core
+  size_t shards = 0;  // 0: one per core
   size_t disk_threads = 2;
   uint32_t max_frame_bytes = 16u << 20;
-  std::string retention = "7d";          // default topic retention
-  int64_t segment_bytes = 128LL << 20;   // default topic segment size
+  std::string retention = "7d";         // default topic retention
+  int64_t segment_bytes = 128LL << 20;  // default topic segment size
   std::string segment_age = "7d";
   int32_t max_batch_bytes = 8 << 20;
   bool preallocate = true;
   int64_t retention_check_ms = 30000;
   int64_t checkpoint_interval_ms = 1000;  // how often subscription state is saved
-  std::string ack_timeout = "30s";       // default subscription ack timeout
-  int32_t max_deliveries = 10;           // default subscription max deliveries (0: never dead-letter)
-  std::string delay_horizon = "60s";     // delayed messages due within this are held in memory
-  size_t delay_max_loaded = 100'000;     // at most this many per partition
-  double delay_release_rate = 50'000;    // releases of due delayed messages per second per partition
+  std::string ack_timeout = "30s";        // default subscription ack timeout
+  int32_t max_deliveries = 10;            // default subscription max deliveries (0: never dead-letter)
+  std::string delay_horizon = "60s";      // delayed messages due within this are held in memory
+  size_t delay_max_loaded = 100'000;      // at most this many per partition
+  double delay_release_rate = 50'000;     // releases of due delayed messages per second per partition
   int64_t idle_timeout_ms = 10 * 60 * 1000;
 
   // Derived by finish():

@@ -58,7 +58,8 @@ result<int> lock_data_dir(const std::filesystem::path& dir) {
   if (fd < 0) return fail(errc::storage_error, "cannot open " + path.string() + ": " + std::strerror(errno));
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     ::close(fd);
-    return fail(errc::storage_error, "data folder " + dir.string() + " is in use by another ferryd (lock " + path.string() + ")");
+    return fail(errc::storage_error,
+                "data folder " + dir.string() + " is in use by another ferryd (lock " + path.string() + ")");
   }
   return fd;
 }
@@ -149,7 +150,8 @@ int run(const app::broker_config& cfg) {
   uint16_t http_port = 0;
   if (!cfg.http.empty()) {
     http = std::make_unique<net::http_server>(
-        rt, cfg.http_host, cfg.http_port, [&topics](const std::string& path, int& status, std::string& type) -> std::string {
+        rt, cfg.http_host, cfg.http_port,
+        [&topics](const std::string& path, int& status, std::string& type) -> std::string {
           if (path == "/health" || path == "/healthz") return "ok\n";
           if (path == "/metrics") {
             type = "text/plain; version=0.0.4";

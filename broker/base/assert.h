@@ -5,8 +5,8 @@ namespace ferry::detail {
 [[noreturn]] void assert_fail(const char* expr, const char* file, int line, const char* msg) noexcept;
 }
 
-#define FERRY_ASSERT(cond, msg)                                              \
-  do {                                                                       \
-    if (!(cond)) [[unlikely]]                                                \
-      ::ferry::detail::assert_fail(#cond, __FILE__, __LINE__, (msg));        \
+#define FERRY_ASSERT(cond, msg)                                       \
+  do {                                                                \
+    if (!(cond)) [[unlikely]]                                         \
+      ::ferry::detail::assert_fail(#cond, __FILE__, __LINE__, (msg)); \
   } while (0)

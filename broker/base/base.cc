@@ -18,36 +18,66 @@ namespace ferry {
 
 std::string_view errc_name(errc e) noexcept {
   switch (e) {
-    case errc::ok: return "ok";
-    case errc::unknown: return "unknown";
-    case errc::malformed_frame: return "malformed_frame";
-    case errc::frame_too_large: return "frame_too_large";
-    case errc::unsupported_api: return "unsupported_api";
-    case errc::unsupported_version: return "unsupported_version";
-    case errc::unknown_topic: return "unknown_topic";
-    case errc::invalid_topic_name: return "invalid_topic_name";
-    case errc::invalid_argument: return "invalid_argument";
-    case errc::topic_exists: return "topic_exists";
-    case errc::unknown_partition: return "unknown_partition";
-    case errc::offset_out_of_range: return "offset_out_of_range";
-    case errc::corrupt_batch: return "corrupt_batch";
-    case errc::not_leader: return "not_leader";
-    case errc::timeout: return "timeout";
-    case errc::disk_full: return "disk_full";
-    case errc::storage_error: return "storage_error";
-    case errc::out_of_order_sequence: return "out_of_order_sequence";
-    case errc::duplicate_sequence: return "duplicate_sequence";
-    case errc::request_too_large: return "request_too_large";
-    case errc::shutting_down: return "shutting_down";
-    case errc::not_ready: return "not_ready";
-    case errc::connection_closed: return "connection_closed";
-    case errc::unknown_subscription: return "unknown_subscription";
-    case errc::subscription_exists: return "subscription_exists";
-    case errc::unknown_member: return "unknown_member";
-    case errc::lease_not_held: return "lease_not_held";
-    case errc::unknown_message: return "unknown_message";
-    case errc::invalid_subscription_name: return "invalid_subscription_name";
-    case errc::delay_out_of_range: return "delay_out_of_range";
+    case errc::ok:
+      return "ok";
+    case errc::unknown:
+      return "unknown";
+    case errc::malformed_frame:
+      return "malformed_frame";
+    case errc::frame_too_large:
+      return "frame_too_large";
+    case errc::unsupported_api:
+      return "unsupported_api";
+    case errc::unsupported_version:
+      return "unsupported_version";
+    case errc::unknown_topic:
+      return "unknown_topic";
+    case errc::invalid_topic_name:
+      return "invalid_topic_name";
+    case errc::invalid_argument:
+      return "invalid_argument";
+    case errc::topic_exists:
+      return "topic_exists";
+    case errc::unknown_partition:
+      return "unknown_partition";
+    case errc::offset_out_of_range:
+      return "offset_out_of_range";
+    case errc::corrupt_batch:
+      return "corrupt_batch";
+    case errc::not_leader:
+      return "not_leader";
+    case errc::timeout:
+      return "timeout";
+    case errc::disk_full:
+      return "disk_full";
+    case errc::storage_error:
+      return "storage_error";
+    case errc::out_of_order_sequence:
+      return "out_of_order_sequence";
+    case errc::duplicate_sequence:
+      return "duplicate_sequence";
+    case errc::request_too_large:
+      return "request_too_large";
+    case errc::shutting_down:
+      return "shutting_down";
+    case errc::not_ready:
+      return "not_ready";
+    case errc::connection_closed:
+      return "connection_closed";
+    case errc::unknown_subscription:
+      return "unknown_subscription";
+    case errc::subscription_exists:
+      return "subscription_exists";
+    case errc::unknown_member:
+      return "unknown_member";
+    case errc::lease_not_held:
+      return "lease_not_held";
+    case errc::unknown_message:
+      return "unknown_message";
+    case errc::invalid_subscription_name:
+      return "invalid_subscription_name";
+    case errc::delay_out_of_range:
+      return "delay_out_of_range";
   }
   return "unknown";
 }

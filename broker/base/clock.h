@@ -12,8 +12,8 @@ int64_t wall_now_ms() noexcept;
 class clock {
  public:
   virtual ~clock() = default;
-  virtual int64_t now_ms() const noexcept = 0;         // wall clock, ms since epoch
-  virtual int64_t monotonic_ns() const noexcept = 0;   // never goes back
+  virtual int64_t now_ms() const noexcept = 0;        // wall clock, ms since epoch
+  virtual int64_t monotonic_ns() const noexcept = 0;  // never goes back
 };
 
 class system_clock_source final : public clock {
@@ -35,7 +35,10 @@ class manual_clock final : public clock {
   explicit manual_clock(int64_t start_ms = 1'700'000'000'000) : ms_(start_ms), ns_(0) {}
   int64_t now_ms() const noexcept override { return ms_.load(); }
   int64_t monotonic_ns() const noexcept override { return ns_.load(); }
-  void advance_ms(int64_t d) noexcept { ms_ += d; ns_ += d * 1'000'000; }
+  void advance_ms(int64_t d) noexcept {
+    ms_ += d;
+    ns_ += d * 1'000'000;
+  }
   void set_wall_ms(int64_t v) noexcept { ms_ = v; }
 
  private:

@@ -9,7 +9,7 @@
 namespace ferry::failpoint {
 void arm(std::string_view name, std::string_view action);
 void disarm_all();
-void arm_from_env();  // reads FERRY_FAILPOINTS
+void arm_from_env();              // reads FERRY_FAILPOINTS
 bool hit(std::string_view name);  // true if the point is armed with "error"; exits on "crash"
 }  // namespace ferry::failpoint
 

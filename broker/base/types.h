@@ -21,9 +21,9 @@ struct epoch_tag {};
 struct node_tag {};
 struct shard_tag {};
 
-using offset = strong_int<offset_tag, int64_t>;        // position of a message in a partition log
+using offset = strong_int<offset_tag, int64_t>;  // position of a message in a partition log
 using partition_id = strong_int<partition_tag, int32_t>;
-using epoch = strong_int<epoch_tag, int32_t>;          // leader epoch == Raft term
+using epoch = strong_int<epoch_tag, int32_t>;  // leader epoch == Raft term
 using node_id = strong_int<node_tag, int32_t>;
 using shard_id = strong_int<shard_tag, uint32_t>;
 

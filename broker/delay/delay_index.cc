@@ -1,10 +1,10 @@
 #include "broker/delay/delay_index.h"
 
+#include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/table.h>
-#include <rocksdb/cache.h>
 #include <rocksdb/write_batch.h>
 
 #include <cstring>
@@ -136,8 +136,8 @@ class rocks_index final : public delay_index {
     return index_state{static_cast<int64_t>(get_be64(v.data())), static_cast<int64_t>(get_be64(v.data() + 8))};
   }
 
-  result<std::vector<pending_message>> load(partition_key p, int64_t after_due, int64_t after_offset, int64_t due_before,
-                                            size_t max_count, size_t max_bytes) override {
+  result<std::vector<pending_message>> load(partition_key p, int64_t after_due, int64_t after_offset,
+                                            int64_t due_before, size_t max_count, size_t max_bytes) override {
     std::vector<pending_message> out;
     auto start = due_key(p, after_due, after_offset);
     auto pre = prefix('D', p);
@@ -155,7 +155,8 @@ class rocks_index final : public delay_index {
       m.offset = static_cast<int64_t>(get_be64(k.data() + prefix_len + 8));
       if (m.due >= due_before) break;
       if (!decode_message(std::string_view(it->value().data(), it->value().size()), m))
-        return fail(errc::storage_error, "delay index: message at offset " + std::to_string(m.offset) + " does not decode");
+        return fail(errc::storage_error,
+                    "delay index: message at offset " + std::to_string(m.offset) + " does not decode");
       bytes += m.bytes();
       out.push_back(std::move(m));
     }

@@ -34,7 +34,7 @@ struct pending_message {
   std::optional<std::string> key;
   std::optional<std::string> value;
   std::vector<std::pair<std::string, std::optional<std::string>>> headers;
-  size_t bytes() const;     // rough memory footprint
+  size_t bytes() const;  // rough memory footprint
 };
 
 struct index_op {
@@ -71,9 +71,9 @@ class delay_index {
   [[nodiscard]] virtual result<index_state> state(partition_key p) = 0;
   // Pending messages with (due, offset) > (after_due, after_offset) and due < due_before, ascending,
   // at most max_count and about max_bytes.
-  [[nodiscard]] virtual result<std::vector<pending_message>> load(partition_key p, int64_t after_due, int64_t after_offset,
-                                                                   int64_t due_before, size_t max_count,
-                                                                   size_t max_bytes) = 0;
+  [[nodiscard]] virtual result<std::vector<pending_message>> load(partition_key p, int64_t after_due,
+                                                                  int64_t after_offset, int64_t due_before,
+                                                                  size_t max_count, size_t max_bytes) = 0;
   // The due time of a pending message, or nullopt.
   [[nodiscard]] virtual result<std::optional<int64_t>> due_of(partition_key p, int64_t offset) = 0;
   // Whether the message was removed by a cancel.

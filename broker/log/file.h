@@ -20,7 +20,7 @@ class file {
   [[nodiscard]] virtual result<void> pwrite_all(std::span<const std::byte> data, uint64_t pos) = 0;
   // Reads up to out.size() bytes at pos; returns bytes read (short at end of file).
   [[nodiscard]] virtual result<size_t> pread(std::span<std::byte> out, uint64_t pos) = 0;
-  [[nodiscard]] virtual result<void> datasync() = 0;       // fdatasync
+  [[nodiscard]] virtual result<void> datasync() = 0;  // fdatasync
   [[nodiscard]] virtual result<void> truncate(uint64_t size) = 0;
   [[nodiscard]] virtual result<void> preallocate(uint64_t size) = 0;  // may be a no-op
   [[nodiscard]] virtual result<uint64_t> size() = 0;

@@ -30,21 +30,21 @@
 namespace ferry::log {
 
 struct log_config {
-  std::filesystem::path dir;                      // this partition's folder; created if missing
-  uint64_t segment_bytes = 128ull << 20;          // roll before a batch would make the segment bigger
-  int64_t segment_ms = 7LL * 24 * 3600 * 1000;    // roll when the active segment's first batch is older
-  uint32_t index_interval_bytes = 4096;           // one sparse offset/time index entry per this many bytes
-  bool preallocate = true;                        // fallocate each new segment to segment_bytes
-  int64_t retention_ms = -1;                      // <= 0: no time limit
-  int64_t retention_bytes = -1;                   // <= 0: no size limit (whole partition)
-  const clock* clk = nullptr;                     // nullptr: the system clock. Must outlive the log.
-  file_factory* files = nullptr;                  // nullptr: real POSIX files. Must outlive the log.
+  std::filesystem::path dir;                    // this partition's folder; created if missing
+  uint64_t segment_bytes = 128ull << 20;        // roll before a batch would make the segment bigger
+  int64_t segment_ms = 7LL * 24 * 3600 * 1000;  // roll when the active segment's first batch is older
+  uint32_t index_interval_bytes = 4096;         // one sparse offset/time index entry per this many bytes
+  bool preallocate = true;                      // fallocate each new segment to segment_bytes
+  int64_t retention_ms = -1;                    // <= 0: no time limit
+  int64_t retention_bytes = -1;                 // <= 0: no size limit (whole partition)
+  const clock* clk = nullptr;                   // nullptr: the system clock. Must outlive the log.
+  file_factory* files = nullptr;                // nullptr: real POSIX files. Must outlive the log.
 };
 
 struct append_info {
-  offset base;            // offset of the batch's first record
-  offset last;            // offset of its last record
-  int64_t append_time;    // broker clock (ms) stamped into the batch
+  offset base;          // offset of the batch's first record
+  offset last;          // offset of its last record
+  int64_t append_time;  // broker clock (ms) stamped into the batch
 };
 
 // What one fdatasync will cover; made by begin_sync(), consumed by run_sync() and end_sync().
@@ -99,7 +99,8 @@ class partition_log {
 
   // Calls fn(header) for every batch from the one containing `from` to the end (headers only,
   // no CRC check of bodies). Used to rebuild producer state on start-up.
-  [[nodiscard]] result<void> for_each_batch_header(offset from, const std::function<void(const wire::batch_header&)>& fn);
+  [[nodiscard]] result<void> for_each_batch_header(offset from,
+                                                   const std::function<void(const wire::batch_header&)>& fn);
 
   // First offset whose batch has max_timestamp >= ts, or next_offset() if none.
   [[nodiscard]] result<offset> offset_for_timestamp(int64_t ts);
@@ -115,8 +116,7 @@ class partition_log {
   // the active segment, nor a segment holding offsets at or above `keep_from` (what the broker's
   // own state machines have not absorbed yet), whatever the limits say. Crash-safe: a segment's
   // index files go first, its data file last (schema/segment.md, "Retention and truncation").
-  [[nodiscard]] result<retention_result> apply_retention(offset low_water_mark,
-                                                         offset keep_from = offset{INT64_MAX});
+  [[nodiscard]] result<retention_result> apply_retention(offset low_water_mark, offset keep_from = offset{INT64_MAX});
 
   // Removes every batch at or above `from` (replication: divergent tail). `from` must be a batch
   // boundary (else errc::invalid_argument) in [start_offset(), next_offset()] (else
@@ -134,7 +134,7 @@ class partition_log {
   uint64_t size_bytes() const;
   size_t segment_count() const;
   std::vector<segment_info> segments() const;
-  bool failed() const;            // a write or fsync failed; appends are refused
+  bool failed() const;  // a write or fsync failed; appends are refused
 
  private:
   struct impl;

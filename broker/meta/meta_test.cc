@@ -13,7 +13,8 @@ namespace {
 TEST(topic_name, accepts_the_documented_alphabet_and_rejects_the_rest) {
   EXPECT_TRUE(validate_topic_name("orders.v2_eu-west"));
   EXPECT_TRUE(validate_topic_name(std::string(200, 'a')));
-  for (const std::string& bad : std::vector<std::string>{"", ".", "..", "a/b", "spaces here", "caf\xc3\xa9", std::string(201, 'a'), std::string("nul\0x", 5)}) {
+  for (const std::string& bad : std::vector<std::string>{"", ".", "..", "a/b", "spaces here", "caf\xc3\xa9",
+                                                         std::string(201, 'a'), std::string("nul\0x", 5)}) {
     auto r = validate_topic_name(bad);
     ASSERT_FALSE(r) << bad;
     EXPECT_EQ(r.error().code, errc::invalid_topic_name);

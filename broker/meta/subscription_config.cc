@@ -24,7 +24,8 @@ result<void> validate_subscription_config(const subscription_config& c) {
   if (c.ack_timeout_ms < 1 || c.ack_timeout_ms > day)
     return bad("ack timeout must be between 1 ms and 24 h, got " + std::to_string(c.ack_timeout_ms) + " ms");
   if (c.max_deliveries < 0 || c.max_deliveries > 1000)
-    return bad("max_deliveries must be between 0 (never dead-letter) and 1000, got " + std::to_string(c.max_deliveries));
+    return bad("max_deliveries must be between 0 (never dead-letter) and 1000, got " +
+               std::to_string(c.max_deliveries));
   if (c.backoff_initial_ms < 0 || c.backoff_initial_ms > day)
     return bad("backoff initial delay must be between 0 and 24 h, got " + std::to_string(c.backoff_initial_ms) + " ms");
   if (c.backoff_max_ms < c.backoff_initial_ms || c.backoff_max_ms > day)
@@ -75,19 +76,32 @@ result<subscription_record> decode_subscription_record(std::string_view s) {
   detail::for_each_kv(
       s,
       [&](std::string_view k, std::string_view v) {
-        if (k == "topic") r.topic = std::string(v);
-        else if (k == "topic_id") return parse_int(v, r.topic_id);
-        else if (k == "name") r.name = std::string(v);
-        else if (k == "id") return parse_int(v, r.id);
-        else if (k == "start") c.start = v == "earliest" ? start_position::earliest : start_position::latest;
-        else if (k == "ack_timeout_ms") return parse_int(v, c.ack_timeout_ms);
-        else if (k == "max_deliveries") return parse_int(v, c.max_deliveries);
-        else if (k == "ordered") c.ordered = v == "true";
-        else if (k == "backoff") c.backoff = v == "fixed" ? backoff_kind::fixed : backoff_kind::exponential;
-        else if (k == "backoff_initial_ms") return parse_int(v, c.backoff_initial_ms);
-        else if (k == "backoff_max_ms") return parse_int(v, c.backoff_max_ms);
-        else if (k == "dead_letter_topic") c.dead_letter_topic = std::string(v);
-        else if (k == "created_ms") return parse_int(v, r.created_ms);
+        if (k == "topic")
+          r.topic = std::string(v);
+        else if (k == "topic_id")
+          return parse_int(v, r.topic_id);
+        else if (k == "name")
+          r.name = std::string(v);
+        else if (k == "id")
+          return parse_int(v, r.id);
+        else if (k == "start")
+          c.start = v == "earliest" ? start_position::earliest : start_position::latest;
+        else if (k == "ack_timeout_ms")
+          return parse_int(v, c.ack_timeout_ms);
+        else if (k == "max_deliveries")
+          return parse_int(v, c.max_deliveries);
+        else if (k == "ordered")
+          c.ordered = v == "true";
+        else if (k == "backoff")
+          c.backoff = v == "fixed" ? backoff_kind::fixed : backoff_kind::exponential;
+        else if (k == "backoff_initial_ms")
+          return parse_int(v, c.backoff_initial_ms);
+        else if (k == "backoff_max_ms")
+          return parse_int(v, c.backoff_max_ms);
+        else if (k == "dead_letter_topic")
+          c.dead_letter_topic = std::string(v);
+        else if (k == "created_ms")
+          return parse_int(v, r.created_ms);
         else if (k == "start_offsets") {
           while (!v.empty()) {
             auto comma = v.find(',');

@@ -15,13 +15,13 @@ enum class backoff_kind : uint8_t { exponential = 0, fixed = 1 };
 
 struct subscription_config {
   start_position start = start_position::latest;
-  int64_t ack_timeout_ms = 30'000;     // lease of one delivery
-  int32_t max_deliveries = 10;         // deliveries before the dead-letter topic; 0: never
-  bool ordered = true;                 // ordered keys
+  int64_t ack_timeout_ms = 30'000;  // lease of one delivery
+  int32_t max_deliveries = 10;      // deliveries before the dead-letter topic; 0: never
+  bool ordered = true;              // ordered keys
   backoff_kind backoff = backoff_kind::exponential;
-  int64_t backoff_initial_ms = 1000;   // redelivery delay after the first failed delivery
-  int64_t backoff_max_ms = 60'000;     // cap of the exponential backoff
-  std::string dead_letter_topic;       // filled in at creation: "<topic>.<name>.dlq" by default
+  int64_t backoff_initial_ms = 1000;  // redelivery delay after the first failed delivery
+  int64_t backoff_max_ms = 60'000;    // cap of the exponential backoff
+  std::string dead_letter_topic;      // filled in at creation: "<topic>.<name>.dlq" by default
 
   // The redelivery delay after the `deliveries`-th failed delivery (>= 1): fixed, or
   // initial * 2^(deliveries-1) capped at backoff_max_ms.
@@ -32,7 +32,7 @@ struct subscription_record {
   std::string topic;
   uint64_t topic_id = 0;
   std::string name;
-  uint64_t id = 0;                     // unique per broker, never reused: control records name it
+  uint64_t id = 0;  // unique per broker, never reused: control records name it
   subscription_config config;
   std::vector<int64_t> start_offsets;  // the cursor each partition started at
   int64_t created_ms = 0;

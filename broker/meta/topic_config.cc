@@ -13,9 +13,11 @@ result<void> validate_name(std::string_view what, errc code, std::string_view na
     return fail(code, w + " name must be 1 to 200 characters, got " + std::to_string(name.size()));
   if (name == "." || name == "..") return fail(code, w + " name cannot be '.' or '..'");
   for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+    bool ok =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) {
-      std::string shown = (c >= 0x20 && c < 0x7f) ? std::string(1, c) : "\\x" + std::to_string(static_cast<unsigned char>(c));
+      std::string shown =
+          (c >= 0x20 && c < 0x7f) ? std::string(1, c) : "\\x" + std::to_string(static_cast<unsigned char>(c));
       return fail(code, w + " name '" + std::string(name.substr(0, 64)) + "' has invalid character '" + shown +
                             "' (allowed: A-Z a-z 0-9 . _ -)");
     }
@@ -75,18 +77,30 @@ result<topic_record> decode_topic_record(std::string_view s) {
   detail::for_each_kv(
       s,
       [&](std::string_view k, std::string_view v) {
-        if (k == "name") r.name = std::string(v);
-        else if (k == "id") return parse_int(v, r.id);
-        else if (k == "partitions") return parse_int(v, c.partitions);
-        else if (k == "replication") return parse_int(v, c.replication);
-        else if (k == "retention_ms") return parse_int(v, c.retention_ms);
-        else if (k == "retention_bytes") return parse_int(v, c.retention_bytes);
-        else if (k == "segment_bytes") return parse_int(v, c.segment_bytes);
-        else if (k == "segment_ms") return parse_int(v, c.segment_ms);
-        else if (k == "max_batch_bytes") return parse_int(v, c.max_batch_bytes);
-        else if (k == "fsync") c.fsync = v == "interval" ? fsync_mode::interval : fsync_mode::always;
-        else if (k == "fsync_interval_ms") return parse_int(v, c.fsync_interval_ms);
-        else if (k == "max_delay_ms") return parse_int(v, c.max_delay_ms);
+        if (k == "name")
+          r.name = std::string(v);
+        else if (k == "id")
+          return parse_int(v, r.id);
+        else if (k == "partitions")
+          return parse_int(v, c.partitions);
+        else if (k == "replication")
+          return parse_int(v, c.replication);
+        else if (k == "retention_ms")
+          return parse_int(v, c.retention_ms);
+        else if (k == "retention_bytes")
+          return parse_int(v, c.retention_bytes);
+        else if (k == "segment_bytes")
+          return parse_int(v, c.segment_bytes);
+        else if (k == "segment_ms")
+          return parse_int(v, c.segment_ms);
+        else if (k == "max_batch_bytes")
+          return parse_int(v, c.max_batch_bytes);
+        else if (k == "fsync")
+          c.fsync = v == "interval" ? fsync_mode::interval : fsync_mode::always;
+        else if (k == "fsync_interval_ms")
+          return parse_int(v, c.fsync_interval_ms);
+        else if (k == "max_delay_ms")
+          return parse_int(v, c.max_delay_ms);
         return true;
       },
       &bad);

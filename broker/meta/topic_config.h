@@ -14,7 +14,7 @@ struct topic_config {
   int32_t partitions = 1;
   int16_t replication = 1;
   int64_t retention_ms = 7LL * 24 * 3600 * 1000;  // <= 0: keep forever
-  int64_t retention_bytes = -1;                    // per partition; <= 0: no size limit
+  int64_t retention_bytes = -1;                   // per partition; <= 0: no size limit
   int64_t segment_bytes = 128LL << 20;
   int64_t segment_ms = 7LL * 24 * 3600 * 1000;
   int32_t max_batch_bytes = 8 << 20;

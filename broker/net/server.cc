@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
@@ -9,7 +10,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/streambuf.hpp>
 #include <boost/asio/write.hpp>
-#include <atomic>
 #include <cstring>
 #include <deque>
 
@@ -44,11 +44,12 @@ struct probe {
   metrics::counter& bytes_in = metrics::get_counter("ferry_received_bytes_total", "Request bytes received");
   metrics::counter& bytes_out = metrics::get_counter("ferry_sent_bytes_total", "Response bytes sent");
   metrics::counter& pushed = metrics::get_counter("ferry_pushed_frames_total", "Frames sent unasked (deliveries)");
-  metrics::counter& oversized = metrics::get_counter("ferry_frames_too_large_total", "Frames refused for their length prefix");
+  metrics::counter& oversized =
+      metrics::get_counter("ferry_frames_too_large_total", "Frames refused for their length prefix");
   metrics::counter& handler_exceptions =
       metrics::get_counter("ferry_session_exceptions_total", "Exceptions that escaped a request handler (bugs)");
-  metrics::counter& backpressure =
-      metrics::get_counter("ferry_backpressure_waits_total", "Times a connection stopped reading because too much was in flight");
+  metrics::counter& backpressure = metrics::get_counter(
+      "ferry_backpressure_waits_total", "Times a connection stopped reading because too much was in flight");
   static probe& get() {
     static probe p;
     return p;
@@ -167,8 +168,8 @@ class session : public session_channel, public std::enable_shared_from_this<sess
       f->bytes.resize(frame_prefix_bytes + len);
       std::memcpy(f->bytes.data(), prefix, sizeof prefix);
       if (len > 0) {
-        auto [ec2, n2] = co_await asio::async_read(
-            self->sock_, asio::buffer(f->bytes.data() + sizeof prefix, len), as_tuple(use_awaitable));
+        auto [ec2, n2] = co_await asio::async_read(self->sock_, asio::buffer(f->bytes.data() + sizeof prefix, len),
+                                                   as_tuple(use_awaitable));
         if (ec2) break;
       }
       self->last_activity_ = std::chrono::steady_clock::now();
@@ -348,9 +349,7 @@ result<uint16_t> server::listen() {
   return port;
 }
 
-void server::start() {
-  runtime::spawn_logged(impl_->rt.executor(shard_id{0}), impl_->accept_loop(), "accept loop");
-}
+void server::start() { runtime::spawn_logged(impl_->rt.executor(shard_id{0}), impl_->accept_loop(), "accept loop"); }
 
 asio::awaitable<void> server::stop() {
   auto* im = impl_.get();
@@ -398,7 +397,11 @@ struct http_server::impl {
         body = "only GET is supported\n";
       }
     }
-    const char* reason = status == 200 ? "OK" : status == 404 ? "Not Found" : status == 405 ? "Method Not Allowed" : status == 503 ? "Service Unavailable" : "Bad Request";
+    const char* reason = status == 200   ? "OK"
+                         : status == 404 ? "Not Found"
+                         : status == 405 ? "Method Not Allowed"
+                         : status == 503 ? "Service Unavailable"
+                                         : "Bad Request";
     std::string resp = "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + type +
                        "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
     co_await asio::async_write(sock, asio::buffer(resp), as_tuple(use_awaitable));
@@ -429,13 +432,17 @@ result<uint16_t> http_server::listen() {
   if (!ec) acc->set_option(tcp::acceptor::reuse_address(true), ec);
   if (!ec) acc->bind(ep, ec);
   if (!ec) acc->listen(64, ec);
-  if (ec) return fail(errc::invalid_argument, "cannot listen for HTTP on " + impl_->host + ":" + std::to_string(impl_->port) + ": " + ec.message());
+  if (ec)
+    return fail(errc::invalid_argument,
+                "cannot listen for HTTP on " + impl_->host + ":" + std::to_string(impl_->port) + ": " + ec.message());
   auto port = acc->local_endpoint().port();
   impl_->acceptor = std::move(acc);
   return port;
 }
 
-void http_server::start() { runtime::spawn_logged(impl_->rt.executor(shard_id{0}), impl_->accept_loop(), "http accept loop"); }
+void http_server::start() {
+  runtime::spawn_logged(impl_->rt.executor(shard_id{0}), impl_->accept_loop(), "http accept loop");
+}
 
 void http_server::stop() {
   auto* im = impl_.get();

@@ -76,11 +76,11 @@ class frame_handler {
 
 struct server_config {
   std::string host = "127.0.0.1";
-  uint16_t port = 7070;                        // 0: any free port
+  uint16_t port = 7070;  // 0: any free port
   uint32_t max_frame_bytes = 16u << 20;
-  size_t max_inflight_requests = 256;          // per connection
-  size_t max_inflight_bytes = 64u << 20;       // per connection, request bytes
-  int64_t idle_timeout_ms = 10 * 60 * 1000;    // close a connection silent for this long
+  size_t max_inflight_requests = 256;        // per connection
+  size_t max_inflight_bytes = 64u << 20;     // per connection, request bytes
+  int64_t idle_timeout_ms = 10 * 60 * 1000;  // close a connection silent for this long
 };
 
 class server {
@@ -93,8 +93,8 @@ class server {
 
   // Binds and listens; returns the bound port. Call before rt.start() or from any thread.
   [[nodiscard]] result<uint16_t> listen();
-  void start();                    // starts accepting (on shard 0)
-  asio::awaitable<void> stop();    // stops accepting, closes every session, waits for them
+  void start();                  // starts accepting (on shard 0)
+  asio::awaitable<void> stop();  // stops accepting, closes every session, waits for them
 
  private:
   struct impl;

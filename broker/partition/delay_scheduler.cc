@@ -2,9 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <algorithm>
 #include <chrono>
 
 #include "broker/base/assert.h"
@@ -46,12 +46,21 @@ struct delay_scheduler::tick_timer {
 delay_scheduler::delay_scheduler(delay::delay_index& index, delay::partition_key pk, std::string id_prefix,
                                  runtime::shard_set& rt, shard_id owner, const ferry::clock& clk, delay_limits limits,
                                  release_fn release)
-    : index_(index), pk_(pk), id_prefix_(std::move(id_prefix)), rt_(rt), owner_(owner), clk_(clk), lim_(limits),
-      release_(std::move(release)), tokens_(static_cast<double>(limits.release_burst)), tokens_at_mono_ms_(0) {
+    : index_(index),
+      pk_(pk),
+      id_prefix_(std::move(id_prefix)),
+      rt_(rt),
+      owner_(owner),
+      clk_(clk),
+      lim_(limits),
+      release_(std::move(release)),
+      tokens_(static_cast<double>(limits.release_burst)),
+      tokens_at_mono_ms_(0) {
   // Due times are wall-clock times: the wheel runs on the broker's wall clock (never firing before
   // a due time even if the clock steps back; tick() re-reads it for steps forward).
   timers_ = std::make_unique<scheduler::wheel_driver>(
-      rt_.executor(owner_), clk_, [](scheduler::timer_entry& e) { static_cast<subscription::timed_entry&>(e).on_fire(); },
+      rt_.executor(owner_), clk_,
+      [](scheduler::timer_entry& e) { static_cast<subscription::timed_entry&>(e).on_fire(); },
       scheduler::timebase::wall);
   tick_timer_ = std::make_unique<tick_timer>(rt_.executor(owner_));
   tokens_at_mono_ms_ = mono_ms();
@@ -389,7 +398,8 @@ void delay_scheduler::tick() {
     auto off = removed_order_.front().second;
     removed_order_.pop_front();
     auto it = removed_.find(off);
-    if (it != removed_.end() && it->second.write_pos <= ops_written_ && now - it->second.at_mono_ms > lim_.removed_memory_ms)
+    if (it != removed_.end() && it->second.write_pos <= ops_written_ &&
+        now - it->second.at_mono_ms > lim_.removed_memory_ms)
       removed_.erase(it);
   }
   tick_timer_->t.expires_after(std::chrono::milliseconds(lim_.tick_ms));
@@ -501,28 +511,30 @@ void delay_scheduler::flush_writes() {
     auto ex = rt_.executor(owner_);
     int64_t written_upto = posted_applied_;
     // The state thread runs writes in the order they are posted; completions come back in order.
-    asio::post(rt_.state(), [index, pk, chunk, after, alive, ex, this, n, written_upto, far = std::move(far)]() mutable {
-      auto r = index->apply(pk, *chunk, after);
-      chunk.reset();
-      asio::post(ex, [r = std::move(r), alive, this, n, written_upto, far = std::move(far)]() mutable {
-        if (!*alive) return;
-        --inflight_writes_;
-        inflight_ops_ -= n;
-        if (!r) {
-          // The index stays at its last good state; a restart applies the log again from there.
-          index_failed_ = true;
-          logger()->error("{}: writing the delay index failed; it is not written again until restart (the log "
-                          "keeps everything): {}",
-                          id_prefix_, r.error().to_string());
-          return;
-        }
-        ops_written_ += n;
-        written_applied_ = std::max(written_applied_, written_upto);
-        for (auto& k : far) unwritten_far_.erase(k);
-        if (!queued_ops_.empty()) flush_writes();
-        if (drained_ && queued_ops_.size() + inflight_ops_ <= max_backlog_ops / 2) drained_();
-      });
-    });
+    asio::post(rt_.state(),
+               [index, pk, chunk, after, alive, ex, this, n, written_upto, far = std::move(far)]() mutable {
+                 auto r = index->apply(pk, *chunk, after);
+                 chunk.reset();
+                 asio::post(ex, [r = std::move(r), alive, this, n, written_upto, far = std::move(far)]() mutable {
+                   if (!*alive) return;
+                   --inflight_writes_;
+                   inflight_ops_ -= n;
+                   if (!r) {
+                     // The index stays at its last good state; a restart applies the log again from there.
+                     index_failed_ = true;
+                     logger()->error(
+                         "{}: writing the delay index failed; it is not written again until restart (the log "
+                         "keeps everything): {}",
+                         id_prefix_, r.error().to_string());
+                     return;
+                   }
+                   ops_written_ += n;
+                   written_applied_ = std::max(written_applied_, written_upto);
+                   for (auto& k : far) unwritten_far_.erase(k);
+                   if (!queued_ops_.empty()) flush_writes();
+                   if (drained_ && queued_ops_.size() + inflight_ops_ <= max_backlog_ops / 2) drained_();
+                 });
+               });
   }
 }
 
@@ -572,8 +584,10 @@ asio::awaitable<void> delay_scheduler::close() {
     return index->sync();
   };
   auto r = co_await runtime::on_disk(rt_.disk(), std::move(final_write));
-  if (!r) logger()->error("{}: final delay index write failed: {}", id_prefix_, r.error().to_string());
-  else synced_upto_ = applied_;
+  if (!r)
+    logger()->error("{}: final delay index write failed: {}", id_prefix_, r.error().to_string());
+  else
+    synced_upto_ = applied_;
 }
 
 }  // namespace ferry::partition

@@ -124,15 +124,15 @@ class delay_scheduler {
   enum class state : uint8_t { waiting, due, releasing };
   struct entry;
   struct removed_mark {
-    uint64_t write_pos;     // written once ops_written_ >= write_pos
+    uint64_t write_pos;  // written once ops_written_ >= write_pos
     bool cancelled;
     int64_t at_mono_ms;
   };
   struct queued_op {
     delay::index_op op;
-    int64_t event_begin;    // log offset of the batch it comes from
-    int delta;              // +1 insert, -1 remove (the pending count)
-    bool far;               // an insert not in memory: unwritten_far_ holds its key until written
+    int64_t event_begin;  // log offset of the batch it comes from
+    int delta;            // +1 insert, -1 remove (the pending count)
+    bool far;             // an insert not in memory: unwritten_far_ holds its key until written
   };
   uint64_t queue_op(delay::index_op op, int64_t event_begin, int delta, bool far);
 
@@ -170,7 +170,7 @@ class delay_scheduler {
   // Loading: every index key <= loaded_upto_ is in memory (or removed).
   delay_key loaded_upto_{INT64_MIN, INT64_MAX};
   bool loading_ = false;
-  std::set<delay_key> unwritten_far_;  // inserted, not in memory, not written to the index yet
+  std::set<delay_key> unwritten_far_;   // inserted, not in memory, not written to the index yet
   std::set<delay_key> far_since_load_;  // inserted (not in memory) while the running load scans
 
   // Index writes: ops queued, then posted in chunks (several in flight; the state thread runs them
@@ -180,20 +180,20 @@ class delay_scheduler {
   uint64_t ops_written_ = 0;
   size_t inflight_ops_ = 0;
   int inflight_writes_ = 0;
-  int64_t posted_applied_ = 0;         // applied offset of the last posted write
-  int64_t posted_pending_ = 0;         // pending count after the last posted write
+  int64_t posted_applied_ = 0;  // applied offset of the last posted write
+  int64_t posted_pending_ = 0;  // pending count after the last posted write
   bool index_failed_ = false;
   std::function<void()> drained_;
   std::function<int64_t()> barrier_;
   bool waiting_barrier_ = false;
   bool blocked_by_load_ = false;  // a due message waits for the loader to pass it
-  int64_t applied_ = 0;                // durable offset passed through on_*
-  int64_t written_applied_ = 0;        // applied_ of the last completed write
+  int64_t applied_ = 0;           // durable offset passed through on_*
+  int64_t written_applied_ = 0;   // applied_ of the last completed write
   int64_t synced_upto_ = 0;
   bool syncing_ = false;
   int64_t last_sync_mono_ = 0;
   int64_t last_state_write_mono_ = 0;
-  int64_t pending_ = 0;                // messages in the index (after the queued ops)
+  int64_t pending_ = 0;  // messages in the index (after the queued ops)
 
   // Release rate limit (token bucket).
   double tokens_;

@@ -36,9 +36,9 @@ partition::partition(std::string topic, partition_id id, partition_config cfg, r
     : topic_(std::move(topic)), id_(id), cfg_(std::move(cfg)), rt_(rt), owner_(owner), log_(std::move(log)) {
   hwm_.store(log_->durable_offset().value, std::memory_order_release);
   // One timing wheel per partition, shared by its subscriptions (leases, backoffs).
-  timers_ = std::make_unique<scheduler::wheel_driver>(
-      rt_.executor(owner_), clock_,
-      [](scheduler::timer_entry& e) { static_cast<subscription::timed_entry&>(e).on_fire(); });
+  timers_ = std::make_unique<scheduler::wheel_driver>(rt_.executor(owner_), clock_, [](scheduler::timer_entry& e) {
+    static_cast<subscription::timed_entry&>(e).on_fire();
+  });
 }
 
 partition::~partition() {
@@ -103,17 +103,20 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
                                                            ack_level acks, batch_delays delays) {
   auto& pr = probe::get();
   auto start = std::chrono::steady_clock::now();
-  if (closing_) co_return fail(errc::shutting_down, "partition " + topic_ + "/" + std::to_string(id_.value) + " is closing");
+  if (closing_)
+    co_return fail(errc::shutting_down, "partition " + topic_ + "/" + std::to_string(id_.value) + " is closing");
   if ((h.attributes & wire::attr_control) != 0)
     co_return fail(errc::invalid_argument, "control batches are written by the broker only (attribute bit 4 is set)");
   if ((h.attributes & wire::attr_released) != 0)
-    co_return fail(errc::invalid_argument, "released-delay batches are written by the broker only (attribute bit 5 is set)");
+    co_return fail(errc::invalid_argument,
+                   "released-delay batches are written by the broker only (attribute bit 5 is set)");
   if (delays_ && (delays_->backlogged() || !gate_.empty())) {
     // Backpressure: the delay index's writes are too far behind; wait (in order) rather than
     // queue without bound in memory.
     pr.backpressure_waits.inc();
     co_await wait_gate();
-    if (closing_) co_return fail(errc::shutting_down, "partition " + topic_ + "/" + std::to_string(id_.value) + " is closing");
+    if (closing_)
+      co_return fail(errc::shutting_down, "partition " + topic_ + "/" + std::to_string(id_.value) + " is closing");
   }
   if (h.producer_id >= 0) {
     auto it = producers_.find(h.producer_id);
@@ -134,8 +137,8 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
           }
         }
         if (h.base_sequence < expected)
-          co_return fail(errc::duplicate_sequence, "batch sequence " + std::to_string(h.base_sequence) + " of producer " +
-                                                       std::to_string(h.producer_id) +
+          co_return fail(errc::duplicate_sequence, "batch sequence " + std::to_string(h.base_sequence) +
+                                                       " of producer " + std::to_string(h.producer_id) +
                                                        " is older than the batches this partition remembers");
         pr.out_of_order.inc();
         co_return fail(errc::out_of_order_sequence, "producer " + std::to_string(h.producer_id) + " sent sequence " +
@@ -173,7 +176,9 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
     if (acks == ack_level::durable) {
       offset end{info->last.value + 1};
       errc e = co_await wait_durable(end);
-      if (e != errc::ok) co_return fail(e, "fsync failed on " + topic_ + "/" + std::to_string(id_.value) + ": the log refuses writes until restart");
+      if (e != errc::ok)
+        co_return fail(e, "fsync failed on " + topic_ + "/" + std::to_string(id_.value) +
+                              ": the log refuses writes until restart");
     }
   }
   pr.produce_latency.observe_us(static_cast<uint64_t>(
@@ -204,7 +209,7 @@ asio::awaitable<errc> partition::wait_durable(offset upto) {
     durability_waiters_.push_back(durability_waiter{upto, std::move(handler)});
   };
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(errc)>(std::move(enqueue),
-                                                                                     asio::use_awaitable);
+                                                                                      asio::use_awaitable);
 }
 
 void partition::maybe_start_sync() {
@@ -218,8 +223,9 @@ void partition::maybe_start_sync() {
     auto r = log::partition_log::run_sync(ps);
     probe::get().fsync_latency.observe_us(static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
-    asio::post(self->rt_.executor(self->owner_),
-               [self, ps = std::move(ps), r = std::move(r)]() mutable { self->sync_done(std::move(ps), std::move(r)); });
+    asio::post(self->rt_.executor(self->owner_), [self, ps = std::move(ps), r = std::move(r)]() mutable {
+      self->sync_done(std::move(ps), std::move(r));
+    });
   });
 }
 
@@ -281,8 +287,7 @@ result<log::retention_result> partition::apply_retention(offset low_water_mark) 
 }
 
 partition_stats partition::stats() const {
-  return partition_stats{log_->start_offset(), hwm(), log_->next_offset(), log_->size_bytes(),
-                         log_->segment_count()};
+  return partition_stats{log_->start_offset(), hwm(), log_->next_offset(), log_->size_bytes(), log_->segment_count()};
 }
 
 void partition::start_interval_sync() {
@@ -399,9 +404,7 @@ void partition::apply_pending_controls(offset durable, bool failed) {
   }
 }
 
-offset partition::applied_upto() const {
-  return pending_controls_.empty() ? hwm() : pending_controls_.front().base;
-}
+offset partition::applied_upto() const { return pending_controls_.empty() ? hwm() : pending_controls_.front().base; }
 
 result<void> partition::replay_controls(sub_slot& s, offset from) {
   std::vector<std::pair<offset, offset>> controls;
@@ -420,9 +423,11 @@ result<void> partition::replay_controls(sub_slot& s, offset from) {
     if (!h) return h.error();
     std::vector<subscription::control_op> ops;
     auto bytes = std::span<const std::byte>(buf).first(static_cast<size_t>(h->batch_length));
-    auto dec = subscription::decode_control_batch(bytes, [&](const subscription::control_op& op) { ops.push_back(op); });
-    if (!dec) return fail(dec.error().code, topic_ + "/" + std::to_string(id_.value) + " control batch at " +
-                                                std::to_string(base.value) + ": " + dec.error().message);
+    auto dec =
+        subscription::decode_control_batch(bytes, [&](const subscription::control_op& op) { ops.push_back(op); });
+    if (!dec)
+      return fail(dec.error().code, topic_ + "/" + std::to_string(id_.value) + " control batch at " +
+                                        std::to_string(base.value) + ": " + dec.error().message);
     s.d->apply_control(base.value, last.value, ops);
   }
   if (!controls.empty())
@@ -650,14 +655,14 @@ void partition::cancel(int64_t off, std::function<void(result<cancel_result>)> d
   asio::post(rt_.disk(), [self, index, pk, off, done = std::move(done)]() mutable {
     auto due = index->due_of(pk, off);
     auto was = index->cancelled(pk, off);
-    asio::post(self->rt_.executor(self->owner_), [self, off, due = std::move(due), was = std::move(was),
-                                                   done = std::move(done)]() mutable {
-      if (!due || !was) {
-        self->delays_->end_cancel(off);
-        return done(!due ? due.error() : was.error());
-      }
-      self->finish_cancel(off, *due, *was, std::move(done));
-    });
+    asio::post(self->rt_.executor(self->owner_),
+               [self, off, due = std::move(due), was = std::move(was), done = std::move(done)]() mutable {
+                 if (!due || !was) {
+                   self->delays_->end_cancel(off);
+                   return done(!due ? due.error() : was.error());
+                 }
+                 self->finish_cancel(off, *due, *was, std::move(done));
+               });
   });
 }
 
@@ -670,7 +675,8 @@ void partition::finish_cancel(int64_t off, std::optional<int64_t> due, bool canc
     // Not pending: was it a delayed message at all? The log says, if it still has it.
     std::vector<std::byte> buf;
     if (off < log_->start_offset().value || !log_->read(offset{off}, 1, hwm(), buf))
-      return done(cancel_result{cancel_outcome::too_late, id + " is no longer in the log (delivered and retained no more)"});
+      return done(
+          cancel_result{cancel_outcome::too_late, id + " is no longer in the log (delivered and retained no more)"});
     auto h = wire::parse_batch_header(buf);
     std::optional<cancel_result> res;
     if (h && subscription::is_control(*h)) {

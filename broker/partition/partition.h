@@ -12,17 +12,17 @@
 // Threading: a partition belongs to one shard (owner()); every member function must be called on
 // that shard's thread, except the const accessors marked "any thread". Cross-shard callers
 // co_spawn onto owner() and await (STYLE.md "Async model").
+#include <atomic>
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -66,13 +66,13 @@ struct partition_config {
   log::log_config log;
   fsync_policy fsync = fsync_policy::always;
   int64_t fsync_interval_ms = 1000;
-  uint64_t topic_id = 0;                        // names the checkpoints in the meta store
-  meta::meta_store* store = nullptr;            // checkpoints; must outlive the partition
-  dead_letter_sink* dead_letters = nullptr;     // must outlive the partition
-  int64_t checkpoint_interval_ms = 1000;        // how often dirty subscription state is saved
-  subscription::window_limits window;           // per subscription
-  delay::delay_index* delays = nullptr;         // delayed messages; must outlive the partition
-  delay_limits delay;                           // memory and release rate of delayed messages
+  uint64_t topic_id = 0;                     // names the checkpoints in the meta store
+  meta::meta_store* store = nullptr;         // checkpoints; must outlive the partition
+  dead_letter_sink* dead_letters = nullptr;  // must outlive the partition
+  int64_t checkpoint_interval_ms = 1000;     // how often dirty subscription state is saved
+  subscription::window_limits window;        // per subscription
+  delay::delay_index* delays = nullptr;      // delayed messages; must outlive the partition
+  delay_limits delay;                        // memory and release rate of delayed messages
 };
 
 // Whether a produced batch has deliver_at fields (the protocol layer knows from verify_batch).
@@ -133,8 +133,8 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   // the checkpoint (or after its start offset, without one) are applied again from the log; a
   // brand-new subscription has none.
   enum class subscription_origin { created, existing };
-  [[nodiscard]] result<void> add_subscription(const meta::subscription_record& rec, std::optional<std::string> checkpoint,
-                                              subscription_origin origin);
+  [[nodiscard]] result<void> add_subscription(const meta::subscription_record& rec,
+                                              std::optional<std::string> checkpoint, subscription_origin origin);
   void remove_subscription(uint64_t sub_id);
   subscription::dispatcher* find_subscription(uint64_t sub_id);
   size_t subscription_count() const { return subs_.size(); }
@@ -165,9 +165,9 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
 
   offset hwm() const { return offset{hwm_.load(std::memory_order_acquire)}; }  // any thread
   partition_stats stats() const;
-  shard_id owner() const { return owner_; }        // any thread
+  shard_id owner() const { return owner_; }                     // any thread
   const std::string& topic() const override { return topic_; }  // any thread
-  partition_id id() const { return id_; }          // any thread
+  partition_id id() const { return id_; }                       // any thread
 
  private:
   struct producer_batch {
@@ -262,7 +262,7 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   std::deque<asio::any_completion_handler<void()>> gate_;
   asio::awaitable<void> wait_gate();
   void open_gate();
-  std::deque<delay_event> delay_events_;  // appended, not yet durable, in offset order
+  std::deque<delay_event> delay_events_;                         // appended, not yet durable, in offset order
   std::unordered_map<int64_t, cancel_outcome> cancel_outcomes_;  // decided at apply, read by the caller
 };
 

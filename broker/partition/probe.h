@@ -7,14 +7,17 @@ namespace ferry::partition {
 struct probe {
   metrics::counter& appended_batches = metrics::get_counter("ferry_appended_batches_total", "Record batches appended");
   metrics::counter& appended_records = metrics::get_counter("ferry_appended_records_total", "Records appended");
-  metrics::counter& appended_bytes = metrics::get_counter("ferry_appended_bytes_total", "Bytes of record batches appended");
+  metrics::counter& appended_bytes =
+      metrics::get_counter("ferry_appended_bytes_total", "Bytes of record batches appended");
   metrics::counter& append_errors = metrics::get_counter("ferry_append_errors_total", "Failed appends");
-  metrics::counter& duplicates = metrics::get_counter("ferry_duplicate_batches_total", "Producer retries recognised as duplicates");
-  metrics::counter& out_of_order = metrics::get_counter("ferry_out_of_order_batches_total", "Batches refused for a sequence gap");
+  metrics::counter& duplicates =
+      metrics::get_counter("ferry_duplicate_batches_total", "Producer retries recognised as duplicates");
+  metrics::counter& out_of_order =
+      metrics::get_counter("ferry_out_of_order_batches_total", "Batches refused for a sequence gap");
   metrics::counter& fsyncs = metrics::get_counter("ferry_fsyncs_total", "Group-commit fdatasync calls");
   metrics::histogram& fsync_latency = metrics::get_histogram("ferry_fsync_seconds", "Group-commit fdatasync latency");
-  metrics::histogram& produce_latency =
-      metrics::get_histogram("ferry_partition_produce_seconds", "Append until durable, per batch, on the partition's shard");
+  metrics::histogram& produce_latency = metrics::get_histogram(
+      "ferry_partition_produce_seconds", "Append until durable, per batch, on the partition's shard");
   metrics::counter& control_batches =
       metrics::get_counter("ferry_control_batches_total", "Control batches (acks, dead-letter moves, seeks) appended");
   metrics::counter& checkpoints =
@@ -23,7 +26,8 @@ struct probe {
       metrics::get_counter("ferry_delayed_scheduled_total", "Delayed messages stored for later delivery");
   metrics::counter& delayed_released =
       metrics::get_counter("ferry_delayed_released_total", "Delayed messages released (fell due, re-appended)");
-  metrics::counter& delayed_cancelled = metrics::get_counter("ferry_delayed_cancelled_total", "Delayed messages cancelled");
+  metrics::counter& delayed_cancelled =
+      metrics::get_counter("ferry_delayed_cancelled_total", "Delayed messages cancelled");
   metrics::counter& delayed_loaded =
       metrics::get_counter("ferry_delayed_loaded_total", "Delayed messages loaded from the delay index into memory");
   metrics::counter& delayed_evicted =
@@ -32,7 +36,8 @@ struct probe {
       "ferry_delayed_release_lateness_seconds", "Release time minus due time of the first message of a release batch");
   metrics::counter& backpressure_waits = metrics::get_counter(
       "ferry_delay_backpressure_waits_total", "Produces held back because the delay index's writes were behind");
-  metrics::counter& fetched_bytes = metrics::get_counter("ferry_fetched_bytes_total", "Bytes of record batches returned by fetch");
+  metrics::counter& fetched_bytes =
+      metrics::get_counter("ferry_fetched_bytes_total", "Bytes of record batches returned by fetch");
 
   static probe& get() {
     static probe p;

@@ -62,7 +62,9 @@ asio::awaitable<result<std::shared_ptr<topic>>> topic_manager::open_topic(meta::
     shard_id owner = shard_for(rec.name, p);
     auto cfg = partition_cfg(rec, p);
     // Open on the owner shard: recovery reads the log there, and the partition lives there.
-    auto open_it = [this, name = rec.name, p, cfg, owner] { return partition::open(name, partition_id{p}, cfg, rt_, owner); };
+    auto open_it = [this, name = rec.name, p, cfg, owner] {
+      return partition::open(name, partition_id{p}, cfg, rt_, owner);
+    };
     auto opened = co_await runtime::run_on(rt_.executor(owner), std::move(open_it));
     if (!opened) {
       co_await close_topic(t);
@@ -159,7 +161,8 @@ asio::awaitable<result<void>> topic_manager::delete_topic(std::string name) {
   {
     std::unique_lock lk(mu_);
     auto it = topics_.find(name);
-    if (it == topics_.end() || pending_.contains(name)) co_return fail(errc::unknown_topic, "topic '" + name + "' does not exist");
+    if (it == topics_.end() || pending_.contains(name))
+      co_return fail(errc::unknown_topic, "topic '" + name + "' does not exist");
     t = it->second;
     topics_.erase(it);
     pending_.insert(name);
@@ -250,8 +253,8 @@ asio::awaitable<void> topic_manager::retention_loop() {
         if (!r)
           logger()->warn("retention on {}/{} failed: {}", t->name, p->id().value, r.error().to_string());
         else if (r->segments_deleted > 0)
-          logger()->info("retention on {}/{}: deleted {} segments ({} bytes), log starts at {}", t->name,
-                         p->id().value, r->segments_deleted, r->bytes_deleted, r->new_start.value);
+          logger()->info("retention on {}/{}: deleted {} segments ({} bytes), log starts at {}", t->name, p->id().value,
+                         r->segments_deleted, r->bytes_deleted, r->new_start.value);
       }
     }
   }
@@ -389,10 +392,11 @@ asio::awaitable<result<subscription_ptr>> topic_manager::create_subscription(std
     subs_pending_.erase({topic, name});
   }
   version_.fetch_add(1);
-  logger()->info("created subscription {} on {} (from {}, ordered {}, ack timeout {} ms, max deliveries {}, "
-                 "dead letters to {})",
-                 name, topic, cfg.start == meta::start_position::earliest ? "earliest" : "latest", cfg.ordered,
-                 cfg.ack_timeout_ms, cfg.max_deliveries, cfg.dead_letter_topic);
+  logger()->info(
+      "created subscription {} on {} (from {}, ordered {}, ack timeout {} ms, max deliveries {}, "
+      "dead letters to {})",
+      name, topic, cfg.start == meta::start_position::earliest ? "earliest" : "latest", cfg.ordered, cfg.ack_timeout_ms,
+      cfg.max_deliveries, cfg.dead_letter_topic);
   co_return sp;
 }
 

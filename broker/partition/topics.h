@@ -5,8 +5,8 @@
 // Threading: find()/list()/version() from any thread (a shared lock over a small map; the hot
 // path takes it once per request). create/delete/start/close are coroutines that may run on any
 // shard; they hop to the disk pool for the metadata store and to each partition's owner shard.
-#include <boost/asio/awaitable.hpp>
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -34,9 +34,9 @@ struct topic {
 };
 
 struct broker_defaults {
-  meta::topic_config topic;      // defaults for values a create request leaves unset
+  meta::topic_config topic;                // defaults for values a create request leaves unset
   meta::subscription_config subscription;  // defaults for a new subscription
-  int max_replication = 1;       // until replication lands
+  int max_replication = 1;                 // until replication lands
   bool preallocate = true;
   int64_t retention_check_ms = 30000;
   int64_t checkpoint_interval_ms = 1000;
@@ -84,7 +84,8 @@ class topic_manager final : public dead_letter_sink {
   asio::awaitable<void> close_topic(std::shared_ptr<topic> t);
   asio::awaitable<void> retention_loop();
   asio::awaitable<void> dead_letter_task(subscription::dead_letter_request r, std::function<void(result<void>)> done);
-  asio::awaitable<result<void>> attach_subscription(std::shared_ptr<const topic> t, subscription_ptr s, bool load_checkpoints);
+  asio::awaitable<result<void>> attach_subscription(std::shared_ptr<const topic> t, subscription_ptr s,
+                                                    bool load_checkpoints);
   asio::awaitable<void> detach_subscription(std::shared_ptr<const topic> t, subscription_ptr s);
   asio::awaitable<result<void>> load_subscriptions();
   std::filesystem::path topic_dir(const meta::topic_record& r) const;

@@ -1,10 +1,10 @@
 #include "broker/protocol/delayed.h"
 
+#include <algorithm>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <algorithm>
 
 #include "broker/runtime/runtime.h"
 
@@ -118,8 +118,9 @@ asio::awaitable<body_result> do_list_delayed(runtime::shard_set* rt, partition::
     for (auto& m : *got) all.push_back(item{p->id().value, std::move(m)});
   }
   std::sort(all.begin(), all.end(), [](const item& a, const item& b) {
-    return a.m.due != b.m.due ? a.m.due < b.m.due : a.partition != b.partition ? a.partition < b.partition
-                                                                               : a.m.offset < b.m.offset;
+    return a.m.due != b.m.due           ? a.m.due < b.m.due
+           : a.partition != b.partition ? a.partition < b.partition
+                                        : a.m.offset < b.m.offset;
   });
   if (all.size() > static_cast<size_t>(limit)) all.resize(static_cast<size_t>(limit));
   std::vector<fb_offset<w::DelayedMessage>> out;

@@ -2,13 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <algorithm>
 #include <chrono>
 
 #include "broker/partition/probe.h"
@@ -57,7 +57,6 @@ struct probe {
   }
 };
 
-
 fb_offset<w::TopicConfig> write_config(fbb_t& fbb, const meta::topic_config& c) {
   return w::CreateTopicConfig(fbb, c.partitions, c.replication, c.retention_ms, c.retention_bytes, c.segment_bytes,
                               c.segment_ms, c.max_batch_bytes,
@@ -84,7 +83,6 @@ meta::topic_config read_config(const w::TopicConfig* in, const meta::topic_confi
 
 std::string pname(const std::string& topic, int32_t p) { return topic + "/" + std::to_string(p); }
 
-
 // ---- produce ---------------------------------------------------------------------------------
 
 // Delivery delays must lie in [0, max_delay]: a relative delay as given, an absolute due time
@@ -92,19 +90,18 @@ std::string pname(const std::string& topic, int32_t p) { return topic + "/" + st
 result<void> check_delays(const w::batch_header& h, const w::batch_delays& d, int64_t max_delay_ms) {
   auto days = [](int64_t ms) { return std::to_string(ms / 86'400'000) + " days (" + std::to_string(ms) + " ms)"; };
   if (h.attributes & w::attr_delay_relative) {
-    if (d.min < 0)
-      return fail(errc::delay_out_of_range, "delivery delay " + std::to_string(d.min) + " ms is negative");
+    if (d.min < 0) return fail(errc::delay_out_of_range, "delivery delay " + std::to_string(d.min) + " ms is negative");
     if (d.max > max_delay_ms)
       return fail(errc::delay_out_of_range, "delivery delay of " + std::to_string(d.max) +
                                                 " ms is beyond the topic's maximum of " + days(max_delay_ms));
     return {};
   }
-  if (d.min < 0)
-    return fail(errc::delay_out_of_range, "deliver_at " + std::to_string(d.min) + " is before the epoch");
+  if (d.min < 0) return fail(errc::delay_out_of_range, "deliver_at " + std::to_string(d.min) + " is before the epoch");
   int64_t latest = broker_clock().now_ms() + max_delay_ms;
   if (d.max > latest)
-    return fail(errc::delay_out_of_range, "deliver_at " + std::to_string(d.max) + " is more than the topic's maximum of " +
-                                              days(max_delay_ms) + " from now");
+    return fail(errc::delay_out_of_range, "deliver_at " + std::to_string(d.max) +
+                                              " is more than the topic's maximum of " + days(max_delay_ms) +
+                                              " from now");
   return {};
 }
 
@@ -143,8 +140,9 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
     auto& slot = slots[i];
     slot.partition = pp->partition();
     if (pp->partition() < 0 || static_cast<size_t>(pp->partition()) >= t->partitions.size()) {
-      slot.res = fail(errc::unknown_partition, "topic '" + name + "' has no partition " + std::to_string(pp->partition()) +
-                                                   " (it has " + std::to_string(t->partitions.size()) + ")");
+      slot.res =
+          fail(errc::unknown_partition, "topic '" + name + "' has no partition " + std::to_string(pp->partition()) +
+                                            " (it has " + std::to_string(t->partitions.size()) + ")");
       continue;
     }
     if (pp->records() == nullptr || pp->records()->size() == 0) {
@@ -152,9 +150,10 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
       continue;
     }
     if (pp->records()->size() > static_cast<size_t>(t->config.max_batch_bytes)) {
-      slot.res = fail(errc::request_too_large, "batch of " + std::to_string(pp->records()->size()) + " bytes for " +
-                                                   pname(name, pp->partition()) + " is over the topic's max_batch_bytes " +
-                                                   std::to_string(t->config.max_batch_bytes));
+      slot.res =
+          fail(errc::request_too_large, "batch of " + std::to_string(pp->records()->size()) + " bytes for " +
+                                            pname(name, pp->partition()) + " is over the topic's max_batch_bytes " +
+                                            std::to_string(t->config.max_batch_bytes));
       continue;
     }
     // The frame buffer is ours (net::in_frame, kept alive by `f` until this request completes);
@@ -180,8 +179,8 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
     asio::co_spawn(rt->executor(p->owner()), p->produce(batch, *h, acks, has_delays),
                    [join, slots_ptr, i, ex](std::exception_ptr e, result<partition::produce_result> r) {
                      asio::post(ex, [join, slots_ptr, i, e, r = std::move(r)]() mutable {
-                       (*slots_ptr)[i].res = e ? result<partition::produce_result>(fail(errc::unknown, "append threw"))
-                                               : std::move(r);
+                       (*slots_ptr)[i].res =
+                           e ? result<partition::produce_result>(fail(errc::unknown, "append threw")) : std::move(r);
                        if (--join->remaining == 0) join->timer.cancel();
                      });
                    });
@@ -322,7 +321,8 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
     if (s.code != errc::ok) probe::get().error(s.code);
     partition::probe::get().fetched_bytes.inc(s.bytes.size());
     auto recs = fbb->CreateVector(reinterpret_cast<const uint8_t*>(s.bytes.data()), s.bytes.size());
-    results.push_back(w::CreateFetchPartitionResult(*fbb, s.partition, w::to_wire(s.code), msg, s.hwm, s.log_start, recs));
+    results.push_back(
+        w::CreateFetchPartitionResult(*fbb, s.partition, w::to_wire(s.code), msg, s.hwm, s.log_start, recs));
   }
   auto tn = fbb->CreateString(name);
   auto rv = fbb->CreateVector(results);
@@ -359,8 +359,9 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
   auto fbb = std::make_unique<fbb_t>(1024);
   body_result out;
   if (api == 0 || api > w::api_max || r->body() == nullptr) {
-    out = failed(errc::unsupported_api, "API id " + std::to_string(api) + " is not supported by this broker (known: 1.." +
-                                            std::to_string(w::api_max) + ")");
+    out =
+        failed(errc::unsupported_api, "API id " + std::to_string(api) + " is not supported by this broker (known: 1.." +
+                                          std::to_string(w::api_max) + ")");
   } else if (r->version() == 0 || r->version() > w::api_version_max) {
     out = failed(errc::unsupported_version, std::string("version ") + std::to_string(r->version()) + " of API " +
                                                 w::api_name(api) + " is not supported (this broker speaks 1.." +
@@ -436,10 +437,9 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
           auto stats_fn = [p] { return p->stats(); };
           auto st = co_await runtime::run_on(rt_.executor(p->owner()), std::move(stats_fn));
           auto dl = co_await delayed_summary_of(&rt_, p);
-          ps.push_back(w::CreatePartitionState(*fbb, p->id().value, cfg_.node_id, st.log_start.value,
-                                               st.high_watermark.value, st.log_end.value,
-                                               static_cast<int64_t>(st.size_bytes), static_cast<int32_t>(st.segments),
-                                               dl.pending, dl.next_due));
+          ps.push_back(w::CreatePartitionState(
+              *fbb, p->id().value, cfg_.node_id, st.log_start.value, st.high_watermark.value, st.log_end.value,
+              static_cast<int64_t>(st.size_bytes), static_cast<int32_t>(st.segments), dl.pending, dl.next_due));
         }
         auto n = fbb->CreateString(name);
         auto cfgo = write_config(*fbb, t->config);
@@ -514,8 +514,8 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
   }
   if (out.code != errc::ok) pr.error(out.code);
   auto msg = out.message.empty() ? fb_offset<flatbuffers::String>{} : fbb->CreateString(out.message);
-  auto resp = w::CreateResponse(*fbb, r->correlation_id(), w::to_wire(out.code), msg, topics_.version(), out.type,
-                                out.body);
+  auto resp =
+      w::CreateResponse(*fbb, r->correlation_id(), w::to_wire(out.code), msg, topics_.version(), out.type, out.body);
   w::finish_response(*fbb, resp);
   co_return std::make_unique<builder_frame>(std::move(fbb));
 }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
@@ -10,7 +11,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <algorithm>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -48,8 +48,10 @@ meta::subscription_config read_sub_config(const w::SubscriptionConfig* in, const
   c.ordered = in->ordered();
   c.backoff = in->backoff() == w::BackoffKind::Fixed ? meta::backoff_kind::fixed : meta::backoff_kind::exponential;
   if (in->backoff_initial_ms() != -1) c.backoff_initial_ms = in->backoff_initial_ms();
-  if (in->backoff_max_ms() != -1) c.backoff_max_ms = in->backoff_max_ms();
-  else if (c.backoff_max_ms < c.backoff_initial_ms) c.backoff_max_ms = c.backoff_initial_ms;
+  if (in->backoff_max_ms() != -1)
+    c.backoff_max_ms = in->backoff_max_ms();
+  else if (c.backoff_max_ms < c.backoff_initial_ms)
+    c.backoff_max_ms = c.backoff_initial_ms;
   if (in->dead_letter_topic()) c.dead_letter_topic = in->dead_letter_topic()->str();
   return c;
 }
@@ -107,8 +109,8 @@ class consumer_member final : public sub::member_link {
     auto sn = fbb->CreateString(sub_->name);
     auto mv = fbb->CreateVector(msgs);
     auto body = w::CreateDelivery(*fbb, id(), tn, sn, mv);
-    auto resp = w::CreateResponse(*fbb, 0, w::ErrorCode::Ok, 0, topics_->version(), w::ResponseBody::Delivery,
-                                  body.Union());
+    auto resp =
+        w::CreateResponse(*fbb, 0, w::ErrorCode::Ok, 0, topics_->version(), w::ResponseBody::Delivery, body.Union());
     w::finish_response(*fbb, resp);
     ch->push(std::make_unique<builder_frame>(std::move(fbb)));
   }
@@ -281,7 +283,8 @@ asio::awaitable<body_result> subscriptions::list(fbb_t* fbb, const w::ListSubscr
       in_flight += v.stats.in_flight;
       members = std::max(members, static_cast<int32_t>(v.members.size()));
     }
-    out.push_back(w::CreateSubscriptionSummaryDirect(*fbb, sp->topic.c_str(), sp->name.c_str(), members, backlog, in_flight));
+    out.push_back(
+        w::CreateSubscriptionSummaryDirect(*fbb, sp->topic.c_str(), sp->name.c_str(), members, backlog, in_flight));
   }
   auto v = fbb->CreateVector(out);
   co_return ok_body(w::ResponseBody::ListSubscriptionsResponse, w::CreateListSubscriptionsResponse(*fbb, v));
@@ -300,10 +303,9 @@ asio::awaitable<body_result> subscriptions::describe(fbb_t* fbb, const w::Descri
   for (auto& v : views) {
     auto& s = v.stats;
     auto dl = co_await delayed_summary_of(&impl_->rt, t->partitions[static_cast<size_t>(v.partition)]);
-    parts.push_back(w::CreateSubscriptionPartitionState(*fbb, v.partition, s.cursor, s.log_start, s.high_watermark,
-                                                        s.backlog, s.in_flight, s.acked_above_cursor, s.redeliveries,
-                                                        s.dead_lettered, s.expired, s.oldest_unacked_time, dl.pending,
-                                                        dl.next_due));
+    parts.push_back(w::CreateSubscriptionPartitionState(
+        *fbb, v.partition, s.cursor, s.log_start, s.high_watermark, s.backlog, s.in_flight, s.acked_above_cursor,
+        s.redeliveries, s.dead_lettered, s.expired, s.oldest_unacked_time, dl.pending, dl.next_due));
     for (auto& [id, n] : v.members) in_flight_of[id] += n;
   }
   std::vector<std::shared_ptr<consumer_member>> ms;
@@ -365,8 +367,12 @@ asio::awaitable<body_result> subscriptions::seek(fbb_t* fbb, const w::SeekSubscr
       auto st = p->stats();
       int64_t to = 0;
       switch (target) {
-        case w::SeekTarget::Earliest: to = st.log_start.value; break;
-        case w::SeekTarget::Latest: to = st.high_watermark.value; break;
+        case w::SeekTarget::Earliest:
+          to = st.log_start.value;
+          break;
+        case w::SeekTarget::Latest:
+          to = st.high_watermark.value;
+          break;
         case w::SeekTarget::Time: {
           auto o = p->offset_for_timestamp(value);
           if (!o) {
@@ -377,7 +383,9 @@ asio::awaitable<body_result> subscriptions::seek(fbb_t* fbb, const w::SeekSubscr
           to = o->value;
           break;
         }
-        case w::SeekTarget::Offset: to = value; break;
+        case w::SeekTarget::Offset:
+          to = value;
+          break;
       }
       to = std::clamp(to, st.log_start.value, st.high_watermark.value);
       pl.preview = d->preview_seek(to);
@@ -403,7 +411,8 @@ asio::awaitable<body_result> subscriptions::seek(fbb_t* fbb, const w::SeekSubscr
   auto tn = fbb->CreateString(topic);
   auto nn = fbb->CreateString(name);
   auto ov = fbb->CreateVector(out);
-  co_return ok_body(w::ResponseBody::SeekSubscriptionResponse, w::CreateSeekSubscriptionResponse(*fbb, tn, nn, dry, ov));
+  co_return ok_body(w::ResponseBody::SeekSubscriptionResponse,
+                    w::CreateSeekSubscriptionResponse(*fbb, tn, nn, dry, ov));
 }
 
 // ---- consumers -----------------------------------------------------------------------------------
@@ -445,7 +454,9 @@ asio::awaitable<body_result> subscriptions::join(fbb_t* fbb, const w::JoinReques
 
 asio::awaitable<body_result> subscriptions::leave(fbb_t* fbb, const w::LeaveRequest* req, net::session_info s) {
   auto m = impl_->member_of(req->member_id(), s);
-  if (!m) co_return failed(errc::unknown_member, "member " + std::to_string(req->member_id()) + " is not joined on this connection");
+  if (!m)
+    co_return failed(errc::unknown_member,
+                     "member " + std::to_string(req->member_id()) + " is not joined on this connection");
   {
     std::lock_guard lk(impl_->mu);
     impl_->members.erase(m->id());
@@ -456,7 +467,9 @@ asio::awaitable<body_result> subscriptions::leave(fbb_t* fbb, const w::LeaveRequ
 
 asio::awaitable<body_result> subscriptions::ack(fbb_t* fbb, const w::AckRequest* req, net::session_info s) {
   auto m = impl_->member_of(req->member_id(), s);
-  if (!m) co_return failed(errc::unknown_member, "member " + std::to_string(req->member_id()) + " is not joined on this connection");
+  if (!m)
+    co_return failed(errc::unknown_member,
+                     "member " + std::to_string(req->member_id()) + " is not joined on this connection");
   if (req->credit_messages() < 0 || req->credit_bytes() < 0)
     co_return failed(errc::invalid_argument, "credit must be >= 0, got " + std::to_string(req->credit_messages()) +
                                                  " messages and " + std::to_string(req->credit_bytes()) + " bytes");
@@ -534,9 +547,9 @@ asio::awaitable<body_result> subscriptions::ack(fbb_t* fbb, const w::AckRequest*
         *slot = std::move(o);
         if (--remaining == 0) all_done.cancel();
       };
-      asio::co_spawn(ex, settle_on(&impl_->rt, p, sub_id, m->id(), std::move(wk.acks), std::move(wk.nacks),
-                                   std::move(wk.extends)),
-                     std::move(completion));
+      asio::co_spawn(
+          ex, settle_on(&impl_->rt, p, sub_id, m->id(), std::move(wk.acks), std::move(wk.nacks), std::move(wk.extends)),
+          std::move(completion));
     }
     if (remaining > 0) co_await all_done.async_wait(as_tuple(use_awaitable));
     for (auto& o : outs) merge(o);

@@ -7,8 +7,8 @@
 // leaves at once, its leases released for redelivery. Members live in a registry (any shard,
 // under a mutex); every partition's dispatcher of the subscription holds the member's link and
 // delivers to it from the partition's shard, building the push frame there.
-#include <boost/asio/awaitable.hpp>
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
 #include <memory>
 
 #include "broker/net/server.h"

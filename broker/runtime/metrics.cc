@@ -20,7 +20,8 @@ namespace {
 struct entry {
   std::string help;
   std::string type;
-  std::map<std::string, std::variant<std::unique_ptr<counter>, std::unique_ptr<gauge>, std::unique_ptr<histogram>>> series;
+  std::map<std::string, std::variant<std::unique_ptr<counter>, std::unique_ptr<gauge>, std::unique_ptr<histogram>>>
+      series;
 };
 std::mutex mu;
 std::map<std::string, entry>& registry() {
@@ -48,8 +49,12 @@ std::string braces(const std::string& labels, const std::string& extra = "") {
 }
 }  // namespace
 
-counter& get_counter(const std::string& n, const std::string& h, const std::string& l) { return get<counter>(n, h, l, "counter"); }
-gauge& get_gauge(const std::string& n, const std::string& h, const std::string& l) { return get<gauge>(n, h, l, "gauge"); }
+counter& get_counter(const std::string& n, const std::string& h, const std::string& l) {
+  return get<counter>(n, h, l, "counter");
+}
+gauge& get_gauge(const std::string& n, const std::string& h, const std::string& l) {
+  return get<gauge>(n, h, l, "gauge");
+}
 histogram& get_histogram(const std::string& n, const std::string& h, const std::string& l) {
   return get<histogram>(n, h, l, "histogram");
 }

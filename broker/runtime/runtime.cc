@@ -13,8 +13,8 @@ shard_set::shard_set(size_t shards, size_t disk_threads) : disk_(disk_threads) {
   for (size_t i = 0; i < shards; ++i) {
     // concurrency hint 1: each io_context is run by exactly one thread, so Asio can skip locking.
     ctx_.push_back(std::make_unique<asio::io_context>(1));
-    guards_.push_back(std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(
-        ctx_.back()->get_executor()));
+    guards_.push_back(
+        std::make_unique<asio::executor_work_guard<asio::io_context::executor_type>>(ctx_.back()->get_executor()));
   }
 }
 
@@ -44,8 +44,8 @@ size_t shard_set::current_index() { return this_shard == SIZE_MAX ? SIZE_MAX : t
 void spawn_logged(asio::any_io_executor ex, asio::awaitable<void> a, std::string what) {
   asio::co_spawn(ex, std::move(a), [what = std::move(what)](std::exception_ptr e) {
     if (!e) return;
-    static auto& escaped = metrics::get_counter("ferry_escaped_exceptions_total",
-                                                "Exceptions that escaped a broker coroutine (bugs)");
+    static auto& escaped =
+        metrics::get_counter("ferry_escaped_exceptions_total", "Exceptions that escaped a broker coroutine (bugs)");
     escaped.inc();
     try {
       std::rethrow_exception(e);

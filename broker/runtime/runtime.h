@@ -14,12 +14,12 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
 #include <type_traits>
-#include <exception>
 #include <vector>
 
 #include "broker/base/types.h"
@@ -123,14 +123,14 @@ auto start_on(asio::any_io_executor target, Start start) {
     auto h = std::make_shared<decltype(handler)>(std::move(handler));
     std::function<void(R)> done = [h](R r) {
       auto home = asio::get_associated_executor(*h);
-      auto resume = [h, r = std::move(r)]() mutable { std::move(*h)(std::move(r)); };
+      auto resume = [h, r = std::move(r)]() mutable { std::move (*h)(std::move(r)); };
       asio::post(home, std::move(resume));
     };
     auto work = [st = std::move(st), done = std::move(done)]() mutable { st(std::move(done)); };
     asio::post(target, std::move(work));
   };
   return asio::async_initiate<const asio::use_awaitable_t<>&, void(R)>(std::move(init), asio::use_awaitable,
-                                                                      std::move(start));
+                                                                       std::move(start));
 }
 
 // run_on() for the disk pool (fsync, RocksDB): never block a shard on them.

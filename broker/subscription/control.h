@@ -24,12 +24,12 @@ enum class control_type : uint8_t {
 
 struct control_op {
   control_type type = control_type::ack;
-  uint64_t sub_id = 0;                                // the subscription's numeric id
-  std::vector<std::pair<int64_t, int64_t>> ranges;    // ack: sorted, disjoint [from, to)
-  int64_t offset = 0;                                 // dead_letter, cancel: the message; seek: new cursor
-  int64_t due = 0;                                    // cancel: the message's due time
-  int32_t delivery_count = 0;                         // dead_letter
-  std::string reason;                                 // dead_letter
+  uint64_t sub_id = 0;                              // the subscription's numeric id
+  std::vector<std::pair<int64_t, int64_t>> ranges;  // ack: sorted, disjoint [from, to)
+  int64_t offset = 0;                               // dead_letter, cancel: the message; seek: new cursor
+  int64_t due = 0;                                  // cancel: the message's due time
+  int32_t delivery_count = 0;                       // dead_letter
+  std::string reason;                               // dead_letter
 };
 
 // One control batch holding `ops` (non-empty), with `timestamp` (broker clock, ms) on every record.

@@ -6,10 +6,10 @@
 #include <functional>
 
 #include "broker/base/assert.h"
+#include "broker/base/varint.h"
 #include "broker/runtime/logger.h"
 #include "broker/scheduler/wheel_driver.h"
 #include "broker/subscription/probe.h"
-#include "broker/base/varint.h"
 
 namespace ferry::subscription {
 
@@ -66,17 +66,17 @@ struct dispatcher::entry final : timed_entry {
   uint64_t key_hash = 0;
   bool keyed = false;
   state st = state::free;
-  uint32_t gen = 0;          // bumped on every state change: queue slots of an older one are stale
+  uint32_t gen = 0;  // bumped on every state change: queue slots of an older one are stale
   int32_t deliveries = 0;
-  uint64_t member = 0;       // lease holder while in flight
+  uint64_t member = 0;  // lease holder while in flight
   int64_t first_timestamp = 0;
   int64_t append_time = 0;
-  int64_t due = INT64_MIN;   // deliver_at, if the record has one
+  int64_t due = INT64_MIN;  // deliver_at, if the record has one
   uint16_t attrs = 0;
   std::shared_ptr<const chunk> data;
   uint32_t pos = 0;
   uint32_t len = 0;
-  std::string reason;        // why it is being dead-lettered
+  std::string reason;  // why it is being dead-lettered
 
   void on_fire() override { owner->on_timer(*this); }
 };
@@ -107,7 +107,11 @@ void dispatcher::free_entry(entry* e) {
 // ---- construction --------------------------------------------------------------------------------
 
 dispatcher::dispatcher(partition_port& port, meta::subscription_record rec, int64_t start, window_limits limits)
-    : port_(port), rec_(std::move(rec)), limits_(limits), acks_(start), read_pos_(start),
+    : port_(port),
+      rec_(std::move(rec)),
+      limits_(limits),
+      acks_(start),
+      read_pos_(start),
       alive_(std::make_shared<bool>(true)) {}
 
 dispatcher::~dispatcher() { shutdown(); }
@@ -170,8 +174,8 @@ void dispatcher::expire_below(int64_t log_start) {
   if (lost > 0) {
     expired_ += lost;
     probe::get().expired.inc(static_cast<uint64_t>(lost));
-    logger()->warn("{}/{} subscription {}: retention deleted {} unacknowledged messages below offset {}",
-                   port_.topic(), port_.partition_number(), rec_.name, lost, log_start);
+    logger()->warn("{}/{} subscription {}: retention deleted {} unacknowledged messages below offset {}", port_.topic(),
+                   port_.partition_number(), rec_.name, lost, log_start);
   }
   std::vector<entry*> gone;
   for (auto& [o, e] : entries_)
@@ -263,8 +267,8 @@ void dispatcher::add_member(std::shared_ptr<member_link> m) {
 }
 
 void dispatcher::remove_member(uint64_t member_id) {
-  auto it = std::find_if(members_.begin(), members_.end(),
-                         [&](const member_slot& s) { return s.link->id() == member_id; });
+  auto it =
+      std::find_if(members_.begin(), members_.end(), [&](const member_slot& s) { return s.link->id() == member_id; });
   if (it == members_.end()) return;
   members_.erase(it);
   if (rr_ >= members_.size()) rr_ = 0;
@@ -683,8 +687,8 @@ void dispatcher::settle(uint64_t member_id, std::span<const int64_t> acks, std::
   };
   member_slot* m = find_member(member_id);
   if (m == nullptr) {
-    std::string why = "member " + std::to_string(member_id) + " is not a member of subscription " + rec_.name +
-                      " on this partition";
+    std::string why =
+        "member " + std::to_string(member_id) + " is not a member of subscription " + rec_.name + " on this partition";
     for (auto o : acks) failed(o, errc::unknown_member, why);
     for (auto& n : nacks) failed(n.offset, errc::unknown_member, why);
     for (auto& x : extends) failed(x.offset, errc::unknown_member, why);
@@ -710,8 +714,8 @@ void dispatcher::settle(uint64_t member_id, std::span<const int64_t> acks, std::
   for (const auto& n : nacks) {
     entry* e = nullptr;
     if (n.delay_ms < -1) {
-      failed(n.offset, errc::invalid_argument, "nack delay must be >= 0 (or -1 for the backoff), got " +
-                                                   std::to_string(n.delay_ms));
+      failed(n.offset, errc::invalid_argument,
+             "nack delay must be >= 0 (or -1 for the backoff), got " + std::to_string(n.delay_ms));
       continue;
     }
     if (errc c = check_lease(member_id, n.offset, e, why); c != errc::ok) {
@@ -727,8 +731,8 @@ void dispatcher::settle(uint64_t member_id, std::span<const int64_t> acks, std::
   for (const auto& x : extends) {
     entry* e = nullptr;
     if (x.extend_ms < -1 || x.extend_ms == 0) {
-      failed(x.offset, errc::invalid_argument, "lease extension must be > 0 ms (or -1 for the ack timeout), got " +
-                                                   std::to_string(x.extend_ms));
+      failed(x.offset, errc::invalid_argument,
+             "lease extension must be > 0 ms (or -1 for the ack timeout), got " + std::to_string(x.extend_ms));
       continue;
     }
     if (errc c = check_lease(member_id, x.offset, e, why); c != errc::ok) {
@@ -766,7 +770,8 @@ void dispatcher::settle(uint64_t member_id, std::span<const int64_t> acks, std::
       if (*alive) {
         // Not durable: the messages go out again.
         for (int64_t o : to_ack)
-          if (auto it = entries_.find(o); it != entries_.end() && it->second->st == state::acking) make_ready(*it->second);
+          if (auto it = entries_.find(o); it != entries_.end() && it->second->st == state::acking)
+            make_ready(*it->second);
         schedule_pass();
       }
     }

@@ -132,14 +132,14 @@ class member_link {
 
 // What a message moved to the dead-letter topic carries (the partition layer writes it).
 struct dead_letter_request {
-  std::string topic;          // the original topic
+  std::string topic;  // the original topic
   int32_t partition = 0;
   int64_t offset = 0;
   std::string subscription;
   std::string dead_letter_topic;
   int32_t delivery_count = 0;
   std::string reason;
-  int64_t timestamp = 0;      // the message's own (producer) timestamp
+  int64_t timestamp = 0;  // the message's own (producer) timestamp
   std::optional<std::string> key;
   std::optional<std::string> value;
   std::vector<std::pair<std::string, std::optional<std::string>>> headers;
@@ -169,9 +169,9 @@ class partition_port {
 
 // Limits of the in-memory window of one dispatcher.
 struct window_limits {
-  size_t max_messages = 20'000;   // unacknowledged messages held in memory
-  size_t max_bytes = 32u << 20;   // record bytes held
-  size_t read_bytes = 256u << 10; // log bytes read per refill
+  size_t max_messages = 20'000;    // unacknowledged messages held in memory
+  size_t max_bytes = 32u << 20;    // record bytes held
+  size_t read_bytes = 256u << 10;  // log bytes read per refill
 };
 
 struct dispatcher_stats {
@@ -269,8 +269,8 @@ class dispatcher {
   enum class state : uint8_t { free, ready, in_flight, backoff, blocked, acking, dead_lettering, not_due };
   struct entry;
   struct key_state {
-    entry* active = nullptr;          // the message of this key that is out (any state but blocked)
-    std::deque<entry*> waiting;       // blocked behind it, in offset order
+    entry* active = nullptr;     // the message of this key that is out (any state but blocked)
+    std::deque<entry*> waiting;  // blocked behind it, in offset order
   };
   struct member_slot {
     std::shared_ptr<member_link> link;

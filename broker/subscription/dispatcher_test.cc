@@ -42,7 +42,8 @@ class recording_member final : public member_link {
 class fake_port final : public partition_port {
  public:
   fake_port()
-      : driver_(io_.get_executor(), clock_, [](scheduler::timer_entry& e) { static_cast<timed_entry&>(e).on_fire(); }) {}
+      : driver_(io_.get_executor(), clock_, [](scheduler::timer_entry& e) { static_cast<timed_entry&>(e).on_fire(); }) {
+  }
 
   // ---- partition_port ----
   const std::string& topic() const override { return topic_; }
@@ -311,7 +312,10 @@ TEST_F(dispatcher_test, max_deliveries_moves_the_message_to_the_dead_letter_topi
 
 TEST_F(dispatcher_test, ordered_keys_hold_the_next_message_of_a_key_until_the_previous_is_acked) {
   make(sub_record(true, 0));
-  port_.produce({{std::string("k1"), "a"}, {std::string("k1"), "b"}, {std::string("k2"), "c"}, {std::nullopt, "d"},
+  port_.produce({{std::string("k1"), "a"},
+                 {std::string("k1"), "b"},
+                 {std::string("k2"), "c"},
+                 {std::nullopt, "d"},
                  {std::nullopt, "e"}});
   auto m1 = join(1, 10);
   auto m2 = join(2, 10);

@@ -157,7 +157,8 @@ int topic_create(const globals& g, const topic_create_args& a) {
   cfg.segment_bytes = a.segment_bytes;
   if (!a.retention.empty()) {
     auto ms = ferry::ctl::parse_duration_ms(a.retention);
-    if (!ms) return usage_error("--retention: invalid duration '" + a.retention + "' (examples: 500ms, 30s, 15m, 2h, 7d)");
+    if (!ms)
+      return usage_error("--retention: invalid duration '" + a.retention + "' (examples: 500ms, 30s, 15m, 2h, 7d)");
     cfg.retention_ms = *ms;
   }
   if (!a.max_delay.empty()) {
@@ -379,8 +380,8 @@ void print_message(const globals& g, const fc::received_message& m) {
   if (m.deliver_at_ms) extra += "  deliver_at=" + ferry::ctl::format_rfc3339_ms(*m.deliver_at_ms);
   if (!headers.empty()) extra += "  headers=" + headers;
   std::printf("%-22s  %-24s  %-12s  %s%s\n", m.id().c_str(), ferry::ctl::format_rfc3339_ms(m.timestamp_ms).c_str(),
-              m.key ? ferry::ctl::printable(*m.key).c_str() : "-", m.value ? ferry::ctl::printable(*m.value).c_str() : "-",
-              extra.c_str());
+              m.key ? ferry::ctl::printable(*m.key).c_str() : "-",
+              m.value ? ferry::ctl::printable(*m.value).c_str() : "-", extra.c_str());
 }
 
 int read_topic(const globals& g, const read_args& a) {
@@ -401,10 +402,9 @@ int read_topic(const globals& g, const read_args& a) {
     sources.push_back(source{std::move(*r), p.high_watermark});
   }
   if (sources.empty())
-    return broker_error(ferry::fail(ferry::errc::unknown_partition,
-                                    "topic '" + a.topic + "' has no partition " + std::to_string(a.partition.value_or(0))));
-  if (!g.json())
-    std::printf("%-22s  %-24s  %-12s  %s\n", "ID", "TIMESTAMP", "KEY", "VALUE");
+    return broker_error(ferry::fail(ferry::errc::unknown_partition, "topic '" + a.topic + "' has no partition " +
+                                                                        std::to_string(a.partition.value_or(0))));
+  if (!g.json()) std::printf("%-22s  %-24s  %-12s  %s\n", "ID", "TIMESTAMP", "KEY", "VALUE");
   int64_t printed = 0;
   auto want_more = [&] { return !a.count || printed < *a.count; };
   auto print_all = [&](const std::vector<fc::received_message>& msgs) {
@@ -1191,10 +1191,16 @@ int main(int argc, char** argv) {
   topic_create_args tc;
   auto* tcreate = topic->add_subcommand("create", "create a topic");
   tcreate->add_option("TOPIC", tc.topic, "topic name")->required();
-  tcreate->add_option("--partitions", tc.partitions, "number of partitions")->capture_default_str()->check(CLI::PositiveNumber);
-  tcreate->add_option("--replication", tc.replication, "replication factor")->capture_default_str()->check(CLI::PositiveNumber);
-  tcreate->add_option("--retention", tc.retention, "keep messages this long (500ms, 30s, 15m, 2h, 7d; default: broker's)");
-  tcreate->add_option("--retention-bytes", tc.retention_bytes, "keep at most this many bytes per partition (-1: no limit)");
+  tcreate->add_option("--partitions", tc.partitions, "number of partitions")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  tcreate->add_option("--replication", tc.replication, "replication factor")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  tcreate->add_option("--retention", tc.retention,
+                      "keep messages this long (500ms, 30s, 15m, 2h, 7d; default: broker's)");
+  tcreate->add_option("--retention-bytes", tc.retention_bytes,
+                      "keep at most this many bytes per partition (-1: no limit)");
   tcreate->add_option("--segment-bytes", tc.segment_bytes, "roll segments at this size (0: broker default)");
   tcreate->add_option("--max-delay", tc.max_delay,
                       "longest delivery delay the topic accepts (15m, 2h, 30d; default: broker's, 365d)");
@@ -1222,7 +1228,8 @@ int main(int argc, char** argv) {
   read_args ra;
   auto* rd = app.add_subcommand("read", "read the raw log (no acknowledgements)");
   rd->add_option("TOPIC", ra.topic, "topic name")->required();
-  rd->add_option("--partition", ra.partition, "only this partition (default: every partition)")->check(CLI::NonNegativeNumber);
+  rd->add_option("--partition", ra.partition, "only this partition (default: every partition)")
+      ->check(CLI::NonNegativeNumber);
   auto* off = rd->add_option("--offset", ra.offset, "start at this offset")->check(CLI::NonNegativeNumber);
   auto* beg = rd->add_flag("--from-beginning", ra.from_beginning, "start at the earliest retained offset");
   off->excludes(beg);

@@ -33,9 +33,7 @@ TEST(partition_for_key, is_positive_murmur2_modulo_partitions) {
   }
 }
 
-TEST(partition_for_key, empty_key_is_stable) {
-  EXPECT_EQ(fc::partition_for_key("", 3), fc::partition_for_key("", 3));
-}
+TEST(partition_for_key, empty_key_is_stable) { EXPECT_EQ(fc::partition_for_key("", 3), fc::partition_for_key("", 3)); }
 
 TEST(message_id, prints_and_parses) {
   fc::message_id id{"orders", 3, 42};
@@ -88,7 +86,8 @@ TEST(duration, parses_every_unit) {
 }
 
 TEST(duration, rejects_malformed) {
-  for (const char* bad : {"", "15", "m", "-5s", "1.5h", "5 s", "5sec", "5S", "10w", "99999999999999999999d", "9223372036854775807d"})
+  for (const char* bad :
+       {"", "15", "m", "-5s", "1.5h", "5 s", "5sec", "5S", "10w", "99999999999999999999d", "9223372036854775807d"})
     EXPECT_FALSE(ctl::parse_duration_ms(bad)) << bad;
 }
 
@@ -102,8 +101,9 @@ TEST(rfc3339, parses_utc_offsets_and_fractions) {
 }
 
 TEST(rfc3339, rejects_malformed) {
-  for (const char* bad : {"", "2024-05-01", "2024-05-01T12:00:00", "2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z",
-                          "2024-05-01T24:00:00Z", "2024-05-01T12:00:00+0200", "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00Zx"})
+  for (const char* bad :
+       {"", "2024-05-01", "2024-05-01T12:00:00", "2024-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "2024-05-01T24:00:00Z",
+        "2024-05-01T12:00:00+0200", "2024-05-01T12:00:00.Z", "2024-05-01T12:00:00Zx"})
     EXPECT_FALSE(ctl::parse_rfc3339_ms(bad)) << bad;
 }
 
@@ -136,10 +136,11 @@ TEST(json_string, escapes_quotes_backslashes_and_controls) {
 }
 
 TEST(json_string, keeps_valid_utf8_and_escapes_invalid_bytes) {
-  EXPECT_EQ(ctl::json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  EXPECT_EQ(ctl::json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
+            "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
   EXPECT_EQ(ctl::json_string("\xff"), "\"\\u00ff\"");
-  EXPECT_EQ(ctl::json_string("\xc3"), "\"\\u00c3\"");              // truncated sequence
-  EXPECT_EQ(ctl::json_string("\xc0\xaf"), "\"\\u00c0\\u00af\"");   // overlong '/'
+  EXPECT_EQ(ctl::json_string("\xc3"), "\"\\u00c3\"");                        // truncated sequence
+  EXPECT_EQ(ctl::json_string("\xc0\xaf"), "\"\\u00c0\\u00af\"");             // overlong '/'
   EXPECT_EQ(ctl::json_string("\xed\xa0\x80"), "\"\\u00ed\\u00a0\\u0080\"");  // surrogate
 }
 

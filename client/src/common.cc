@@ -25,7 +25,9 @@ std::string delayed_message::id(const std::string& topic) const {
 }
 
 result<message_id> parse_message_id(std::string_view s) {
-  auto bad = [&](const char* why) { return fail(errc::invalid_argument, "message id '" + std::string(s) + "' " + why); };
+  auto bad = [&](const char* why) {
+    return fail(errc::invalid_argument, "message id '" + std::string(s) + "' " + why);
+  };
   auto last = s.rfind('/');
   if (last == std::string_view::npos) return bad("is not topic/partition/offset");
   auto mid = s.rfind('/', last == 0 ? 0 : last - 1);

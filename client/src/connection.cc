@@ -64,7 +64,9 @@ void connection::on_resolved(const boost::system::error_code& ec, tcp::resolver:
   auto self = shared_from_this();
   asio::async_connect(socket_, results, [self](const boost::system::error_code& ec, const tcp::endpoint&) {
     if (self->state_ != state::connecting) return;
-    if (ec) return self->close(fail(errc::connection_closed, "cannot connect to " + self->opts_.bootstrap + ": " + ec.message()));
+    if (ec)
+      return self->close(
+          fail(errc::connection_closed, "cannot connect to " + self->opts_.bootstrap + ": " + ec.message()));
     self->connect_timer_.cancel();
     self->state_ = state::connected;
     boost::system::error_code ignored;
@@ -105,7 +107,9 @@ void connection::start_write() {
   auto self = shared_from_this();
   asio::async_write(socket_, write_bufs_, [self](const boost::system::error_code& ec, size_t) {
     if (self->state_ != state::connected) return;
-    if (ec) return self->close(fail(errc::connection_closed, "write to " + self->opts_.bootstrap + " failed: " + ec.message()));
+    if (ec)
+      return self->close(
+          fail(errc::connection_closed, "write to " + self->opts_.bootstrap + " failed: " + ec.message()));
     for (auto& f : self->writing_) {
       if (self->builder_pool_.size() < builder_pool_max && f->GetSize() <= builder_keep_bytes) {
         f->Clear();
@@ -137,14 +141,15 @@ void connection::start_read() {
   }
   auto self = shared_from_this();
   auto* base = reinterpret_cast<std::byte*>(rbuf_.get());
-  socket_.async_read_some(asio::buffer(base + rend_, rcap_ - rend_), [self](const boost::system::error_code& ec, size_t n) {
-    if (self->state_ != state::connected) return;
-    if (ec) {
-      std::string why = ec == asio::error::eof ? "closed by the broker" : ec.message();
-      return self->close(fail(errc::connection_closed, "connection to " + self->opts_.bootstrap + " lost: " + why));
-    }
-    self->on_read(n);
-  });
+  socket_.async_read_some(
+      asio::buffer(base + rend_, rcap_ - rend_), [self](const boost::system::error_code& ec, size_t n) {
+        if (self->state_ != state::connected) return;
+        if (ec) {
+          std::string why = ec == asio::error::eof ? "closed by the broker" : ec.message();
+          return self->close(fail(errc::connection_closed, "connection to " + self->opts_.bootstrap + " lost: " + why));
+        }
+        self->on_read(n);
+      });
 }
 
 void connection::on_read(size_t n) {
@@ -155,7 +160,8 @@ void connection::on_read(size_t n) {
     uint32_t len = wire::get_le32(base + rbegin_);
     if (len > opts_.max_frame_bytes)
       return close(fail(errc::frame_too_large, "broker " + opts_.bootstrap + " sent a frame of " + std::to_string(len) +
-                                                   " bytes, above the limit of " + std::to_string(opts_.max_frame_bytes)));
+                                                   " bytes, above the limit of " +
+                                                   std::to_string(opts_.max_frame_bytes)));
     size_t total = wire::frame_prefix_bytes + len;
     if (rend_ - rbegin_ < total) {
       // Make room for the whole frame: move it to the start, grow if it cannot fit.
@@ -195,7 +201,8 @@ void connection::on_read(size_t n) {
 bool connection::dispatch_frame(const std::byte* frame, size_t size) {
   auto resp = wire::decode_response(std::span<const std::byte>(frame, size));
   if (!resp) {
-    close(fail(errc::malformed_frame, "broker " + opts_.bootstrap + " sent an unreadable response: " + resp.error().message));
+    close(fail(errc::malformed_frame,
+               "broker " + opts_.bootstrap + " sent an unreadable response: " + resp.error().message));
     return false;
   }
   if ((*resp)->body_type() == wire::ResponseBody::Delivery) {

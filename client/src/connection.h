@@ -126,17 +126,19 @@ class io_runner {
   connection& conn();
   // Sends one request and calls `h` with the response. I/O thread.
   // `build(fbb, correlation_id)` returns the Request root; the frame is finished here.
-  void request(const std::function<flatbuffers::Offset<wire::Request>(flatbuffers::FlatBufferBuilder&, uint64_t)>& build,
-               std::chrono::milliseconds extra, response_handler h);
+  void request(
+      const std::function<flatbuffers::Offset<wire::Request>(flatbuffers::FlatBufferBuilder&, uint64_t)>& build,
+      std::chrono::milliseconds extra, response_handler h);
 
   // Blocking helper for admin and reader (never call it on the I/O thread): sends the request,
   // checks the request-level error and the body type, and returns parse(response) computed on the
   // I/O thread. Always returns: the connection's connect and request timeouts bound the wait.
   template <class T>
-  result<T> call(wire::ResponseBody expected,
-                 const std::function<flatbuffers::Offset<wire::Request>(flatbuffers::FlatBufferBuilder&, uint64_t)>& build,
-                 const std::function<result<T>(const wire::Response&)>& parse,
-                 std::chrono::milliseconds extra = std::chrono::milliseconds(0)) {
+  result<T> call(
+      wire::ResponseBody expected,
+      const std::function<flatbuffers::Offset<wire::Request>(flatbuffers::FlatBufferBuilder&, uint64_t)>& build,
+      const std::function<result<T>(const wire::Response&)>& parse,
+      std::chrono::milliseconds extra = std::chrono::milliseconds(0)) {
     std::promise<result<T>> done;
     auto fut = done.get_future();
     post([&] {
@@ -144,7 +146,8 @@ class io_runner {
         if (!r) return done.set_value(r.error());
         const wire::Response& resp = **r;
         if (resp.error() != wire::ErrorCode::Ok)
-          return done.set_value(fail(wire::from_wire(resp.error()), resp.error_message() ? resp.error_message()->str() : ""));
+          return done.set_value(
+              fail(wire::from_wire(resp.error()), resp.error_message() ? resp.error_message()->str() : ""));
         if (resp.body_type() != expected)
           return done.set_value(fail(errc::malformed_frame, "response body does not match the request"));
         done.set_value(parse(resp));
@@ -164,7 +167,8 @@ class io_runner {
 
 // Builds the Request envelope around a body.
 template <class Body>
-flatbuffers::Offset<wire::Request> make_request(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, flatbuffers::Offset<Body> body) {
+flatbuffers::Offset<wire::Request> make_request(flatbuffers::FlatBufferBuilder& fbb, uint64_t id,
+                                                flatbuffers::Offset<Body> body) {
   return wire::CreateRequest(fbb, 1, id, wire::RequestBodyTraits<Body>::enum_value, body.Union());
 }
 

@@ -16,10 +16,10 @@
 // once. A topic's max_delay_ms (default 365 days) is checked on produce (the whole batch is refused
 // with DelayOutOfRange, nothing stored). Cancel and ListDelayed work on the pending set;
 // release_delayed() makes one fall due. Subscriptions do not hold delayed messages back.
+#include <sys/socket.h>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
-#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -53,7 +53,7 @@ class fake_broker {
     std::vector<stored> batches;
     int64_t next = 0;
     std::map<int64_t, std::pair<int32_t, int64_t>> last_seq;  // producer -> (next seq, last base offset)
-    std::map<std::pair<int64_t, int32_t>, int64_t> seen;        // (producer, base sequence) -> base offset
+    std::map<std::pair<int64_t, int32_t>, int64_t> seen;      // (producer, base sequence) -> base offset
   };
 
   using msg_key = std::pair<int32_t, int64_t>;  // (partition, offset)
@@ -99,8 +99,9 @@ class fake_broker {
   };
 
   // Fault injection (set before traffic, or under mu).
-  std::atomic<int> drop_before_answer_on_produce{-1};  // Nth produce request (1-based): store it, then drop the connection
-  std::atomic<int> not_leader_on_produce{-1};          // Nth produce request: answer not_leader without storing
+  std::atomic<int> drop_before_answer_on_produce{
+      -1};                                     // Nth produce request (1-based): store it, then drop the connection
+  std::atomic<int> not_leader_on_produce{-1};  // Nth produce request: answer not_leader without storing
   std::atomic<int> produce_requests{0};
   std::atomic<int> max_partitions_per_request{0};
   std::atomic<int> drop_on_ack_request{
@@ -127,8 +128,8 @@ class fake_broker {
   std::map<msg_key, size_t> record_bytes;  // size of each delivered record (its credit in bytes)
   std::vector<std::string> join_names;
   std::vector<int64_t> join_ack_timeouts;
-  std::vector<std::pair<int32_t, int32_t>> join_credits;  // (messages, bytes)
-  std::atomic<int> delayed_requests{0};                   // Cancel and ListDelayed requests
+  std::vector<std::pair<int32_t, int32_t>> join_credits;                 // (messages, bytes)
+  std::atomic<int> delayed_requests{0};                                  // Cancel and ListDelayed requests
   std::vector<std::tuple<int32_t, int64_t, int32_t>> list_delayed_seen;  // (partition, before_time, limit)
 
   fake_broker() : acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
@@ -395,8 +396,8 @@ class fake_broker {
                                              sub.backoff_initial_ms, sub.backoff_max_ms, sub.dead_letter_topic.c_str());
   }
 
-  void respond(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, w::ErrorCode err, const char* msg, w::ResponseBody type,
-               flatbuffers::Offset<void> body) {
+  void respond(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, w::ErrorCode err, const char* msg,
+               w::ResponseBody type, flatbuffers::Offset<void> body) {
     auto m = msg ? fbb.CreateString(msg) : 0;
     w::finish_response(fbb, w::CreateResponse(fbb, id, err, m, 1, type, body));
   }
@@ -410,7 +411,8 @@ class fake_broker {
         for (const auto* name : *r.body_as_MetadataRequest()->topics()) {
           auto it = topics.find(name->str());
           if (it == topics.end()) {
-            tms.push_back(w::CreateTopicMetadataDirect(fbb, name->c_str(), w::ErrorCode::UnknownTopic, "no such topic"));
+            tms.push_back(
+                w::CreateTopicMetadataDirect(fbb, name->c_str(), w::ErrorCode::UnknownTopic, "no such topic"));
             continue;
           }
           std::vector<flatbuffers::Offset<w::PartitionInfo>> ps;
@@ -472,19 +474,24 @@ class fake_broker {
         int n = ++produce_requests;
         auto* pr = r.body_as_ProduceRequest();
         auto it = topics.find(pr->topic()->str());
-        if (it == topics.end()) return respond(fbb, id, w::ErrorCode::UnknownTopic, "no such topic", w::ResponseBody::NONE, 0);
-        if (int(pr->partitions()->size()) > max_partitions_per_request) max_partitions_per_request = int(pr->partitions()->size());
+        if (it == topics.end())
+          return respond(fbb, id, w::ErrorCode::UnknownTopic, "no such topic", w::ResponseBody::NONE, 0);
+        if (int(pr->partitions()->size()) > max_partitions_per_request)
+          max_partitions_per_request = int(pr->partitions()->size());
         std::vector<flatbuffers::Offset<w::ProducePartitionResult>> res;
         for (const auto* pp : *pr->partitions()) {
           if (n == not_leader_on_produce) {
-            res.push_back(w::CreateProducePartitionResultDirect(fbb, pp->partition(), w::ErrorCode::NotLeader, "not leader"));
+            res.push_back(
+                w::CreateProducePartitionResultDirect(fbb, pp->partition(), w::ErrorCode::NotLeader, "not leader"));
             continue;
           }
           auto& part = it->second.at(pp->partition());
-          std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(pp->records()->data()), pp->records()->size());
+          std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(pp->records()->data()),
+                                           pp->records()->size());
           auto h = w::verify_batch(bytes);
           if (!h) {
-            res.push_back(w::CreateProducePartitionResultDirect(fbb, pp->partition(), w::ErrorCode::CorruptBatch, h.error().message.c_str()));
+            res.push_back(w::CreateProducePartitionResultDirect(fbb, pp->partition(), w::ErrorCode::CorruptBatch,
+                                                                h.error().message.c_str()));
             continue;
           }
           auto ls = part.last_seq.find(h->producer_id);
@@ -497,7 +504,8 @@ class fake_broker {
                                                                   seen->second, -1, true));
               continue;
             }
-            res.push_back(w::CreateProducePartitionResultDirect(fbb, pp->partition(), w::ErrorCode::OutOfOrderSequence, "gap"));
+            res.push_back(
+                w::CreateProducePartitionResultDirect(fbb, pp->partition(), w::ErrorCode::OutOfOrderSequence, "gap"));
             continue;
           }
           stored st{part.next, std::vector<std::byte>(bytes.begin(), bytes.end())};
@@ -548,12 +556,14 @@ class fake_broker {
       case w::RequestBody::FetchRequest: {
         auto* fr = r.body_as_FetchRequest();
         auto it = topics.find(fr->topic()->str());
-        if (it == topics.end()) return respond(fbb, id, w::ErrorCode::UnknownTopic, "no such topic", w::ResponseBody::NONE, 0);
+        if (it == topics.end())
+          return respond(fbb, id, w::ErrorCode::UnknownTopic, "no such topic", w::ResponseBody::NONE, 0);
         std::vector<flatbuffers::Offset<w::FetchPartitionResult>> res;
         for (const auto* fp : *fr->partitions()) {
           auto& part = it->second.at(fp->partition());
           if (fp->offset() > part.next) {
-            res.push_back(w::CreateFetchPartitionResultDirect(fbb, fp->partition(), w::ErrorCode::OffsetOutOfRange, "out of range"));
+            res.push_back(w::CreateFetchPartitionResultDirect(fbb, fp->partition(), w::ErrorCode::OffsetOutOfRange,
+                                                              "out of range"));
             continue;
           }
           std::vector<uint8_t> out;
@@ -564,7 +574,8 @@ class fake_broker {
             auto* p = reinterpret_cast<const uint8_t*>(b.bytes.data());
             out.insert(out.end(), p, p + b.bytes.size());
           }
-          res.push_back(w::CreateFetchPartitionResultDirect(fbb, fp->partition(), w::ErrorCode::Ok, nullptr, part.next, 0, &out));
+          res.push_back(
+              w::CreateFetchPartitionResultDirect(fbb, fp->partition(), w::ErrorCode::Ok, nullptr, part.next, 0, &out));
         }
         auto body = w::CreateFetchResponseDirect(fbb, fr->topic()->c_str(), &res);
         return respond(fbb, id, w::ErrorCode::Ok, nullptr, w::ResponseBody::FetchResponse, body.Union());

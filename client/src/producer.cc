@@ -32,9 +32,7 @@ using namespace detail;
 namespace w = ferry::wire;
 using ms = std::chrono::milliseconds;
 
-int64_t now_ms() {
-  return std::chrono::duration_cast<ms>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+int64_t now_ms() { return std::chrono::duration_cast<ms>(std::chrono::system_clock::now().time_since_epoch()).count(); }
 
 enum class delay_kind : uint8_t { none, relative, absolute };
 
@@ -45,7 +43,7 @@ struct sealed_batch {
   int32_t record_count = 0;
   std::vector<std::byte> bytes;
   std::vector<producer::callback> callbacks;
-  size_t accounted = 0;       // bytes counted in buffer_used_
+  size_t accounted = 0;        // bytes counted in buffer_used_
   steady::time_point created;  // the first message's send(); delivery_timeout runs from here
   st state = st::queued;
   uint32_t attempt = 0;
@@ -153,8 +151,8 @@ class producer_impl final : public producer {
   void on_produce(topic_state& t, const std::vector<produce_item>& items, result<const w::Response*> r);
   void handle_item_locked(topic_state& t, const produce_item& it, const w::ProducePartitionResult* pr,
                           const std::optional<error>& req_err, steady::time_point now, std::vector<completion>& done);
-  void finish_locked(topic_state& t, partition_state& ps, const batch_ptr& b, int64_t base_offset, std::optional<error> err,
-                     std::vector<completion>& done);
+  void finish_locked(topic_state& t, partition_state& ps, const batch_ptr& b, int64_t base_offset,
+                     std::optional<error> err, std::vector<completion>& done);
   void run_completions(std::vector<completion>& done);
   void seal_lingering_locked(topic_state& t, steady::time_point now, bool force, steady::time_point* next);
 
@@ -257,8 +255,9 @@ void producer_impl::append_locked(topic_state& t, message&& m, callback&& cb) {
   if (m.partition) {
     p = *m.partition;
     if (p < 0 || p >= t.partitions) {
-      fail_later(std::move(cb), fail(errc::unknown_partition, "topic '" + t.name + "' has no partition " + std::to_string(p) +
-                                                                  " (it has " + std::to_string(t.partitions) + ")"));
+      fail_later(std::move(cb),
+                 fail(errc::unknown_partition, "topic '" + t.name + "' has no partition " + std::to_string(p) +
+                                                   " (it has " + std::to_string(t.partitions) + ")"));
       return;
     }
   } else if (m.key) {
@@ -347,7 +346,8 @@ void producer_impl::arm_linger_locked(steady::time_point at) {
 result<void> producer_impl::flush(std::chrono::milliseconds timeout) {
   std::unique_lock lk(mu_);
   if (closed_) return {};
-  if (runner_->on_io_thread()) return fail(errc::invalid_argument, "flush() called from a producer callback would wait for itself");
+  if (runner_->on_io_thread())
+    return fail(errc::invalid_argument, "flush() called from a producer callback would wait for itself");
   ++flushing_;
   linger_armed_ = false;  // re-arm at once: flushing seals every open batch
   arm_linger_locked(steady::now());
@@ -393,7 +393,9 @@ void producer_impl::close() {
   }
   for (auto& [cb, name] : left) {
     try {
-      if (cb) cb(result<message_id>(fail(errc::shutting_down, "producer closed before '" + name + "' acknowledged the message")));
+      if (cb)
+        cb(result<message_id>(
+            fail(errc::shutting_down, "producer closed before '" + name + "' acknowledged the message")));
     } catch (...) {
     }
   }
@@ -401,7 +403,8 @@ void producer_impl::close() {
 
 // ---- I/O thread ----------------------------------------------------------------------------
 
-void producer_impl::seal_lingering_locked(topic_state& t, steady::time_point now, bool force, steady::time_point* next) {
+void producer_impl::seal_lingering_locked(topic_state& t, steady::time_point now, bool force,
+                                          steady::time_point* next) {
   for (int32_t p = 0; p < t.partitions; ++p) {
     partition_state& ps = *t.parts[p];
     if (ps.builder.record_count() == 0) continue;
@@ -434,7 +437,8 @@ void producer_impl::pump() {
   std::vector<request_plan> plans;
   auto now = steady::now();
   auto next_retry = steady::time_point::max();
-  const size_t frame_budget = opts_.max_frame_bytes > (64u << 10) ? opts_.max_frame_bytes - (32u << 10) : opts_.max_frame_bytes;
+  const size_t frame_budget =
+      opts_.max_frame_bytes > (64u << 10) ? opts_.max_frame_bytes - (32u << 10) : opts_.max_frame_bytes;
   {
     std::lock_guard lk(mu_);
     pump_posted_ = false;
@@ -488,7 +492,8 @@ void producer_impl::pump() {
           std::vector<flatbuffers::Offset<w::ProducePartition>> parts;
           parts.reserve(items->size());
           for (const auto& it : *items) {
-            auto recs = fbb.CreateVector(reinterpret_cast<const uint8_t*>(it.batch->bytes.data()), it.batch->bytes.size());
+            auto recs =
+                fbb.CreateVector(reinterpret_cast<const uint8_t*>(it.batch->bytes.data()), it.batch->bytes.size());
             parts.push_back(w::CreateProducePartition(fbb, it.partition, recs));
           }
           auto pv = fbb.CreateVector(parts);
@@ -506,7 +511,8 @@ void producer_impl::on_produce(topic_state& t, const std::vector<produce_item>& 
   if (!r) {
     req_err = r.error();
   } else if ((*r)->error() != w::ErrorCode::Ok) {
-    req_err = fail(w::from_wire((*r)->error()), (*r)->error_message() ? (*r)->error_message()->str() : "produce failed");
+    req_err =
+        fail(w::from_wire((*r)->error()), (*r)->error_message() ? (*r)->error_message()->str() : "produce failed");
   } else if ((body = (*r)->body_as_ProduceResponse()) == nullptr) {
     req_err = fail(errc::malformed_frame, "broker answered a produce request with another response type");
   }
@@ -539,14 +545,15 @@ void producer_impl::handle_item_locked(topic_state& t, const produce_item& it, c
   partition_state& ps = *t.parts[it.partition];
   std::optional<error> err = req_err;
   if (!err && pr == nullptr)
-    err = fail(errc::malformed_frame, "produce response has no result for " + t.name + "/" + std::to_string(it.partition));
+    err = fail(errc::malformed_frame,
+               "produce response has no result for " + t.name + "/" + std::to_string(it.partition));
   if (!err && pr->error() != w::ErrorCode::Ok && pr->error() != w::ErrorCode::DuplicateSequence)
-    err = fail(w::from_wire(pr->error()), pr->error_message() ? pr->error_message()->str()
-                                                              : std::string(errc_name(w::from_wire(pr->error()))));
+    err = fail(w::from_wire(pr->error()),
+               pr->error_message() ? pr->error_message()->str() : std::string(errc_name(w::from_wire(pr->error()))));
   if (!err && pr->error() == w::ErrorCode::DuplicateSequence)
     // Stored long ago, outside the broker's memory of recent batches: stored, but the offsets are lost.
-    err = fail(errc::duplicate_sequence, "batch was stored before but its offsets are no longer known (" + t.name + "/" +
-                                             std::to_string(it.partition) + ")");
+    err = fail(errc::duplicate_sequence, "batch was stored before but its offsets are no longer known (" + t.name +
+                                             "/" + std::to_string(it.partition) + ")");
   if (!err) {  // success, including duplicate=true: the broker has it
     finish_locked(t, ps, b, pr->base_offset(), std::nullopt, done);
     return;
@@ -661,7 +668,8 @@ void producer_impl::on_metadata(topic_state& t, result<const w::Response*> r) {
       if (tm->name() == nullptr || tm->name()->string_view() != t.name) continue;
       found = true;
       if (tm->error() != w::ErrorCode::Ok) {
-        err = fail(w::from_wire(tm->error()), tm->error_message() ? tm->error_message()->str() : "topic '" + t.name + "' failed");
+        err = fail(w::from_wire(tm->error()),
+                   tm->error_message() ? tm->error_message()->str() : "topic '" + t.name + "' failed");
       } else {
         count = tm->partitions() ? static_cast<int32_t>(tm->partitions()->size()) : 0;
         if (count == 0) err = fail(errc::unknown_topic, "topic '" + t.name + "' has no partitions");
@@ -691,7 +699,8 @@ void producer_impl::on_metadata(topic_state& t, result<const w::Response*> r) {
       // Retriable trouble (connection): try again after the backoff, until the oldest waiting
       // message runs out of delivery time. Anything else fails the waiting messages.
       auto now = steady::now();
-      bool retry = errc_retriable(err->code) && now + opts_.retry_backoff < t.waiting.front().since + opts_.delivery_timeout;
+      bool retry =
+          errc_retriable(err->code) && now + opts_.retry_backoff < t.waiting.front().since + opts_.delivery_timeout;
       if (retry) {
         t.metadata_in_flight = true;
         auto timer = std::make_shared<asio::steady_timer>(runner_->io(), opts_.retry_backoff);

@@ -21,7 +21,8 @@ struct fetched {
 
 // Decodes the whole batches in `records`, keeping records at or above `position` and skipping
 // control batches (their offsets are consumed, never returned).
-result<fetched> decode(std::span<const std::byte> records, const std::string& topic, int32_t partition, int64_t position) {
+result<fetched> decode(std::span<const std::byte> records, const std::string& topic, int32_t partition,
+                       int64_t position) {
   fetched out{{}, position, -1};
   size_t pos = 0;
   while (records.size() - pos >= w::batch_header_size) {
@@ -112,9 +113,10 @@ class reader_impl final : public reader {
             for (const auto* p : *f->partitions()) {
               if (p->partition() != partition_) continue;
               if (p->error() != w::ErrorCode::Ok)
-                return fail(w::from_wire(p->error()), p->error_message() ? p->error_message()->str()
-                                                                         : "fetch " + topic_ + "/" + std::to_string(partition_) +
-                                                                               " at offset " + std::to_string(position));
+                return fail(w::from_wire(p->error()), p->error_message()
+                                                          ? p->error_message()->str()
+                                                          : "fetch " + topic_ + "/" + std::to_string(partition_) +
+                                                                " at offset " + std::to_string(position));
               std::span<const std::byte> recs;
               if (p->records() != nullptr)
                 recs = std::span(reinterpret_cast<const std::byte*>(p->records()->data()), p->records()->size());
@@ -123,7 +125,8 @@ class reader_impl final : public reader {
               return out;
             }
           }
-          return fail(errc::malformed_frame, "fetch response has no result for " + topic_ + "/" + std::to_string(partition_));
+          return fail(errc::malformed_frame,
+                      "fetch response has no result for " + topic_ + "/" + std::to_string(partition_));
         },
         std::chrono::milliseconds(wait));
     if (!r) return r.error();
@@ -156,7 +159,8 @@ class reader_impl final : public reader {
 
 }  // namespace
 
-result<std::unique_ptr<reader>> reader::create(client_options opts, std::string topic, int32_t partition, int64_t offset) {
+result<std::unique_ptr<reader>> reader::create(client_options opts, std::string topic, int32_t partition,
+                                               int64_t offset) {
   if (auto hp = detail::split_host_port(opts.bootstrap); !hp) return hp.error();
   if (partition < 0) return fail(errc::invalid_argument, "partition " + std::to_string(partition) + " is negative");
   if (offset < earliest) return fail(errc::invalid_argument, "start offset " + std::to_string(offset) + " is invalid");

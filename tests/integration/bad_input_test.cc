@@ -311,8 +311,9 @@ TEST_F(bad_input, unknown_topic_gets_unknown_topic) {
 TEST_F(bad_input, invalid_topic_names_get_invalid_topic_name) {
   auto c = raw_client::connect(broker_.client_port());
   ASSERT_TRUE(c);
-  for (std::string name : {std::string(), std::string(201, 'a'), std::string("a/b"), std::string("spaces here"),
-                           std::string(".."), std::string("a\nb"), std::string("caf\xc3\xa9"), std::string("a\0b", 3)}) {
+  for (std::string name :
+       {std::string(), std::string(201, 'a'), std::string("a/b"), std::string("spaces here"), std::string(".."),
+        std::string("a\nb"), std::string("caf\xc3\xa9"), std::string("a\0b", 3)}) {
     SCOPED_TRACE("topic name '" + name + "' (" + std::to_string(name.size()) + " bytes)");
     auto [e, m] = c->create_topic(name, 1);
     if (name == "..") {
@@ -408,9 +409,9 @@ TEST_F(bad_input, corrupt_batches_get_corrupt_batch) {
     const char* name;
     bytes* b;
   };
-  for (auto [name, b] : {named{"flipped payload bit", &flipped}, named{"bad crc", &bad_crc},
-                         named{"bad batch_length", &bad_len}, named{"20-byte stub", &stub},
-                         named{"record_count mismatch", &bad_count}, named{"empty records", &empty}}) {
+  for (auto [name, b] :
+       {named{"flipped payload bit", &flipped}, named{"bad crc", &bad_crc}, named{"bad batch_length", &bad_len},
+        named{"20-byte stub", &stub}, named{"record_count mismatch", &bad_count}, named{"empty records", &empty}}) {
     SCOPED_TRACE(name);
     auto out = c->produce(seed_topic, 0, *b);
     // A batch problem is a per-partition error (request-level Ok), corrupt_batch; an empty
@@ -447,11 +448,11 @@ TEST_F(bad_input, pipelined_bad_and_good_requests_answer_in_order) {
   bytes all;
   auto append = [&](const bytes& f) { all.insert(all.end(), f.begin(), f.end()); };
   append(list_topics_frame(1));
-  append(prefix_only(0));                                        // malformed, cid 0
-  append(request_with_type(3, 42, 1));                           // unsupported_api
-  append(describe_topic_frame(4, "nope"));                       // unknown_topic
-  append(create_topic_frame(5, "bad name", 1));                  // invalid_topic_name
-  append(fetch_frame(6, seed_topic, 1, 0));                      // ok
+  append(prefix_only(0));                        // malformed, cid 0
+  append(request_with_type(3, 42, 1));           // unsupported_api
+  append(describe_topic_frame(4, "nope"));       // unknown_topic
+  append(create_topic_frame(5, "bad name", 1));  // invalid_topic_name
+  append(fetch_frame(6, seed_topic, 1, 0));      // ok
   ASSERT_TRUE(c.send_bytes(all));
   std::vector<std::pair<uint64_t, errc>> want = {{1, errc::ok},
                                                  {0, errc::malformed_frame},

@@ -191,10 +191,12 @@ TEST_F(delayed, delays_from_zero_to_seconds_arrive_no_earlier_than_due_and_soon_
   past.deliver_at_ms = wall_ms() - 60'000;
   int64_t before = wall_ms();
   due[send(*p, "orders", past).to_string()] = {0, before};
-  ASSERT_TRUE(wait_until([&] {
-    std::lock_guard lk(mu);
-    return got["billing"].size() >= due.size() && got["shipping"].size() >= due.size();
-  }, 10s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        std::lock_guard lk(mu);
+        return got["billing"].size() >= due.size() && got["shipping"].size() >= due.size();
+      },
+      10s));
   stop = true;
   for (auto& t : threads) t.join();
   for (const char* s : {"billing", "shipping"}) {
@@ -271,7 +273,8 @@ TEST_F(delayed, cancel_before_due_means_no_subscription_gets_it) {
   for (int i = 0; i < 10; i += 2) {
     auto r = a->cancel(ids[static_cast<size_t>(i)]);
     ASSERT_TRUE(r) << r.error().to_string();
-    EXPECT_EQ(r->outcome, fc::cancel_outcome::cancelled) << ids[static_cast<size_t>(i)].to_string() << ": " << r->message;
+    EXPECT_EQ(r->outcome, fc::cancel_outcome::cancelled)
+        << ids[static_cast<size_t>(i)].to_string() << ": " << r->message;
   }
   // Again: still cancelled (not too late); an immediate message and a missing one are unknown.
   auto again = a->cancel(ids[0]);
@@ -300,7 +303,8 @@ TEST_F(delayed, cancel_before_due_means_no_subscription_gets_it) {
     EXPECT_TRUE(seen.contains(immediate.to_string()));
     for (int i = 0; i < 10; ++i) {
       bool want = i % 2 == 1;
-      EXPECT_EQ(seen.contains(ids[static_cast<size_t>(i)].to_string()), want) << ids[static_cast<size_t>(i)].to_string();
+      EXPECT_EQ(seen.contains(ids[static_cast<size_t>(i)].to_string()), want)
+          << ids[static_cast<size_t>(i)].to_string();
     }
     // Nothing more comes.
     EXPECT_TRUE(receive(*c, 1, 300ms).empty());
@@ -361,8 +365,8 @@ TEST_F(delayed, kill9_keeps_every_delayed_message_and_delivers_what_fell_due_mea
   }
   for (auto& [id, _] : want) EXPECT_TRUE(seen.contains(id)) << id << " lost";
   EXPECT_EQ(seen.size(), want.size());
-  std::cerr << "delivered " << got.size() << " (distinct " << seen.size() << "); what fell due while down arrived within "
-            << worst_catch_up << " ms of the restart\n";
+  std::cerr << "delivered " << got.size() << " (distinct " << seen.size()
+            << "); what fell due while down arrived within " << worst_catch_up << " ms of the restart\n";
   EXPECT_LT(worst_catch_up, 5000) << "what fell due while the broker was down must come promptly after start-up";
   EXPECT_TRUE(c->flush());
   c->close();
@@ -439,10 +443,13 @@ TEST_F(delayed, retention_is_not_pinned_by_a_message_due_in_thirty_days) {
   ASSERT_EQ(receive(*c, n, 30s).size(), static_cast<size_t>(n));
   ASSERT_TRUE(c->flush());
   // The acked segments go, although the thirty-day message is older than all of them.
-  ASSERT_TRUE(wait_until([&] {
-    auto d = admin()->describe_topic("busy");
-    return d && d->partitions[0].log_start_offset > far_id.offset;
-  }, 20s)) << "segments below the delayed message were not deleted";
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto d = admin()->describe_topic("busy");
+        return d && d->partitions[0].log_start_offset > far_id.offset;
+      },
+      20s))
+      << "segments below the delayed message were not deleted";
   EXPECT_EQ(pending("busy"), 1);
   // And it still comes, from the delay index, when due.
   set_clock_offset(30 * day_ms + 1000);
@@ -528,9 +535,10 @@ TEST_F(delayed, bad_delays_get_typed_errors_and_store_nothing) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, errc::delay_out_of_range);
   // The CLI: malformed times are usage errors.
-  for (std::vector<std::string> args : {std::vector<std::string>{"produce", "strict", "--at", "tomorrow", "--value", "x"},
-                                        std::vector<std::string>{"produce", "strict", "--delay", "-5s", "--value", "x"},
-                                        std::vector<std::string>{"msg", "cancel", "not-an-id"}}) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"produce", "strict", "--at", "tomorrow", "--value", "x"},
+        std::vector<std::string>{"produce", "strict", "--delay", "-5s", "--value", "x"},
+        std::vector<std::string>{"msg", "cancel", "not-an-id"}}) {
     args.insert(args.begin(), {"--bootstrap", broker_->bootstrap()});
     args.insert(args.begin(), ferryctl_path());
     auto res = run_process(args, "", {}, 20s);

@@ -33,8 +33,7 @@ class disk_full : public ::testing::Test {
     broker_ = std::make_unique<broker_process>(o);
     std::filesystem::create_directories(broker_->data_dir());
     if (::mount("tmpfs", broker_->data_dir().c_str(), "tmpfs", 0, "size=12m") != 0) {
-      GTEST_SKIP() << "cannot mount a tmpfs for the data folder (" << std::strerror(errno)
-                   << "); this test needs root";
+      GTEST_SKIP() << "cannot mount a tmpfs for the data folder (" << std::strerror(errno) << "); this test needs root";
     }
     mounted_ = true;
     // Ballast that the test deletes later to free space again.

@@ -162,7 +162,8 @@ class durability : public ::testing::Test {
                         << " at " << topic_ << "/" << a.partition << "/" << a.offset << " is lost";
       } else if (it->second != a.value) {
         if (++wrong <= 5)
-          ADD_FAILURE() << "offset " << a.partition << "/" << a.offset << " holds another message than the one acknowledged";
+          ADD_FAILURE() << "offset " << a.partition << "/" << a.offset
+                        << " holds another message than the one acknowledged";
       }
     }
     EXPECT_EQ(missing, 0u) << "acknowledged messages lost";
@@ -209,8 +210,8 @@ TEST_F(durability, acknowledged_messages_survive_kill9_mid_stream) {
     restart();
     // The producer reconnects through the proxy and carries on.
     ASSERT_TRUE(wait_until([&] { return s.acked() >= acked_before + 1000; }, 45s))
-        << "after the restart only " << s.acked() - acked_before << " more acknowledged; failures: "
-        << s.failure_summary();
+        << "after the restart only " << s.acked() - acked_before
+        << " more acknowledged; failures: " << s.failure_summary();
     s.stop();
     EXPECT_EQ(s.failure_summary(), "") << "messages failed although the broker came back";
     auto acked = s.acked_messages();
@@ -301,7 +302,8 @@ TEST_F(durability, crash_after_append_before_sync_loses_nothing_acknowledged) {
     ASSERT_TRUE(c);
     for (int b = 0; b < 20; ++b) {
       std::vector<std::string> vals;
-      for (int i = 0; i < 5; ++i) vals.push_back("fp/" + std::to_string(b * 5 + i) + "/" + random_payload(b * 5 + i, 1, 200));
+      for (int i = 0; i < 5; ++i)
+        vals.push_back("fp/" + std::to_string(b * 5 + i) + "/" + random_payload(b * 5 + i, 1, 200));
       auto out = c->produce(topic_, 0, make_value_batch(vals, pid, seq));
       ASSERT_EQ(name_of(out.error), name_of(errc::ok)) << out.message;
       for (int i = 0; i < 5; ++i)

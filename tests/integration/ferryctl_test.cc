@@ -1,8 +1,8 @@
 // ferryctl against a real ferryd: topic create/list/describe/delete, produce (--value and stdin
 // lines), read with --output json, FERRY_BOOTSTRAP, and exit codes (0 ok, 1 broker error,
 // 2 usage error).
-#include <gtest/gtest.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -15,7 +15,6 @@
 #include "tests/support/broker_process.h"
 #include "tests/support/frames.h"
 #include "tests/support/process.h"
-
 
 namespace ferry::test {
 namespace {
@@ -61,9 +60,14 @@ std::optional<std::string> json_field(const std::string& line, const std::string
           if (line[p] == '\\' && p + 1 < line.size()) {
             ++p;
             switch (line[p]) {
-              case 'n': v += '\n'; break;
-              case 't': v += '\t'; break;
-              default: v += line[p];
+              case 'n':
+                v += '\n';
+                break;
+              case 't':
+                v += '\t';
+                break;
+              default:
+                v += line[p];
             }
           } else {
             v += line[p];
@@ -130,7 +134,8 @@ TEST_F(ferryctl, topic_create_list_describe_delete) {
   EXPECT_EQ(json_field(r.out, "name"), "cli-topic") << r.describe();
   // Three partition entries.
   size_t n = 0;
-  for (auto p = r.out.find("\"high_watermark\""); p != std::string::npos; p = r.out.find("\"high_watermark\"", p + 1)) ++n;
+  for (auto p = r.out.find("\"high_watermark\""); p != std::string::npos; p = r.out.find("\"high_watermark\"", p + 1))
+    ++n;
   EXPECT_EQ(n, 3u) << "describe --output json should list 3 partitions with their high_watermark:\n" << r.out;
 
   // Creating it again is a broker error.
@@ -151,7 +156,8 @@ TEST_F(ferryctl, topic_create_list_describe_delete) {
 
 TEST_F(ferryctl, produce_and_read_json) {
   ASSERT_EQ(ctl({"topic", "create", "events", "--partitions", "1"}).exit_code, 0);
-  auto r = ctl({"produce", "events", "--key", "k1", "--header", "source=test", "--header", "n=1", "--value", "hello world"});
+  auto r =
+      ctl({"produce", "events", "--key", "k1", "--header", "source=test", "--header", "n=1", "--value", "hello world"});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   r = ctl({"--output", "json", "produce", "events"}, "line one\nline two\nline three\n");
   ASSERT_EQ(r.exit_code, 0) << r.describe();
@@ -186,7 +192,9 @@ TEST_F(ferryctl, produce_and_read_json) {
   EXPECT_NE(headers.find("source"), std::string::npos) << headers;
   EXPECT_NE(headers.find("test"), std::string::npos) << headers;
   auto ts = std::stoll(json_field(got[0], "timestamp").value_or("0"));
-  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   EXPECT_GT(ts, now_ms - 600'000) << "timestamp is not the produce time in ms";
   EXPECT_LE(ts, now_ms + 60'000);
 
@@ -238,7 +246,8 @@ TEST_F(ferryctl, read_every_partition_with_keys) {
 }
 
 TEST_F(ferryctl, bootstrap_from_environment) {
-  auto r = run_ctl({"topic", "create", "env-topic", "--partitions", "2"}, "", {{"FERRY_BOOTSTRAP", broker_.bootstrap()}});
+  auto r =
+      run_ctl({"topic", "create", "env-topic", "--partitions", "2"}, "", {{"FERRY_BOOTSTRAP", broker_.bootstrap()}});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   r = run_ctl({"topic", "list"}, "", {{"FERRY_BOOTSTRAP", broker_.bootstrap()}});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
@@ -279,11 +288,14 @@ TEST_F(ferryctl, subscriptions_consume_ack_nack_dead_letters_and_replay) {
   r = ctl({"consume", "orders", "--sub", "billing", "--count", "4", "--nack", "--wait", "5s"});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
   std::vector<std::string> letters;
-  ASSERT_TRUE(wait_until([&] {
-    auto l = ctl({"--output", "json", "dlq", "list", "orders", "billing"});
-    letters = lines_of(l.out);
-    return l.exit_code == 0 && letters.size() == 4;
-  }, 10s)) << letters.size() << " dead letters";
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto l = ctl({"--output", "json", "dlq", "list", "orders", "billing"});
+        letters = lines_of(l.out);
+        return l.exit_code == 0 && letters.size() == 4;
+      },
+      10s))
+      << letters.size() << " dead letters";
   for (auto& l : letters) {
     EXPECT_NE(l.find("orders/"), std::string::npos) << "original id: " << l;
     EXPECT_NE(l.find("nacked"), std::string::npos) << "reason: " << l;

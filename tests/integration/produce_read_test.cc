@@ -45,8 +45,8 @@ result<std::vector<received_message>> read_partition(const broker_process& b, co
   while ((out.empty() ? (*r)->position() : out.back().offset + 1) < end) {
     if (clock_type::now() > deadline)
       return fail(errc::timeout, topic + "/" + std::to_string(partition) + ": read " + std::to_string(out.size()) +
-                                     " messages, position " + std::to_string((*r)->position()) + ", expected the end at " +
-                                     std::to_string(end));
+                                     " messages, position " + std::to_string((*r)->position()) +
+                                     ", expected the end at " + std::to_string(end));
     auto got = (*r)->poll(200ms);
     if (!got) return got.error();
     for (auto& m : *got) out.push_back(std::move(m));

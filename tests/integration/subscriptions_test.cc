@@ -175,7 +175,8 @@ TEST_F(subscriptions, per_key_order_holds_with_four_members_and_1000_keys) {
   }
   EXPECT_EQ(violations, 0u);
   for (int i = 0; i < 4; ++i)
-    EXPECT_GT(per_member[static_cast<size_t>(i)], n / 20) << "member " << i << " got almost nothing: work is not shared";
+    EXPECT_GT(per_member[static_cast<size_t>(i)], n / 20)
+        << "member " << i << " got almost nothing: work is not shared";
   for (auto& c : cs) c->close();
 }
 
@@ -193,11 +194,13 @@ TEST_F(subscriptions, killed_member_has_its_messages_redelivered_and_nothing_is_
   int held = 0;
   while (held < 20 && victim.read_line(line, 20s)) ++held;
   ASSERT_GE(held, 20) << "the victim received too little; stderr: " << victim.stderr_text();
-  ASSERT_TRUE(wait_until([&] {
-    int64_t in_flight = 0;
-    for (auto& p : describe("jobs", "workers").partitions) in_flight += p.in_flight;
-    return in_flight >= 20;
-  }, 10s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        int64_t in_flight = 0;
+        for (auto& p : describe("jobs", "workers").partitions) in_flight += p.in_flight;
+        return in_flight >= 20;
+      },
+      10s));
   victim.kill9();
   // The survivor gets everything, including what the victim held (delivery count 2).
   auto c = consumer("jobs", "workers", "survivor", 50);
@@ -287,11 +290,13 @@ TEST_F(subscriptions, max_deliveries_moves_a_message_to_the_dead_letter_topic_wi
   auto r = fc::reader::create(opts(), "pay.charge.dlq", 0, fc::reader::earliest);
   ASSERT_TRUE(r) << r.error().to_string();
   std::vector<fc::received_message> letters;
-  ASSERT_TRUE(wait_until([&] {
-    auto got = (*r)->poll(100ms);
-    if (got) letters.insert(letters.end(), got->begin(), got->end());
-    return !letters.empty();
-  }, 10s));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto got = (*r)->poll(100ms);
+        if (got) letters.insert(letters.end(), got->begin(), got->end());
+        return !letters.empty();
+      },
+      10s));
   ASSERT_EQ(letters.size(), 1u);
   auto& l = letters[0];
   EXPECT_EQ(l.key, std::optional<std::string>("k0"));
@@ -314,8 +319,8 @@ TEST_F(subscriptions, kill9_during_acking_loses_no_confirmed_ack_and_no_message)
   constexpr int n = 5000;
   auto ids = produce("ledger", n, 50);
   std::mutex mu;
-  std::set<std::string> confirmed;   // acks the broker answered ok: durable
-  std::set<std::string> delivered;   // every id delivered at least once, before or after the crash
+  std::set<std::string> confirmed;  // acks the broker answered ok: durable
+  std::set<std::string> delivered;  // every id delivered at least once, before or after the crash
   {
     auto c = consumer("ledger", "audit", "before", 200);
     auto deadline = clock_type::now() + 30s;

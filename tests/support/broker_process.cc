@@ -145,12 +145,18 @@ bool broker_process::alive() {
   client_port_ = http_port_ = 0;
 
   std::vector<std::string> args = {ferryd_path(),
-                                   "--data-dir", data_dir().string(),
-                                   "--listen", "127.0.0.1:0",
-                                   "--http", "127.0.0.1:0",
-                                   "--ready-file", ready.string(),
-                                   "--shards", std::to_string(opts_.shards),
-                                   "--log-level", opts_.log_level};
+                                   "--data-dir",
+                                   data_dir().string(),
+                                   "--listen",
+                                   "127.0.0.1:0",
+                                   "--http",
+                                   "127.0.0.1:0",
+                                   "--ready-file",
+                                   ready.string(),
+                                   "--shards",
+                                   std::to_string(opts_.shards),
+                                   "--log-level",
+                                   opts_.log_level};
   if (opts_.max_frame_bytes) {
     args.push_back("--max-frame-bytes");
     args.push_back(std::to_string(*opts_.max_frame_bytes));
@@ -222,9 +228,9 @@ bool broker_process::alive() {
       return ::testing::AssertionSuccess();
     }
     if (!alive()) {
-      return ::testing::AssertionFailure() << "ferryd exited before it was ready (status " << decode_status(last_status_)
-                                           << "); log tail:\n"
-                                           << log_tail(4096);
+      return ::testing::AssertionFailure()
+             << "ferryd exited before it was ready (status " << decode_status(last_status_) << "); log tail:\n"
+             << log_tail(4096);
     }
     if (clock_type::now() >= deadline) {
       ::kill(pid_, SIGKILL);

@@ -130,8 +130,8 @@ result<std::vector<stored_record>> decode_batches(std::span<const std::byte> rec
       if (rv.key) s.key = std::string(*rv.key);
       if (rv.value) s.value = std::string(*rv.value);
       for (auto& hv : rv.headers)
-        s.headers.emplace_back(std::string(hv.key), hv.value ? std::optional<std::string>(std::string(*hv.value))
-                                                             : std::nullopt);
+        s.headers.emplace_back(std::string(hv.key),
+                               hv.value ? std::optional<std::string>(std::string(*hv.value)) : std::nullopt);
       out.push_back(std::move(s));
     });
     if (!r) return r.error();
@@ -152,9 +152,9 @@ bytes create_subscription_frame(uint64_t cid, std::string_view topic, std::strin
   fb::FlatBufferBuilder fbb;
   auto t = fbb.CreateString(topic.data(), topic.size());
   auto n = fbb.CreateString(name.data(), name.size());
-  auto cfg = CreateSubscriptionConfig(fbb, o.earliest ? StartPosition::Earliest : StartPosition::Latest, o.ack_timeout_ms,
-                                      o.max_deliveries, o.ordered, o.fixed_backoff ? BackoffKind::Fixed : BackoffKind::Exponential,
-                                      o.backoff_initial_ms, -1);
+  auto cfg = CreateSubscriptionConfig(
+      fbb, o.earliest ? StartPosition::Earliest : StartPosition::Latest, o.ack_timeout_ms, o.max_deliveries, o.ordered,
+      o.fixed_backoff ? BackoffKind::Fixed : BackoffKind::Exponential, o.backoff_initial_ms, -1);
   auto body = CreateCreateSubscriptionRequest(fbb, t, n, cfg);
   return finish(fbb, cid, RequestBody::CreateSubscriptionRequest, body.Union());
 }
@@ -273,7 +273,8 @@ result<response_frame> raw_client::next_push(std::chrono::milliseconds timeout) 
   auto r = conn_.read_response(timeout);
   if (!r) return r.error();
   if (r->resp->correlation_id() != 0 || r->resp->body_type() != ResponseBody::Delivery)
-    return fail(errc::unknown, "expected a Delivery push, got correlation id " + std::to_string(r->resp->correlation_id()));
+    return fail(errc::unknown,
+                "expected a Delivery push, got correlation id " + std::to_string(r->resp->correlation_id()));
   return r;
 }
 
@@ -370,12 +371,14 @@ result<std::vector<stored_record>> raw_client::read_all(std::string_view topic, 
     if (pr->error() != ErrorCode::Ok) return fail(code_of(pr->error()), str(pr->error_message()));
     std::span<const std::byte> recs;
     if (pr->records())
-      recs = std::span<const std::byte>(reinterpret_cast<const std::byte*>(pr->records()->data()), pr->records()->size());
+      recs =
+          std::span<const std::byte>(reinterpret_cast<const std::byte*>(pr->records()->data()), pr->records()->size());
     auto decoded = decode_batches(recs, next);
     if (!decoded) return decoded.error();
     if (decoded->empty()) {
       if (pr->high_watermark() > next)
-        return fail(errc::unknown, "fetch at " + std::to_string(next) + " returned no records below the high watermark " +
+        return fail(errc::unknown, "fetch at " + std::to_string(next) +
+                                       " returned no records below the high watermark " +
                                        std::to_string(pr->high_watermark()));
       return all;
     }

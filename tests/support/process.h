@@ -18,7 +18,9 @@ struct run_result {
   int exit_code = -1;  // 128+signal if killed; -1 if it had to be killed after the timeout
   std::string out;
   std::string err;
-  std::string describe() const { return "exit " + std::to_string(exit_code) + "\nstdout:\n" + out + "\nstderr:\n" + err; }
+  std::string describe() const {
+    return "exit " + std::to_string(exit_code) + "\nstdout:\n" + out + "\nstderr:\n" + err;
+  }
 };
 
 // Runs argv[0] with argv, feeding `in` on stdin, until it exits or `timeout` passes (then SIGKILL).

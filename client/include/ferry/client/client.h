@@ -66,7 +66,7 @@
 namespace ferry::client {
 
 struct client_options {
-  std::string bootstrap = "127.0.0.1:7070";               // host:port of a broker
+  std::string bootstrap = "127.0.0.1:7070";  // host:port of a broker
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds request_timeout{30000};
   uint32_t max_frame_bytes = 16u << 20;
@@ -79,19 +79,19 @@ struct message {
   std::optional<std::string> key;
   std::string value;
   std::vector<std::pair<std::string, std::string>> headers;
-  std::optional<int32_t> partition;       // explicit partition; else by key, else spread
-  std::optional<int64_t> deliver_at_ms;   // delayed delivery: absolute due time (ms since epoch)
-  std::optional<int64_t> delay_ms;        // delayed delivery: due = broker's clock at append + delay
-                                          // (a negative delay, or one beyond the topic's max_delay_ms,
-                                          // fails with errc::delay_out_of_range)
-  int64_t timestamp_ms = 0;               // 0: the producer's clock at send()
+  std::optional<int32_t> partition;      // explicit partition; else by key, else spread
+  std::optional<int64_t> deliver_at_ms;  // delayed delivery: absolute due time (ms since epoch)
+  std::optional<int64_t> delay_ms;       // delayed delivery: due = broker's clock at append + delay
+                                         // (a negative delay, or one beyond the topic's max_delay_ms,
+                                         // fails with errc::delay_out_of_range)
+  int64_t timestamp_ms = 0;              // 0: the producer's clock at send()
 };
 
 struct message_id {
   std::string topic;
   int32_t partition = 0;
   int64_t offset = 0;
-  std::string to_string() const;          // "topic/partition/offset"
+  std::string to_string() const;  // "topic/partition/offset"
 };
 // Parses "topic/partition/offset" (the topic may not contain '/').
 result<message_id> parse_message_id(std::string_view s);
@@ -100,13 +100,13 @@ uint32_t murmur2(std::string_view data) noexcept;
 int32_t partition_for_key(std::string_view key, int32_t partitions) noexcept;
 
 struct producer_options : client_options {
-  std::chrono::milliseconds linger{2};              // wait this long to fill a batch
-  size_t batch_bytes = 256u << 10;                  // send a partition's batch at this size
-  int max_in_flight = 5;                            // unanswered batches per partition
-  size_t buffer_bytes = 64u << 20;                  // send() blocks while this much is unsent
+  std::chrono::milliseconds linger{2};                 // wait this long to fill a batch
+  size_t batch_bytes = 256u << 10;                     // send a partition's batch at this size
+  int max_in_flight = 5;                               // unanswered batches per partition
+  size_t buffer_bytes = 64u << 20;                     // send() blocks while this much is unsent
   std::chrono::milliseconds delivery_timeout{120000};  // give up on a message after this long
   std::chrono::milliseconds retry_backoff{100};
-  bool wait_for_durable = true;                     // acks after fsync (the default) or after write
+  bool wait_for_durable = true;  // acks after fsync (the default) or after write
 };
 
 class producer {
@@ -137,13 +137,13 @@ struct received_message {
   std::string topic;
   int32_t partition = 0;
   int64_t offset = 0;
-  int64_t timestamp_ms = 0;     // producer's timestamp
-  int64_t append_time_ms = 0;   // broker's clock when stored
+  int64_t timestamp_ms = 0;    // producer's timestamp
+  int64_t append_time_ms = 0;  // broker's clock when stored
   std::optional<std::string> key;
   std::optional<std::string> value;
   std::vector<header> headers;
   std::optional<int64_t> deliver_at_ms;
-  std::string id() const;       // "topic/partition/offset"
+  std::string id() const;  // "topic/partition/offset"
 };
 
 class reader {
@@ -152,30 +152,30 @@ class reader {
   static constexpr int64_t latest = -1;
 
   // Reads `topic`/`partition` starting at `offset` (or earliest / latest).
-  [[nodiscard]] static result<std::unique_ptr<reader>> create(client_options opts, std::string topic,
-                                                              int32_t partition, int64_t offset);
+  [[nodiscard]] static result<std::unique_ptr<reader>> create(client_options opts, std::string topic, int32_t partition,
+                                                              int64_t offset);
   virtual ~reader() = default;
   // Next messages from position(); waits up to max_wait for at least one (empty on timeout).
   // Control batches (the broker's own records for subscriptions) are skipped: their offsets are
   // absent from what poll() returns, though position() moves past them.
   [[nodiscard]] virtual result<std::vector<received_message>> poll(std::chrono::milliseconds max_wait,
                                                                    size_t max_bytes = 1u << 20) = 0;
-  virtual int64_t position() const = 0;          // next offset poll() returns
+  virtual int64_t position() const = 0;  // next offset poll() returns
   virtual void seek(int64_t offset) = 0;
-  virtual int64_t high_watermark() const = 0;    // as of the last poll; -1 before the first
+  virtual int64_t high_watermark() const = 0;  // as of the last poll; -1 before the first
 };
 
 struct topic_config {
   int32_t partitions = 1;
   int16_t replication = 1;
-  int64_t retention_ms = -1;       // -1: broker default
-  int64_t retention_bytes = -1;    // -1: unlimited
-  int64_t segment_bytes = 0;       // 0: broker default
-  int64_t segment_ms = 0;          // 0: broker default
-  int32_t max_batch_bytes = 0;     // 0: broker default
-  bool fsync_interval = false;     // false: fsync before every ack (default)
+  int64_t retention_ms = -1;     // -1: broker default
+  int64_t retention_bytes = -1;  // -1: unlimited
+  int64_t segment_bytes = 0;     // 0: broker default
+  int64_t segment_ms = 0;        // 0: broker default
+  int32_t max_batch_bytes = 0;   // 0: broker default
+  bool fsync_interval = false;   // false: fsync before every ack (default)
   int32_t fsync_interval_ms = 0;
-  int64_t max_delay_ms = 0;        // longest accepted delivery delay; 0: broker default (365 days)
+  int64_t max_delay_ms = 0;  // longest accepted delivery delay; 0: broker default (365 days)
 };
 
 struct topic_summary {
@@ -192,8 +192,8 @@ struct partition_state {
   int64_t log_end_offset = 0;
   int64_t size_bytes = 0;
   int32_t segments = 0;
-  int64_t delayed_pending = 0;     // delayed messages not yet due
-  int64_t next_due_time_ms = -1;   // -1: none
+  int64_t delayed_pending = 0;    // delayed messages not yet due
+  int64_t next_due_time_ms = -1;  // -1: none
 };
 
 struct topic_description {
@@ -217,13 +217,13 @@ enum class backoff_kind { exponential, fixed };
 // the configuration in force.
 struct subscription_config {
   start_position start = start_position::latest;
-  std::optional<std::chrono::milliseconds> ack_timeout;       // 30 s
-  std::optional<int32_t> max_deliveries;                      // 10; 0: never dead-letter
-  bool ordered = true;                                        // ordered keys
-  backoff_kind backoff = backoff_kind::exponential;           // delay(n) = initial * 2^(n-1), capped
-  std::optional<std::chrono::milliseconds> backoff_initial;   // 1 s
-  std::optional<std::chrono::milliseconds> backoff_max;       // 60 s
-  std::string dead_letter_topic;                              // "": "<topic>.<subscription>.dlq"
+  std::optional<std::chrono::milliseconds> ack_timeout;      // 30 s
+  std::optional<int32_t> max_deliveries;                     // 10; 0: never dead-letter
+  bool ordered = true;                                       // ordered keys
+  backoff_kind backoff = backoff_kind::exponential;          // delay(n) = initial * 2^(n-1), capped
+  std::optional<std::chrono::milliseconds> backoff_initial;  // 1 s
+  std::optional<std::chrono::milliseconds> backoff_max;      // 60 s
+  std::string dead_letter_topic;                             // "": "<topic>.<subscription>.dlq"
 };
 
 struct subscription_summary {
@@ -236,17 +236,17 @@ struct subscription_summary {
 
 struct subscription_partition_state {
   int32_t partition = 0;
-  int64_t cursor = 0;               // every message below is acked (or dead-lettered)
+  int64_t cursor = 0;  // every message below is acked (or dead-lettered)
   int64_t log_start_offset = 0;
-  int64_t high_watermark = 0;       // log end visible to consumers
-  int64_t backlog = 0;              // messages not yet acked (the lag)
+  int64_t high_watermark = 0;  // log end visible to consumers
+  int64_t backlog = 0;         // messages not yet acked (the lag)
   int64_t in_flight = 0;
   int64_t acked_above_cursor = 0;
   int64_t redeliveries = 0;
   int64_t dead_lettered = 0;
-  int64_t expired = 0;              // deleted by the retention limit before being acked
+  int64_t expired = 0;                  // deleted by the retention limit before being acked
   int64_t oldest_unacked_time_ms = -1;  // append time of the oldest unacked message; -1: none
-  int64_t delayed_pending = 0;      // delayed messages not yet due
+  int64_t delayed_pending = 0;          // delayed messages not yet due
   int64_t next_due_time_ms = -1;
 };
 
@@ -261,7 +261,7 @@ struct member_info {
 struct subscription_description {
   std::string topic;
   std::string name;
-  subscription_config config;       // with every default filled in
+  subscription_config config;  // with every default filled in
   std::vector<subscription_partition_state> partitions;
   std::vector<member_info> members;
 };
@@ -289,7 +289,7 @@ enum class cancel_outcome { cancelled, too_late, unknown };
 
 struct cancel_result {
   cancel_outcome outcome = cancel_outcome::unknown;
-  std::string message;             // why, for too_late and unknown
+  std::string message;  // why, for too_late and unknown
 };
 
 struct delayed_message {
@@ -316,7 +316,8 @@ class admin {
   [[nodiscard]] virtual result<topic_description> describe_topic(const std::string& name) = 0;
   [[nodiscard]] virtual result<void> delete_topic(const std::string& name) = 0;
 
-  [[nodiscard]] virtual result<subscription_config> create_subscription(const std::string& topic, const std::string& name,
+  [[nodiscard]] virtual result<subscription_config> create_subscription(const std::string& topic,
+                                                                        const std::string& name,
                                                                         const subscription_config& cfg) = 0;
   [[nodiscard]] virtual result<void> delete_subscription(const std::string& topic, const std::string& name) = 0;
   // Every subscription of `topic`, or of every topic if it is empty.
@@ -328,9 +329,11 @@ class admin {
   // (seek_target::time) or offset `value` (seek_target::offset, clamped to the log). Messages
   // below the new cursor count as acked, those above as not acked; in-flight leases end. With
   // dry_run nothing changes and the answer says what would.
-  [[nodiscard]] virtual result<std::vector<seek_partition_result>> seek_subscription(
-      const std::string& topic, const std::string& name, seek_target target, int64_t value,
-      std::optional<int32_t> partition, bool dry_run) = 0;
+  [[nodiscard]] virtual result<std::vector<seek_partition_result>> seek_subscription(const std::string& topic,
+                                                                                     const std::string& name,
+                                                                                     seek_target target, int64_t value,
+                                                                                     std::optional<int32_t> partition,
+                                                                                     bool dry_run) = 0;
 
   // Cancels a delayed message before it is due: no subscription ever gets it (cancelled). too_late:
   // it is already due (released) or was not delayed; unknown: no such message. A cancel racing
@@ -348,26 +351,26 @@ class admin {
 // ---- consumer ---------------------------------------------------------------------------------
 
 struct consumer_options : client_options {
-  std::string member_name;                          // shown in describe; "" : host and pid
-  int32_t credit_messages = 1000;                   // messages buffered ahead of poll()
-  int32_t credit_bytes = 16 << 20;                  // bytes buffered ahead of poll(); must be at least
-                                                    // the topic's largest message
-  std::optional<std::chrono::milliseconds> ack_timeout;  // overrides the subscription's
-  std::chrono::milliseconds ack_linger{1};          // an ack is sent at most this long after ack()
-  size_t ack_batch = 1024;                          // or as soon as this many are queued
-  std::chrono::milliseconds reconnect_backoff{100};      // first wait before joining again after a drop,
+  std::string member_name;                                // shown in describe; "" : host and pid
+  int32_t credit_messages = 1000;                         // messages buffered ahead of poll()
+  int32_t credit_bytes = 16 << 20;                        // bytes buffered ahead of poll(); must be at least
+                                                          // the topic's largest message
+  std::optional<std::chrono::milliseconds> ack_timeout;   // overrides the subscription's
+  std::chrono::milliseconds ack_linger{1};                // an ack is sent at most this long after ack()
+  size_t ack_batch = 1024;                                // or as soon as this many are queued
+  std::chrono::milliseconds reconnect_backoff{100};       // first wait before joining again after a drop,
   std::chrono::milliseconds reconnect_backoff_max{5000};  // doubling up to this
   // An idle member still sends an empty AckRequest this often, so the broker's idle timeout
   // (10 minutes by default) never closes a consumer that is only waiting for messages.
   std::chrono::milliseconds keepalive{30000};
-  std::optional<int64_t> message_limit;             // in all: never take credit for more messages than this
-                                                    // (a consumer that wants N messages and then stops)
+  std::optional<int64_t> message_limit;  // in all: never take credit for more messages than this
+                                         // (a consumer that wants N messages and then stops)
 };
 
 // One delivered message; its id is (topic, partition, offset).
 struct delivery : received_message {
-  int32_t delivery_count = 1;       // 1 on the first delivery, 2 on the first redelivery, ...
-  uint64_t member_id = 0;           // the member it was delivered to (see consumer::create)
+  int32_t delivery_count = 1;  // 1 on the first delivery, 2 on the first redelivery, ...
+  uint64_t member_id = 0;      // the member it was delivered to (see consumer::create)
 };
 
 // The broker's answer to one ack / nack / extend.
