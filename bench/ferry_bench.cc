@@ -940,6 +940,7 @@ int run_subscribe(settings s) {
   std::map<std::pair<int32_t, std::string>, int64_t> last_offset_of_key;
   std::atomic<uint64_t> order_violations{0};
   std::vector<std::thread> threads;
+  threads.reserve(members.size());
   for (auto& m : members) {
     threads.emplace_back([&, slot = m.get()] {
       while (!stop.load(std::memory_order_relaxed)) {
@@ -1203,7 +1204,7 @@ void add_producing(CLI::App* cmd, settings& s) {
 }  // namespace
 }  // namespace ferry::bench
 
-int main(int argc, char** argv) {
+int checked_main(int argc, char** argv) {
   using namespace ferry::bench;
   settings s;
   CLI::App app{"ferry-bench: Ferry's load generator (produce, consume, end-to-end, subscribe, delayed)"};
@@ -1287,4 +1288,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }
+}
+
+// Anything thrown past the command's own error handling ends the process with a message and exit
+// code 1 instead of std::terminate's abort.
+int main(int argc, char** argv) {
+  try {
+    return checked_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ferry-bench: fatal: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "ferry-bench: fatal: unknown exception\n");
+  }
+  return 1;
 }

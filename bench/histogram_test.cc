@@ -103,6 +103,7 @@ TEST(histogram, exponential_latencies_within_precision) {
   std::mt19937_64 rng(42);
   std::exponential_distribution<double> dist(1.0 / 1e6);
   std::vector<uint64_t> values;
+  values.reserve(200'000);
   for (int i = 0; i < 200'000; ++i) values.push_back(50'000 + static_cast<uint64_t>(dist(rng)));
   expect_within_precision(values);
 }
@@ -110,6 +111,7 @@ TEST(histogram, exponential_latencies_within_precision) {
 TEST(histogram, bimodal_distribution_tail_is_seen) {
   // 99% fast (~100 us), 1% slow (~50 ms): p99 must still be fast, p99.9 slow.
   std::vector<uint64_t> values;
+  values.reserve(100'000);
   for (int i = 0; i < 99'000; ++i) values.push_back(100'000 + static_cast<uint64_t>(i % 1000));
   for (int i = 0; i < 1'000; ++i) values.push_back(50'000'000 + static_cast<uint64_t>(i));
   expect_within_precision(values);

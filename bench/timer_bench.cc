@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -67,7 +68,7 @@ void lateness_percentiles(std::vector<int32_t>& late, result& r) {
   if (late.empty()) return;
   std::sort(late.begin(), late.end());
   auto at = [&](double q) {
-    size_t i = static_cast<size_t>(q * static_cast<double>(late.size() - 1) + 0.5);
+    size_t i = static_cast<size_t>(std::llround(q * static_cast<double>(late.size() - 1)));
     return static_cast<int64_t>(late[std::min(i, late.size() - 1)]);
   };
   r.late_p50 = at(0.50);

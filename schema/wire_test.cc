@@ -119,7 +119,9 @@ TEST(frame, request_round_trip_and_garbage_is_malformed) {
     if (n < 4) continue;
     put_le32(cut.data(), static_cast<uint32_t>(n - 4));
     auto t = decode_request(cut);
-    if (t) EXPECT_EQ((*t)->body_as_DescribeTopicRequest()->name()->str(), "orders") << n;
+    if (t) {
+      EXPECT_EQ((*t)->body_as_DescribeTopicRequest()->name()->str(), "orders") << n;
+    }
   }
   std::vector<std::byte> junk(64, std::byte{0xFF});
   put_le32(junk.data(), 60);

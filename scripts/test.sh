@@ -8,5 +8,6 @@ start=$(date +%s)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=ON -DFERRY_FAILPOINTS=ON >/dev/null
 cmake --build build -j2
 echo "build took $(( $(date +%s) - start )) s"
+bash scripts/lint.sh build
 ctest --test-dir build --output-on-failure -j2 --timeout 900
 echo "build and tests took $(( $(date +%s) - start )) s"

@@ -32,7 +32,7 @@ struct broker_config {
   std::string delay_horizon = "60s";      // delayed messages due within this are held in memory
   size_t delay_max_loaded = 100'000;      // at most this many per partition
   double delay_release_rate = 50'000;     // releases of due delayed messages per second per partition
-  int64_t idle_timeout_ms = 10 * 60 * 1000;
+  int64_t idle_timeout_ms = int64_t{10} * 60 * 1000;
 
   // Derived by finish():
   std::string listen_host;

@@ -205,7 +205,7 @@ int run(const app::broker_config& cfg) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int checked_main(int argc, char** argv) {
   app::broker_config cfg;
   CLI::App cli{"ferryd: the Ferry message broker"};
   app::add_flags(cli, cfg);
@@ -221,4 +221,17 @@ int main(int argc, char** argv) {
   setup_logging(cfg);
   failpoint::arm_from_env();
   return run(cfg);
+}
+
+// Anything thrown past the command's own error handling ends the process with a message and exit
+// code 1 instead of std::terminate's abort.
+int main(int argc, char** argv) {
+  try {
+    return checked_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ferryd: fatal: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "ferryd: fatal: unknown exception\n");
+  }
+  return 1;
 }

@@ -109,6 +109,7 @@ TEST_F(delay_index_test, dropping_a_topic_leaves_other_topics) {
 TEST_F(delay_index_test, many_random_dues_come_back_sorted) {
   std::mt19937_64 rng(3);
   std::vector<index_op> ops;
+  ops.reserve(20000);
   for (int i = 0; i < 20000; ++i) ops.push_back(insert(static_cast<int64_t>(rng() % 100000), i));
   ASSERT_TRUE(idx_->apply(p0, ops, {20000, 20000}));
   int64_t last_due = INT64_MIN, last_off = -1;

@@ -411,7 +411,7 @@ TEST_P(index_damage_test, damaged_index_files_are_rebuilt_and_reads_are_identica
   std::map<fs::path, bytes> originals;
   std::mt19937 rng(mode);
   for (auto& e : fs::directory_iterator(c.dir)) {
-    auto p = e.path();
+    const auto& p = e.path();
     if (p.extension() == ".log") continue;
     auto b = read_file(p);
     originals[p] = b;

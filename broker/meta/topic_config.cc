@@ -1,6 +1,7 @@
 #include "broker/meta/topic_config.h"
 
 #include <charconv>
+#include <cstdio>
 
 #include "broker/meta/record_text.h"
 
@@ -16,10 +17,18 @@ result<void> validate_name(std::string_view what, errc code, std::string_view na
     bool ok =
         (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!ok) {
-      std::string shown =
-          (c >= 0x20 && c < 0x7f) ? std::string(1, c) : "\\x" + std::to_string(static_cast<unsigned char>(c));
-      return fail(code, w + " name '" + std::string(name.substr(0, 64)) + "' has invalid character '" + shown +
-                            "' (allowed: A-Z a-z 0-9 . _ -)");
+      char shown[8];
+      if (c >= 0x20 && c < 0x7f)
+        std::snprintf(shown, sizeof shown, "%c", c);
+      else
+        std::snprintf(shown, sizeof shown, "\\x%02x", static_cast<unsigned>(static_cast<unsigned char>(c)));
+      std::string m = w;
+      m += " name '";
+      m += name.substr(0, 64);
+      m += "' has invalid character '";
+      m += shown;
+      m += "' (allowed: A-Z a-z 0-9 . _ -)";
+      return fail(code, std::move(m));
     }
   }
   return {};

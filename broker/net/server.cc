@@ -313,7 +313,7 @@ struct server::impl {
       }
       probe::get().accepted.inc();
       sock.set_option(tcp::no_delay(true));
-      session_info info{next_id++, endpoint_string(sock), target};
+      session_info info{next_id++, endpoint_string(sock), target, {}};
       logger()->debug("conn {} from {} on shard {}", info.id, info.peer, target.value);
       asio::post(rt.executor(target), [this, target, sock = std::move(sock), info = std::move(info)]() mutable {
         if (stopping) return;

@@ -78,9 +78,9 @@ struct server_config {
   std::string host = "127.0.0.1";
   uint16_t port = 7070;  // 0: any free port
   uint32_t max_frame_bytes = 16u << 20;
-  size_t max_inflight_requests = 256;        // per connection
-  size_t max_inflight_bytes = 64u << 20;     // per connection, request bytes
-  int64_t idle_timeout_ms = 10 * 60 * 1000;  // close a connection silent for this long
+  size_t max_inflight_requests = 256;                 // per connection
+  size_t max_inflight_bytes = 64u << 20;              // per connection, request bytes
+  int64_t idle_timeout_ms = int64_t{10} * 60 * 1000;  // close a connection silent for this long
 };
 
 class server {

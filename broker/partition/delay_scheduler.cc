@@ -38,7 +38,7 @@ struct delay_scheduler::entry final : subscription::timed_entry {
 };
 
 struct delay_scheduler::tick_timer {
-  explicit tick_timer(asio::any_io_executor ex) : t(ex), release(ex) {}
+  explicit tick_timer(const asio::any_io_executor& ex) : t(ex), release(ex) {}
   asio::steady_timer t;
   asio::steady_timer release;
 };

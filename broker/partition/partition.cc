@@ -223,13 +223,12 @@ void partition::maybe_start_sync() {
     auto r = log::partition_log::run_sync(ps);
     probe::get().fsync_latency.observe_us(static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count()));
-    asio::post(self->rt_.executor(self->owner_), [self, ps = std::move(ps), r = std::move(r)]() mutable {
-      self->sync_done(std::move(ps), std::move(r));
-    });
+    asio::post(self->rt_.executor(self->owner_),
+               [self, ps = std::move(ps), r = std::move(r)] { self->sync_done(ps, r); });
   });
 }
 
-void partition::sync_done(log::pending_sync s, result<void> r) {
+void partition::sync_done(const log::pending_sync& s, const result<void>& r) {
   sync_running_ = false;
   log_->end_sync(s, r);
   probe::get().fsyncs.inc();
@@ -296,7 +295,7 @@ void partition::start_interval_sync() {
   auto loop = [](std::shared_ptr<partition> p) -> asio::awaitable<void> {
     while (!p->closing_) {
       p->interval_timer_->expires_after(std::chrono::milliseconds(p->cfg_.fsync_interval_ms));
-      auto [ec] = co_await p->interval_timer_->async_wait(boost::asio::as_tuple(asio::use_awaitable));
+      co_await p->interval_timer_->async_wait(boost::asio::as_tuple(asio::use_awaitable));
       if (p->closing_) break;
       p->maybe_start_sync();
     }
@@ -700,7 +699,7 @@ void partition::finish_cancel(int64_t off, std::optional<int64_t> due, bool canc
   op.offset = off;
   op.due = *due;
   std::vector<subscription::control_op> ops{std::move(op)};
-  append_control(std::move(ops), [this, off, id, done = std::move(done)](result<void> r) {
+  append_control(std::move(ops), [this, off, id, done = std::move(done)](const result<void>& r) {
     if (!r) {
       if (delays_) delays_->end_cancel(off);
       return done(r.error());
@@ -724,7 +723,7 @@ void partition::start_checkpoints() {
     uint64_t round = 0;
     while (!p->closing_) {
       p->checkpoint_timer_->expires_after(std::chrono::milliseconds(p->cfg_.checkpoint_interval_ms));
-      auto [ec] = co_await p->checkpoint_timer_->async_wait(boost::asio::as_tuple(asio::use_awaitable));
+      co_await p->checkpoint_timer_->async_wait(boost::asio::as_tuple(asio::use_awaitable));
       if (p->closing_) break;
       // Every tenth round also re-saves clean subscriptions whose checkpoint lags the log, so an
       // idle subscription's old checkpoint does not hold back retention.

@@ -231,7 +231,7 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
 
   void remember_batch(const wire::batch_header& h);
   void maybe_start_sync();
-  void sync_done(log::pending_sync s, result<void> r);
+  void sync_done(const log::pending_sync& s, const result<void>& r);
   void advance_hwm(offset to);
   asio::awaitable<errc> wait_durable(offset upto);
   void start_interval_sync();

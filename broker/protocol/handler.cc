@@ -113,7 +113,7 @@ struct produce_slot {
 // Joins partition appends running on several shards: each completion is posted back to the
 // session's executor, the last one wakes the waiting request.
 struct produce_join {
-  explicit produce_join(asio::any_io_executor ex) : timer(ex, std::chrono::steady_clock::time_point::max()) {}
+  explicit produce_join(const asio::any_io_executor& ex) : timer(ex, std::chrono::steady_clock::time_point::max()) {}
   asio::steady_timer timer;
   size_t remaining = 0;
 };
@@ -177,7 +177,7 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
     ++join->remaining;
     auto has_delays = delays.count > 0 ? partition::batch_delays::some : partition::batch_delays::none;
     asio::co_spawn(rt->executor(p->owner()), p->produce(batch, *h, acks, has_delays),
-                   [join, slots_ptr, i, ex](std::exception_ptr e, result<partition::produce_result> r) {
+                   [join, slots_ptr, i, ex](const std::exception_ptr& e, result<partition::produce_result> r) {
                      asio::post(ex, [join, slots_ptr, i, e, r = std::move(r)]() mutable {
                        (*slots_ptr)[i].res =
                            e ? result<partition::produce_result>(fail(errc::unknown, "append threw")) : std::move(r);
@@ -227,7 +227,7 @@ struct fetch_read {
 
 // Woken by a partition (posted to the request's executor) when new data is visible.
 struct fetch_wait {
-  explicit fetch_wait(asio::any_io_executor ex) : timer(ex) {}
+  explicit fetch_wait(const asio::any_io_executor& ex) : timer(ex) {}
   asio::steady_timer timer;
   bool woken = false;
 };

@@ -316,6 +316,7 @@ asio::awaitable<body_result> subscriptions::describe(fbb_t* fbb, const w::Descri
   }
   std::sort(ms.begin(), ms.end(), [](auto& a, auto& b) { return a->id() < b->id(); });
   std::vector<fb_offset<w::MemberInfo>> mv;
+  mv.reserve(ms.size());
   for (auto& m : ms)
     mv.push_back(w::CreateMemberInfoDirect(*fbb, m->id(), m->name().c_str(), m->peer().c_str(), in_flight_of[m->id()],
                                            m->credit_messages()));
@@ -543,7 +544,7 @@ asio::awaitable<body_result> subscriptions::ack(fbb_t* fbb, const w::AckRequest*
     for (auto& [part, wk] : by_partition) {
       auto p = t->partitions[static_cast<size_t>(part)];
       auto* slot = &outs[i++];
-      auto completion = [slot, &remaining, &all_done](std::exception_ptr, sub::settle_outcome o) {
+      auto completion = [slot, &remaining, &all_done](const std::exception_ptr&, sub::settle_outcome o) {
         *slot = std::move(o);
         if (--remaining == 0) all_done.cancel();
       };

@@ -2,7 +2,9 @@
 
 #include <bit>
 #include <cstdio>
+#include <initializer_list>
 #include <map>
+#include <string_view>
 #include <tuple>
 #include <variant>
 
@@ -62,14 +64,26 @@ histogram& get_histogram(const std::string& n, const std::string& h, const std::
 std::string render_prometheus() {
   std::lock_guard lk(mu);
   std::string out;
+  // One sample line: name+suffix{labels} value
+  auto sample = [&out](const std::string& name, std::string_view suffix, const std::string& labels,
+                       std::string_view value) {
+    out += name;
+    out += suffix;
+    out += labels;
+    out += ' ';
+    out += value;
+    out += '\n';
+  };
   char buf[128];
   for (auto& [name, e] : registry()) {
-    out += "# HELP " + name + " " + e.help + "\n# TYPE " + name + " " + e.type + "\n";
+    for (std::string_view part :
+         std::initializer_list<std::string_view>{"# HELP ", name, " ", e.help, "\n# TYPE ", name, " ", e.type, "\n"})
+      out += part;
     for (auto& [labels, s] : e.series) {
       if (auto* c = std::get_if<std::unique_ptr<counter>>(&s)) {
-        out += name + braces(labels) + " " + std::to_string((*c)->value()) + "\n";
+        sample(name, "", braces(labels), std::to_string((*c)->value()));
       } else if (auto* g = std::get_if<std::unique_ptr<gauge>>(&s)) {
-        out += name + braces(labels) + " " + std::to_string((*g)->value()) + "\n";
+        sample(name, "", braces(labels), std::to_string((*g)->value()));
       } else if (auto* hp = std::get_if<std::unique_ptr<histogram>>(&s)) {
         const histogram& h = **hp;
         uint64_t cum = 0;
@@ -77,12 +91,12 @@ std::string render_prometheus() {
           cum += h.bucket(i);
           if (i == histogram::buckets) break;
           std::snprintf(buf, sizeof buf, "le=\"%g\"", static_cast<double>(uint64_t{1} << i) / 1e6);
-          out += name + "_bucket" + braces(labels, buf) + " " + std::to_string(cum) + "\n";
+          sample(name, "_bucket", braces(labels, buf), std::to_string(cum));
         }
-        out += name + "_bucket" + braces(labels, "le=\"+Inf\"") + " " + std::to_string(h.count()) + "\n";
+        sample(name, "_bucket", braces(labels, "le=\"+Inf\""), std::to_string(h.count()));
         std::snprintf(buf, sizeof buf, "%.6f", static_cast<double>(h.sum_us()) / 1e6);
-        out += name + "_sum" + braces(labels) + " " + buf + "\n";
-        out += name + "_count" + braces(labels) + " " + std::to_string(h.count()) + "\n";
+        sample(name, "_sum", braces(labels), buf);
+        sample(name, "_count", braces(labels), std::to_string(h.count()));
       }
     }
   }

@@ -41,8 +41,8 @@ void shard_set::stop_and_join() {
 
 size_t shard_set::current_index() { return this_shard == SIZE_MAX ? SIZE_MAX : this_shard; }
 
-void spawn_logged(asio::any_io_executor ex, asio::awaitable<void> a, std::string what) {
-  asio::co_spawn(ex, std::move(a), [what = std::move(what)](std::exception_ptr e) {
+void spawn_logged(const asio::any_io_executor& ex, asio::awaitable<void> a, std::string what) {
+  asio::co_spawn(ex, std::move(a), [what = std::move(what)](const std::exception_ptr& e) {
     if (!e) return;
     static auto& escaped =
         metrics::get_counter("ferry_escaped_exceptions_total", "Exceptions that escaped a broker coroutine (bugs)");

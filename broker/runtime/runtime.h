@@ -60,7 +60,7 @@ class shard_set {
 
 // The one way broker code starts a coroutine it does not await (never co_spawn(..., detached)):
 // an exception escaping `a` is logged with `what` and counted, and does not take the broker down.
-void spawn_logged(asio::any_io_executor ex, asio::awaitable<void> a, std::string what);
+void spawn_logged(const asio::any_io_executor& ex, asio::awaitable<void> a, std::string what);
 
 // Runs the plain (non-coroutine) function `fn()` on `target` and resumes the awaiting coroutine
 // on its own executor with the result (an exception thrown by `fn` is rethrown in the awaiter).

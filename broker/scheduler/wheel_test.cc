@@ -20,7 +20,7 @@
 namespace ferry::scheduler {
 namespace {
 
-constexpr int64_t day_ms = 24 * 3600 * 1000LL;
+constexpr int64_t day_ms = 24LL * 3600 * 1000;
 
 struct test_timer : timer_entry {
   int id = 0;
@@ -296,7 +296,7 @@ TEST(timer_wheel, deadlines_around_every_level_boundary_fire_exactly_once_on_tim
 TEST(timer_wheel, level_boundaries_still_work_after_the_wheel_advanced_a_long_way) {
   check_level_boundaries(1'700'000'000'000, 1);       // a wall-clock start: high digits all non-zero
   check_level_boundaries((int64_t{1} << 36) - 3, 1);  // just below the overflow boundary
-  check_level_boundaries(5 * (int64_t{1} << 30) + 63 * 64 + 62, 1);
+  check_level_boundaries(5 * (int64_t{1} << 30) + int64_t{63} * 64 + 62, 1);
   check_level_boundaries(1'700'000'000'001, 4);
 }
 
@@ -515,7 +515,7 @@ TEST(timer_wheel, timers_fire_in_deadline_order_with_a_1ms_tick) {
     } else if (mode == 1) {
       drive_by_hint(w, std::numeric_limits<int64_t>::max(), log);
     } else {
-      for (int64_t now = 1000; w.size() > 0; now += static_cast<int64_t>(rng() % (2 * 3600 * 1000)))
+      for (int64_t now = 1000; w.size() > 0; now += static_cast<int64_t>(rng() % (uint64_t{2} * 3600 * 1000)))
         poll_at(w, now, log);
     }
     ASSERT_EQ(log.size(), timers.size()) << "mode " << mode;

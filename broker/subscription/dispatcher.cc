@@ -558,7 +558,7 @@ void dispatcher::start_dead_letter(entry& e, std::string reason) {
   auto alive = alive_;
   int64_t off = e.offset;
   uint32_t gen = e.gen;
-  port_.dead_letter(std::move(req), [this, alive, off, gen](result<void> r) {
+  port_.dead_letter(std::move(req), [this, alive, off, gen](const result<void>& r) {
     if (!*alive) return;
     auto it = entries_.find(off);
     if (it == entries_.end() || it->second->gen != gen) return;  // seek or retention dropped it
@@ -578,7 +578,7 @@ void dispatcher::start_dead_letter(entry& e, std::string reason) {
     op.delivery_count = en.deliveries;
     op.reason = en.reason;
     std::vector<control_op> ops{std::move(op)};
-    port_.append_control(std::move(ops), [this, alive, off](result<void> r2) {
+    port_.append_control(std::move(ops), [this, alive, off](const result<void>& r2) {
       if (!*alive || r2) return;  // success: apply_control finished the entry
       logger()->error("{}/{}/{} subscription {}: recording the dead-letter move failed: {}", port_.topic(),
                       port_.partition_number(), off, rec_.name, r2.error().to_string());
@@ -761,7 +761,7 @@ void dispatcher::settle(uint64_t member_id, std::span<const int64_t> acks, std::
   std::vector<control_op> ops{std::move(op)};
   auto alive = alive_;
   port_.append_control(std::move(ops), [this, alive, to_ack = std::move(to_ack), out = std::move(out),
-                                        done = std::move(done), part](result<void> r) mutable {
+                                        done = std::move(done), part](const result<void>& r) mutable {
     if (r) {
       out.acked = static_cast<int32_t>(to_ack.size());
       probe::get().acks.inc(to_ack.size());

@@ -18,7 +18,7 @@ namespace {
 struct msg {
   std::optional<std::string> key;
   std::string value;
-  std::optional<int64_t> deliver_at;
+  std::optional<int64_t> deliver_at = std::nullopt;
 };
 
 class recording_member final : public member_link {
@@ -370,7 +370,7 @@ TEST_F(dispatcher_test, extend_renews_the_lease) {
   port_.advance(800);
   std::vector<extend_item> x{{0, 1000}};
   settle_outcome got;
-  d_->settle(1, {}, {}, x, [&](settle_outcome o) { got = o; });
+  d_->settle(1, {}, {}, x, [&](const settle_outcome& o) { got = o; });
   port_.drain();
   EXPECT_EQ(got.extended, 1);
   port_.advance(900);
@@ -416,7 +416,7 @@ TEST_F(dispatcher_test, seek_control_record_resets_the_state) {
   op.sub_id = 11;
   op.offset = 2;
   bool done = false;
-  port_.append_control({op}, [&](result<void>) { done = true; });
+  port_.append_control({op}, [&](const result<void>&) { done = true; });
   port_.drain();
   ASSERT_TRUE(done);
   EXPECT_EQ(d_->cursor(), 2);
@@ -437,7 +437,7 @@ TEST_F(dispatcher_test, control_offsets_stay_acknowledged_across_a_seek_below_th
   op.type = control_type::seek;
   op.sub_id = 11;
   op.offset = 0;
-  port_.append_control({op}, [](result<void>) {});  // control batch at offset 7
+  port_.append_control({op}, [](const result<void>&) {});  // control batch at offset 7
   port_.drain();
   std::vector<int64_t> again;
   for (size_t i = 5; i < m->got.size(); ++i) again.push_back(m->got[i].offset);
@@ -488,6 +488,7 @@ TEST_F(dispatcher_test, window_limits_what_is_held_in_memory) {
   lim.max_messages = 3;
   make(sub_record(false, 0), lim);
   std::vector<msg> many;
+  many.reserve(10);
   for (int i = 0; i < 10; ++i) many.push_back({std::nullopt, "v" + std::to_string(i)});
   port_.produce(many);
   auto m = join(1, 100);

@@ -104,7 +104,7 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
     size_t start = i;
     int scale = 100;
     while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
-      frac_ms += (s[i] - '0') * scale;
+      frac_ms += int64_t{s[i] - '0'} * scale;
       scale /= 10;
       ++i;
     }
@@ -119,14 +119,14 @@ std::optional<int64_t> parse_rfc3339_ms(std::string_view s) {
     if (!digits(s, i + 1, 2, oh) || i + 3 >= s.size() || s[i + 3] != ':' || !digits(s, i + 4, 2, om) || oh > 23 ||
         om > 59)
       return std::nullopt;
-    offset_min = (oh * 60 + om) * (s[i] == '-' ? -1 : 1);
+    offset_min = (int64_t{oh} * 60 + om) * (s[i] == '-' ? -1 : 1);
     i += 6;
   } else {
     return std::nullopt;
   }
   if (i != s.size()) return std::nullopt;
   int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
-  int64_t secs = days * 86400 + h * 3600 + mi * 60 + sec - offset_min * 60;
+  int64_t secs = days * 86400 + int64_t{h} * 3600 + int64_t{mi} * 60 + sec - offset_min * 60;
   return secs * 1000 + frac_ms;
 }
 

@@ -1173,7 +1173,7 @@ int delayed_list(const globals& g, const delayed_list_args& a) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int checked_main(int argc, char** argv) {
   CLI::App app{"ferryctl: administer and script a Ferry broker"};
   app.require_subcommand(1);
   app.fallthrough();  // global flags may follow the noun and verb
@@ -1359,4 +1359,17 @@ int main(int argc, char** argv) {
   if (mcancel->parsed()) return msg_cancel(g, msg_id);
   if (dllist->parsed()) return delayed_list(g, dll);
   return usage_error("nothing to do");
+}
+
+// Anything thrown past the command's own error handling ends the process with a message and exit
+// code 1 instead of std::terminate's abort.
+int main(int argc, char** argv) {
+  try {
+    return checked_main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ferryctl: fatal: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "ferryctl: fatal: unknown exception\n");
+  }
+  return 1;
 }

@@ -184,10 +184,10 @@ TEST(time_left, two_largest_units_truncated_or_due) {
   EXPECT_EQ(ctl::format_time_left_ms(899'500), "14m59s");  // a 15-minute delay, just after publishing
   EXPECT_EQ(ctl::format_time_left_ms(900'000), "15m");
   EXPECT_EQ(ctl::format_time_left_ms(3'600'000), "1h");
-  EXPECT_EQ(ctl::format_time_left_ms(2 * 3'600'000 + 5 * 60'000 + 59'999), "2h5m");
-  EXPECT_EQ(ctl::format_time_left_ms(3 * 86'400'000LL + 4 * 3'600'000 + 1), "3d4h");
+  EXPECT_EQ(ctl::format_time_left_ms(2LL * 3'600'000 + 5LL * 60'000 + 59'999), "2h5m");
+  EXPECT_EQ(ctl::format_time_left_ms(3 * 86'400'000LL + 4LL * 3'600'000 + 1), "3d4h");
   EXPECT_EQ(ctl::format_time_left_ms(365 * 86'400'000LL), "365d");
-  EXPECT_EQ(ctl::format_time_left_ms(86'400'000LL + 59 * 60'000), "1d") << "the second unit is hours";
+  EXPECT_EQ(ctl::format_time_left_ms(86'400'000LL + 59LL * 60'000), "1d") << "the second unit is hours";
 }
 
 TEST(delayed_message, id_names_the_topic_given) {

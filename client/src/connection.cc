@@ -53,12 +53,12 @@ void connection::start() {
                                                   std::to_string(self->opts_.connect_timeout.count()) + " ms"));
   });
   resolver_.async_resolve(hp->first, hp->second,
-                          [self](const boost::system::error_code& ec, tcp::resolver::results_type results) {
-                            self->on_resolved(ec, std::move(results));
+                          [self](const boost::system::error_code& ec, const tcp::resolver::results_type& results) {
+                            self->on_resolved(ec, results);
                           });
 }
 
-void connection::on_resolved(const boost::system::error_code& ec, tcp::resolver::results_type results) {
+void connection::on_resolved(const boost::system::error_code& ec, const tcp::resolver::results_type& results) {
   if (state_ != state::connecting) return;
   if (ec) return close(fail(errc::connection_closed, "cannot resolve " + opts_.bootstrap + ": " + ec.message()));
   auto self = shared_from_this();

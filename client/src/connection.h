@@ -74,7 +74,7 @@ class connection : public std::enable_shared_from_this<connection> {
     response_handler handler;
   };
 
-  void on_resolved(const boost::system::error_code& ec, asio::ip::tcp::resolver::results_type results);
+  void on_resolved(const boost::system::error_code& ec, const asio::ip::tcp::resolver::results_type& results);
   void start_write();
   void start_read();
   void on_read(size_t n);

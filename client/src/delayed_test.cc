@@ -126,8 +126,8 @@ TEST(admin_delayed, list_filters_by_partition_and_due_time_and_limit) {
   b.add_topic("t", 2);
   auto p = fc::producer::create(popts(b));
   ASSERT_TRUE(p);
-  for (int i = 1; i <= 5; ++i) publish(**p, "t", delayed(std::nullopt, "p0", i * 1000, 0));
-  for (int i = 1; i <= 3; ++i) publish(**p, "t", delayed(std::nullopt, "p1", i * 1500, 1));
+  for (int i = 1; i <= 5; ++i) publish(**p, "t", delayed(std::nullopt, "p0", int64_t{i} * 1000, 0));
+  for (int i = 1; i <= 3; ++i) publish(**p, "t", delayed(std::nullopt, "p1", int64_t{i} * 1500, 1));
   auto a = make_admin(b);
 
   auto one = a->list_delayed("t", std::nullopt, 100, 1);

@@ -500,7 +500,7 @@ void producer_impl::pump() {
           auto name = fbb.CreateString(t->name);
           return make_request(fbb, id, w::CreateProduceRequest(fbb, name, acks, timeout_ms, pv));
         },
-        ms(0), [this, t, items](result<const w::Response*> r) { on_produce(*t, *items, r); });
+        ms(0), [this, t, items](const result<const w::Response*>& r) { on_produce(*t, *items, r); });
   }
 }
 
@@ -650,7 +650,7 @@ void producer_impl::request_metadata(topic_state& t) {
         auto topics = fbb.CreateVector(&name, 1);
         return make_request(fbb, id, w::CreateMetadataRequest(fbb, topics));
       },
-      ms(0), [this, tp = &t](result<const w::Response*> r) { on_metadata(*tp, r); });
+      ms(0), [this, tp = &t](const result<const w::Response*>& r) { on_metadata(*tp, r); });
 }
 
 void producer_impl::on_metadata(topic_state& t, result<const w::Response*> r) {

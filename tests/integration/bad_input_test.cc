@@ -311,7 +311,7 @@ TEST_F(bad_input, unknown_topic_gets_unknown_topic) {
 TEST_F(bad_input, invalid_topic_names_get_invalid_topic_name) {
   auto c = raw_client::connect(broker_.client_port());
   ASSERT_TRUE(c);
-  for (std::string name :
+  for (const std::string& name :
        {std::string(), std::string(201, 'a'), std::string("a/b"), std::string("spaces here"), std::string(".."),
         std::string("a\nb"), std::string("caf\xc3\xa9"), std::string("a\0b", 3)}) {
     SCOPED_TRACE("topic name '" + name + "' (" + std::to_string(name.size()) + " bytes)");

@@ -514,7 +514,7 @@ TEST_F(delayed, bad_delays_get_typed_errors_and_store_nothing) {
   std::vector<tc> cases = {{"negative delay", batch(-5, true)},
                            {"two hours (max one)", batch(7200'000, true)},
                            {"absurd delay", batch(INT64_MAX / 4, true)},
-                           {"absolute beyond the maximum", batch(wall_ms() + 2 * 3600'000, false)},
+                           {"absolute beyond the maximum", batch(wall_ms() + 2LL * 3600'000, false)},
                            {"absolute before the epoch", batch(-1000, false)}};
   for (auto& c : cases) {
     SCOPED_TRACE(c.what);

@@ -302,6 +302,7 @@ TEST_F(durability, crash_after_append_before_sync_loses_nothing_acknowledged) {
     ASSERT_TRUE(c);
     for (int b = 0; b < 20; ++b) {
       std::vector<std::string> vals;
+      vals.reserve(5);
       for (int i = 0; i < 5; ++i)
         vals.push_back("fp/" + std::to_string(b * 5 + i) + "/" + random_payload(b * 5 + i, 1, 200));
       auto out = c->produce(topic_, 0, make_value_batch(vals, pid, seq));

@@ -15,6 +15,7 @@ std::string name_of(errc e) { return std::string(errc_name(e)); }
 
 std::vector<std::string> values(const std::string& prefix, int n) {
   std::vector<std::string> v;
+  v.reserve(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) v.push_back(prefix + "-" + std::to_string(i));
   return v;
 }

@@ -144,7 +144,9 @@ TEST_F(subscriptions, per_key_order_holds_with_four_members_and_1000_keys) {
   std::atomic<int> total{0};
   std::vector<int> per_member(4, 0);
   std::vector<std::thread> threads;
+  threads.reserve(4);
   std::vector<std::unique_ptr<fc::consumer>> cs;
+  cs.reserve(4);
   for (int i = 0; i < 4; ++i) cs.push_back(consumer("events", "work", "m" + std::to_string(i), 64));
   for (int i = 0; i < 4; ++i) {
     threads.emplace_back([&, i] {

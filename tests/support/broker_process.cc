@@ -21,8 +21,7 @@
 
 #include "schema/frame.h"
 #include "schema/record_batch.h"
-
-extern char** environ;
+#include "tests/support/process.h"
 
 namespace ferry::test {
 
@@ -167,22 +166,16 @@ bool broker_process::alive() {
   }
   args.insert(args.end(), opts_.extra_args.begin(), opts_.extra_args.end());
 
-  std::vector<std::string> env;
-  for (char** e = environ; e && *e; ++e) {
-    std::string_view kv(*e);
-    bool overridden = false;
-    for (auto& [k, v] : opts_.env)
-      if (kv.substr(0, kv.find('=')) == k) overridden = true;
-    if (!overridden) env.emplace_back(kv);
-  }
-  for (auto& [k, v] : opts_.env) env.push_back(k + "=" + v);
+  std::vector<std::string> env = child_environment(opts_.env);
 
   // Everything the child touches is prepared before fork(): after fork in a multi-threaded
   // process only async-signal-safe calls are allowed.
   std::vector<char*> argv;
+  argv.reserve(args.size() + 1);
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
   std::vector<char*> envp;
+  envp.reserve(env.size() + 1);
   for (auto& e : env) envp.push_back(e.data());
   envp.push_back(nullptr);
   std::string log = log_path().string();

@@ -104,6 +104,7 @@ bytes make_batch(const std::vector<test_record>& records, int64_t producer_id, i
 
 bytes make_value_batch(const std::vector<std::string>& values, int64_t producer_id, int32_t base_sequence) {
   std::vector<test_record> recs;
+  recs.reserve(values.size());
   for (auto& v : values) recs.push_back(test_record{std::nullopt, v, {}, 1'700'000'000'000});
   return make_batch(recs, producer_id, base_sequence);
 }
@@ -190,8 +191,10 @@ bytes ack_frame(uint64_t cid, uint64_t member, int32_t partition, const std::vec
   std::vector<fb::Offset<PartitionOffsets>> pos;
   if (!acks.empty()) pos.push_back(CreatePartitionOffsetsDirect(fbb, partition, &acks));
   std::vector<fb::Offset<NackItem>> nv;
+  nv.reserve(nacks.size());
   for (auto& n : nacks) nv.push_back(CreateNackItem(fbb, n.partition, n.offset, n.delay_ms));
   std::vector<fb::Offset<ExtendItem>> xv;
+  xv.reserve(extends.size());
   for (auto& x : extends) xv.push_back(CreateExtendItem(fbb, x.partition, x.offset, x.delay_ms));
   auto body = CreateAckRequestDirect(fbb, member, &pos, &nv, &xv, credit_messages, credit_bytes);
   return finish(fbb, cid, RequestBody::AckRequest, body.Union());

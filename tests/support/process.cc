@@ -26,7 +26,12 @@ std::vector<std::string> child_environment(const std::vector<std::pair<std::stri
     for (auto& [ok, ov] : overrides) drop = drop || k == ok;
     if (!drop) env.emplace_back(kv);
   }
-  for (auto& [k, v] : overrides) env.push_back(k + "=" + v);
+  for (auto& [k, v] : overrides) {
+    std::string kv = k;
+    kv += '=';
+    kv += v;
+    env.push_back(std::move(kv));
+  }
   return env;
 }
 

@@ -137,7 +137,7 @@ void tcp_proxy::accept_loop() {
   }
 }
 
-void tcp_proxy::pump(std::shared_ptr<link> l) {
+void tcp_proxy::pump(const std::shared_ptr<link>& l) {
   std::vector<char> buf(64 << 10);
   for (;;) {
     pollfd p[2] = {{l->client, POLLIN, 0}, {l->server, POLLIN, 0}};

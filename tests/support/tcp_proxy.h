@@ -39,7 +39,7 @@ class tcp_proxy {
  private:
   struct link;
   void accept_loop();
-  void pump(std::shared_ptr<link> l);
+  void pump(const std::shared_ptr<link>& l);
   void reap_finished();
 
   int listen_fd_ = -1;
