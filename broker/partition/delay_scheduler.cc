@@ -388,6 +388,9 @@ void delay_scheduler::tick() {
   if (closed_) return;
   // A step of the wall clock forward: fire what is due now (a step back fires nothing early).
   timers_->wake();
+  // Entries over the memory limit that eviction had to keep (their index write was still
+  // running) go once written.
+  evict_if_over();
   maybe_load();
   // The applied offset alone (no changes) is written at most once per sync interval.
   if (!queued_ops_.empty() || (posted_applied_ < applied_ && now_for_state_write())) flush_writes();
@@ -411,8 +414,11 @@ void delay_scheduler::tick() {
 
 void delay_scheduler::maybe_load() {
   if (loading_ || closed_) return;
-  // Memory full, but releases wait for the loader to pass them: load anyway (one chunk).
-  if (mem_.size() >= lim_.max_loaded * 3 / 4 && !blocked_by_load_) return;
+  // Memory full: load only if releases wait for the loader to pass them, or if the earliest
+  // message in memory lies beyond what is loaded (a message inserted straight into memory): the
+  // index may hold earlier ones, which no timer would fire. Eviction keeps memory bounded.
+  const bool gap = !waiting_.empty() && *waiting_.begin() > loaded_upto_;
+  if (mem_.size() >= lim_.max_loaded * 3 / 4 && !blocked_by_load_ && !gap) return;
   int64_t upper = clk_.now_ms() + lim_.horizon_ms;
   // Not past a message that is not in the index yet (its write is queued or running).
   if (!unwritten_far_.empty()) upper = std::min(upper, unwritten_far_.begin()->first);
@@ -426,7 +432,7 @@ void delay_scheduler::maybe_load() {
   // When releases wait for the loader, a chunk comes in even over the memory limit (eviction then
   // drops the farthest messages that are safely in the index).
   size_t free_slots = mem_.size() < lim_.max_loaded ? lim_.max_loaded - mem_.size() : 0;
-  size_t room = blocked_by_load_ ? size_t{2048} : std::min<size_t>(free_slots, 2048);
+  size_t room = blocked_by_load_ || gap ? size_t{2048} : std::min<size_t>(free_slots, 2048);
   if (room == 0) return;
   loading_ = true;
   far_since_load_.clear();
@@ -448,14 +454,9 @@ void delay_scheduler::maybe_load() {
         logger()->error("{}: loading delayed messages failed: {}", id_prefix_, got.error().to_string());
         return;
       }
-      size_t added = 0, bytes = 0;
+      size_t bytes = 0;
+      for (auto& m : *got) bytes += m.bytes();
       const delay_key last = got->empty() ? delay_key{} : delay_key{got->back().due, got->back().offset};
-      for (auto& m : *got) {
-        bytes += m.bytes();
-        if (removed_.contains(m.offset) || mem_.contains(m.offset)) continue;
-        add_to_memory(std::move(m), true);
-        ++added;
-      }
       // Cut by the count or the byte limit: loaded up to the last one; else everything before
       // `upper` is here.
       bool more = got->size() >= room || bytes >= max_load_bytes;
@@ -465,6 +466,16 @@ void delay_scheduler::maybe_load() {
       if (!far_since_load_.empty() && reached >= *far_since_load_.begin())
         reached = {far_since_load_.begin()->first, far_since_load_.begin()->second - 1};
       far_since_load_.clear();
+      // Only what lies within `reached` goes to memory: memory then holds every index key up to
+      // loaded_upto_ and nothing loaded beyond it, so no message is skipped by the loader while a
+      // later one waits in memory (the next load brings the rest).
+      size_t added = 0;
+      for (auto& m : *got) {
+        if (delay_key{m.due, m.offset} > reached) break;
+        if (removed_.contains(m.offset) || mem_.contains(m.offset)) continue;
+        add_to_memory(std::move(m), true);
+        ++added;
+      }
       loaded_upto_ = std::max(loaded_upto_, reached);
       if (blocked_by_load_) {
         blocked_by_load_ = false;
