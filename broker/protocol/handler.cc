@@ -201,7 +201,7 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
   }
   auto tn = fbb->CreateString(name);
   auto rv = fbb->CreateVector(results);
-  co_return body_result{w::ResponseBody::ProduceResponse, w::CreateProduceResponse(*fbb, tn, rv).Union()};
+  co_return body_result{w::ResponseBody::ProduceResponse, w::CreateProduceResponse(*fbb, tn, rv).Union(), errc::ok, {}};
 }
 
 // ---- fetch -----------------------------------------------------------------------------------
@@ -326,7 +326,7 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
   }
   auto tn = fbb->CreateString(name);
   auto rv = fbb->CreateVector(results);
-  co_return body_result{w::ResponseBody::FetchResponse, w::CreateFetchResponse(*fbb, tn, rv).Union()};
+  co_return body_result{w::ResponseBody::FetchResponse, w::CreateFetchResponse(*fbb, tn, rv).Union(), errc::ok, {}};
 }
 
 }  // namespace
