@@ -89,9 +89,11 @@ class rocks_store final : public meta_store {
     return out;
   }
 
-  result<void> put_checkpoints(const std::vector<std::pair<std::string, std::string>>& kvs) override {
+  result<void> put_checkpoints(const std::vector<std::pair<std::string, std::string>>& kvs,
+                               const std::vector<std::pair<std::string, std::string>>& erase) override {
     rocksdb::WriteBatch b;
     for (auto& [k, v] : kvs) b.Put(k, v);
+    for (auto& [from, to] : erase) b.DeleteRange(from, to);
     auto s = db_->Write(unsynced_, &b);
     if (!s.ok()) return from_status(s, "writing checkpoints");
     return {};
@@ -113,6 +115,30 @@ class rocks_store final : public meta_store {
     auto s = db_->Write(wo_, &b);
     if (!s.ok()) return from_status(s, "deleting checkpoints " + prefix);
     return {};
+  }
+
+  result<void> delete_checkpoint(const std::string& key) override {
+    rocksdb::WriteBatch b;
+    b.Delete(key);
+    b.DeleteRange(key + "/", key + "0");  // '0' follows '/': exactly the keys under key + "/"
+    auto s = db_->Write(wo_, &b);
+    if (!s.ok()) return from_status(s, "deleting checkpoint " + key);
+    return {};
+  }
+
+  result<void> put_journal(const std::string& key, const std::string& value) override {
+    auto s = db_->Put(unsynced_, key, value);
+    if (!s.ok()) return from_status(s, "writing delivery journal " + key);
+    return {};
+  }
+
+  result<std::vector<std::pair<std::string, std::string>>> list_journal(const std::string& prefix) override {
+    std::vector<std::pair<std::string, std::string>> out;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next())
+      out.emplace_back(it->key().ToString(), it->value().ToString());
+    if (!it->status().ok()) return from_status(it->status(), "reading delivery journal " + prefix);
+    return out;
   }
 
  private:

@@ -2,8 +2,9 @@
 // The broker's metadata store, a RocksDB database under <data-dir>/meta: topics and subscriptions
 // (every write synced before it returns), and the checkpoints of the partitions' state machines
 // (written without a sync: a checkpoint only saves replaying the log, which stays the source of
-// truth, so losing the newest one in a crash costs a longer replay, never state). RocksDB stays
-// inside meta_store.cc. Blocking calls: run them on the disk pool, never on a shard.
+// truth, so losing the newest one in a crash costs a longer replay, never state), and the delivery
+// journals of subscriptions. RocksDB stays inside meta_store.cc. Blocking calls: run them on the
+// disk pool, never on a shard (put_journal is the one exception, see there).
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -32,11 +33,25 @@ class meta_store {
   [[nodiscard]] virtual result<std::vector<subscription_record>> list_subscriptions() = 0;
 
   // Checkpoints, keyed by the caller ("ckpt/<topic id>/<partition>/<subscription id>"). Unsynced.
-  [[nodiscard]] virtual result<void> put_checkpoints(const std::vector<std::pair<std::string, std::string>>& kvs) = 0;
+  // In the same atomic write, deletes the keys in each [from, to) of `erase` (journal records the
+  // checkpoints now cover).
+  [[nodiscard]] virtual result<void> put_checkpoints(const std::vector<std::pair<std::string, std::string>>& kvs,
+                                                     const std::vector<std::pair<std::string, std::string>>& erase) = 0;
   // The stored value, or nullopt if there is none.
   [[nodiscard]] virtual result<std::optional<std::string>> get_checkpoint(const std::string& key) = 0;
   // Deletes every checkpoint whose key starts with `prefix` (synced).
   [[nodiscard]] virtual result<void> delete_checkpoints(const std::string& prefix) = 0;
+  // Deletes the checkpoint `key` and every key under `key + "/"` (its journal), synced.
+  [[nodiscard]] virtual result<void> delete_checkpoint(const std::string& key) = 0;
+
+  // Delivery journals (subscription/dispatcher.h, partition_port::record_deliveries): small records
+  // under "<checkpoint key>/d/<sequence>". Written unsynced, so they survive a crash of the process
+  // (kill -9), not a power loss. Called on a shard, just before the deliveries go out: it waits for
+  // RocksDB's memtable and WAL write (no sync), which is what makes the record survive.
+  [[nodiscard]] virtual result<void> put_journal(const std::string& key, const std::string& value) = 0;
+  // Every (key, value) whose key starts with `prefix`, in key order.
+  [[nodiscard]] virtual result<std::vector<std::pair<std::string, std::string>>> list_journal(
+      const std::string& prefix) = 0;
 };
 
 }  // namespace ferry::meta

@@ -67,6 +67,40 @@ TEST(meta_store, topics_and_ids_survive_reopen) {
 namespace ferry::meta {
 namespace {
 
+TEST(meta_store, checkpoints_and_delivery_journals_are_written_erased_and_deleted_per_subscription) {
+  auto dir = std::filesystem::temp_directory_path() / ("ferry-meta-journal-test-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  {
+    auto s = meta_store::open(dir);
+    ASSERT_TRUE(s) << s.error().to_string();
+    auto& m = **s;
+    ASSERT_TRUE(m.put_journal("ckpt/1/0/1/d/00000000000000000000", "a"));
+    ASSERT_TRUE(m.put_journal("ckpt/1/0/1/d/00000000000000000001", "b"));
+    ASSERT_TRUE(m.put_journal("ckpt/1/0/1/d/00000000000000000002", "c"));
+    ASSERT_TRUE(m.put_journal("ckpt/1/0/12/d/00000000000000000000", "other"));
+    // A checkpoint that covers records 0 and 1 erases them in the same write.
+    ASSERT_TRUE(m.put_checkpoints({{"ckpt/1/0/1", "state1"}, {"ckpt/1/0/12", "state12"}},
+                                  {{"ckpt/1/0/1/d/", "ckpt/1/0/1/d/00000000000000000002"}}));
+    auto j = m.list_journal("ckpt/1/0/1/d/");
+    ASSERT_TRUE(j);
+    ASSERT_EQ(j->size(), 1u);
+    EXPECT_EQ((*j)[0].first, "ckpt/1/0/1/d/00000000000000000002");
+    EXPECT_EQ((*j)[0].second, "c");
+  }
+  auto s = meta_store::open(dir);  // unsynced writes are in the WAL: they survive a reopen
+  ASSERT_TRUE(s) << s.error().to_string();
+  auto& m = **s;
+  ASSERT_EQ(m.list_journal("ckpt/1/0/1/d/")->size(), 1u);
+  // Deleting subscription 1 takes its checkpoint and journal, not those of subscription 12.
+  ASSERT_TRUE(m.delete_checkpoint("ckpt/1/0/1"));
+  EXPECT_FALSE(m.get_checkpoint("ckpt/1/0/1")->has_value());
+  EXPECT_TRUE(m.list_journal("ckpt/1/0/1/d/")->empty());
+  EXPECT_EQ(m.get_checkpoint("ckpt/1/0/12")->value_or(""), "state12");
+  EXPECT_EQ(m.list_journal("ckpt/1/0/12/d/")->size(), 1u);
+  s->reset();
+  std::filesystem::remove_all(dir);
+}
+
 TEST(subscription_config, exponential_backoff_doubles_up_to_the_cap_and_fixed_stays) {
   subscription_config c;
   c.backoff_initial_ms = 100;

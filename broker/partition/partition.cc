@@ -344,6 +344,32 @@ result<void> partition::read(int64_t from, size_t max_bytes, std::vector<std::by
 
 void partition::post(std::function<void()> fn) { asio::post(rt_.executor(owner_), std::move(fn)); }
 
+namespace {
+std::string journal_seq(uint64_t seq) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(seq));
+  return buf;
+}
+}  // namespace
+
+void partition::record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) {
+  if (cfg_.store == nullptr || offsets.empty()) return;
+  auto it = subs_.find(sub_id);
+  if (it == subs_.end()) return;
+  // Synchronous and unsynced: in RocksDB's WAL (the page cache) before the deliveries are sent,
+  // so a kill -9 right after cannot lose their counts. A failure costs only count accuracy.
+  auto r = cfg_.store->put_journal(journal_prefix(sub_id) + journal_seq(it->second.journal_next),
+                                   subscription::encode_delivery_record(offsets));
+  if (!r) {
+    probe::get().journal_errors.inc();
+    logger()->warn("{}/{}: delivery journal write failed (delivery counts may be low after a crash): {}", topic_,
+                   id_.value, r.error().to_string());
+    return;
+  }
+  ++it->second.journal_next;
+  probe::get().journal_records.inc();
+}
+
 void partition::append_control(std::vector<subscription::control_op> ops, std::function<void(result<void>)> done) {
   if (closing_) {
     post([done = std::move(done)] { done(fail(errc::shutting_down, "the partition is closing")); });
@@ -435,8 +461,9 @@ result<void> partition::replay_controls(sub_slot& s, offset from) {
   return {};
 }
 
-result<void> partition::add_subscription(const meta::subscription_record& rec, std::optional<std::string> checkpoint,
+result<void> partition::add_subscription(const meta::subscription_record& rec, saved_subscription saved,
                                          subscription_origin origin) {
+  auto& checkpoint = saved.checkpoint;
   if (subs_.contains(rec.id)) return {};
   int64_t start = static_cast<size_t>(id_.value) < rec.start_offsets.size() ? rec.start_offsets[id_.value] : 0;
   start = std::clamp(start, log_->start_offset().value, log_->next_offset().value);
@@ -451,6 +478,17 @@ result<void> partition::add_subscription(const meta::subscription_record& rec, s
     restored = true;
   }
   sub_slot slot{std::move(d), replay_from};
+  // Deliveries after the checkpoint: their counts (the journal is newer than the checkpoint, and
+  // older than every control batch replayed below, which only removes counts).
+  const std::string jp = journal_prefix(rec.id);
+  for (auto& [k, v] : saved.journal) {
+    if (auto r = slot.d->restore_deliveries(v); !r) return r.error();
+    if (k.size() > jp.size() && k.compare(0, jp.size(), jp) == 0)
+      slot.journal_next = std::max<uint64_t>(slot.journal_next, std::strtoull(k.c_str() + jp.size(), nullptr, 10) + 1);
+  }
+  if (!saved.journal.empty())
+    logger()->info("{}/{} subscription {}: {} delivery journal records after its checkpoint", topic_, id_.value,
+                   rec.name, saved.journal.size());
   // A new subscription has no control records of its own yet; an existing one applies what came
   // after its checkpoint (acks that were durable but not yet saved), or after its start offset if
   // no checkpoint was saved before a crash.
@@ -737,17 +775,19 @@ asio::awaitable<void> partition::save_checkpoints(bool all) {
   if (cfg_.store == nullptr || subs_.empty() || checkpoint_running_) co_return;
   offset applied = applied_upto();
   std::vector<std::pair<std::string, std::string>> kvs;
+  std::vector<std::pair<std::string, std::string>> erase;  // journal records the checkpoints cover
   std::vector<uint64_t> ids;
   for (auto& [id, s] : subs_) {
     if (!s.d->dirty() && !(all && s.saved_applied < applied)) continue;
     kvs.emplace_back(checkpoint_key(id), s.d->checkpoint(applied.value));
+    if (s.journal_next > 0) erase.emplace_back(journal_prefix(id), journal_prefix(id) + journal_seq(s.journal_next));
     s.d->clear_dirty();
     ids.push_back(id);
   }
   if (kvs.empty()) co_return;
   checkpoint_running_ = true;
   auto* store = cfg_.store;
-  auto write = [store, kvs = std::move(kvs)] { return store->put_checkpoints(kvs); };
+  auto write = [store, kvs = std::move(kvs), erase = std::move(erase)] { return store->put_checkpoints(kvs, erase); };
   auto r = co_await runtime::on_disk(rt_.state(), std::move(write));
   checkpoint_running_ = false;
   if (!r) {

@@ -132,9 +132,14 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   // offset on this partition. `existing`: it existed before (start-up), so control batches after
   // the checkpoint (or after its start offset, without one) are applied again from the log; a
   // brand-new subscription has none.
+  // `journal`: its delivery journal records written after the checkpoint (key, value), in order.
   enum class subscription_origin { created, existing };
-  [[nodiscard]] result<void> add_subscription(const meta::subscription_record& rec,
-                                              std::optional<std::string> checkpoint, subscription_origin origin);
+  struct saved_subscription {
+    std::optional<std::string> checkpoint;
+    std::vector<std::pair<std::string, std::string>> journal;
+  };
+  [[nodiscard]] result<void> add_subscription(const meta::subscription_record& rec, saved_subscription saved,
+                                              subscription_origin origin);
   void remove_subscription(uint64_t sub_id);
   subscription::dispatcher* find_subscription(uint64_t sub_id);
   size_t subscription_count() const { return subs_.size(); }
@@ -161,6 +166,8 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
 
   // Key of this partition's checkpoint for `sub_id` in the meta store.
   std::string checkpoint_key(uint64_t sub_id) const;
+  // Delivery journal records of a subscription are keyed journal_prefix + 20-digit sequence.
+  std::string journal_prefix(uint64_t sub_id) const { return checkpoint_key(sub_id) + "/d/"; }
   static std::string checkpoint_prefix(uint64_t topic_id);
 
   offset hwm() const { return offset{hwm_.load(std::memory_order_acquire)}; }  // any thread
@@ -192,7 +199,8 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   };
   struct sub_slot {
     std::unique_ptr<subscription::dispatcher> d;
-    offset saved_applied{0};  // applied_upto of its newest checkpoint on disk
+    offset saved_applied{0};    // applied_upto of its newest checkpoint on disk
+    uint64_t journal_next = 0;  // sequence of its next delivery journal record
   };
 
   partition(std::string topic, partition_id id, partition_config cfg, runtime::shard_set& rt, shard_id owner,
@@ -208,6 +216,7 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   scheduler::wheel_driver& timers() override { return *timers_; }
   const ferry::clock& clock() const override { return clock_; }
   void post(std::function<void()> fn) override;
+  void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) override;
 
   struct delay_event {
     offset base;

@@ -22,6 +22,10 @@ struct probe {
       metrics::get_counter("ferry_control_batches_total", "Control batches (acks, dead-letter moves, seeks) appended");
   metrics::counter& checkpoints =
       metrics::get_counter("ferry_subscription_checkpoints_total", "Subscription state checkpoints saved");
+  metrics::counter& journal_records = metrics::get_counter(
+      "ferry_delivery_journal_records_total", "Delivery journal records written (one per round of deliveries)");
+  metrics::counter& journal_errors =
+      metrics::get_counter("ferry_delivery_journal_errors_total", "Delivery journal writes that failed");
   metrics::counter& delayed_scheduled =
       metrics::get_counter("ferry_delayed_scheduled_total", "Delayed messages stored for later delivery");
   metrics::counter& delayed_released =

@@ -283,15 +283,21 @@ std::vector<subscription_ptr> topic_manager::list_subscriptions(std::string_view
 asio::awaitable<result<void>> topic_manager::attach_subscription(std::shared_ptr<const topic> t, subscription_ptr s,
                                                                  bool load_checkpoints) {
   for (auto& p : t->partitions) {
-    std::optional<std::string> ckpt;
+    partition::saved_subscription saved;
     if (load_checkpoints) {
       auto get = [this, key = p->checkpoint_key(s->id)] { return store_.get_checkpoint(key); };
       auto got = co_await runtime::on_disk(rt_.disk(), std::move(get));
       if (!got) co_return got.error();
-      ckpt = std::move(*got);
+      saved.checkpoint = std::move(*got);
+      auto list = [this, prefix = p->journal_prefix(s->id)] { return store_.list_journal(prefix); };
+      auto journal = co_await runtime::on_disk(rt_.disk(), std::move(list));
+      if (!journal) co_return journal.error();
+      saved.journal = std::move(*journal);
     }
     auto origin = load_checkpoints ? partition::subscription_origin::existing : partition::subscription_origin::created;
-    auto add = [p, s, origin, ckpt = std::move(ckpt)] { return p->add_subscription(*s, ckpt, origin); };
+    auto add = [p, s, origin, saved = std::move(saved)]() mutable {
+      return p->add_subscription(*s, std::move(saved), origin);
+    };
     auto added = co_await runtime::run_on(rt_.executor(p->owner()), std::move(add));
     if (!added) co_return added.error();
   }
@@ -423,7 +429,7 @@ asio::awaitable<result<void>> topic_manager::delete_subscription(std::string top
   if (auto t = find(topic)) {
     co_await detach_subscription(t, sp);
     for (auto& p : t->partitions) {
-      auto del_ckpt = [this, key = p->checkpoint_key(sp->id)] { return store_.delete_checkpoints(key); };
+      auto del_ckpt = [this, key = p->checkpoint_key(sp->id)] { return store_.delete_checkpoint(key); };
       (void)co_await runtime::on_disk(rt_.disk(), std::move(del_ckpt));
     }
   }

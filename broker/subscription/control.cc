@@ -1,6 +1,9 @@
 #include "broker/subscription/control.h"
 
+#include <algorithm>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "broker/base/varint.h"
 
@@ -124,6 +127,54 @@ result<void> decode_control_batch(std::span<const std::byte> batch, const std::f
   });
   if (!r) return r.error();
   if (failed) return bad;
+  return {};
+}
+
+namespace {
+constexpr uint8_t delivery_record_version = 1;
+}  // namespace
+
+std::string encode_delivery_record(std::span<const int64_t> offsets) {
+  std::vector<int64_t> sorted(offsets.begin(), offsets.end());
+  std::sort(sorted.begin(), sorted.end());
+  // Runs of consecutive offsets: (gap from the previous run's end, length).
+  std::vector<std::pair<int64_t, uint64_t>> runs;
+  for (int64_t o : sorted) {
+    if (!runs.empty() && runs.back().first + static_cast<int64_t>(runs.back().second) == o)
+      ++runs.back().second;
+    else
+      runs.emplace_back(o, 1);
+  }
+  byte_writer w;
+  w.u8(delivery_record_version);
+  w.uvarint(runs.size());
+  int64_t prev_end = 0;
+  for (auto [start, len] : runs) {
+    w.varint(start - prev_end);
+    w.uvarint(len);
+    prev_end = start + static_cast<int64_t>(len);
+  }
+  return std::move(w).str();
+}
+
+result<void> decode_delivery_record(std::string_view rec, const std::function<void(int64_t)>& fn) {
+  byte_reader r{rec};
+  if (r.u8() != delivery_record_version) return fail(errc::corrupt_batch, "delivery record: unknown version");
+  uint64_t n = r.uvarint();
+  if (!r.ok || n > rec.size()) return fail(errc::corrupt_batch, "delivery record: truncated");
+  std::vector<std::pair<int64_t, uint64_t>> runs;
+  runs.reserve(n);
+  int64_t prev_end = 0;
+  for (uint64_t i = 0; i < n && r.ok; ++i) {
+    int64_t start = prev_end + r.varint();
+    uint64_t len = r.uvarint();
+    if (len == 0 || len > (uint64_t{1} << 32)) return fail(errc::corrupt_batch, "delivery record: bad run");
+    runs.emplace_back(start, len);
+    prev_end = start + static_cast<int64_t>(len);
+  }
+  if (!r.ok || r.pos != rec.size()) return fail(errc::corrupt_batch, "delivery record: does not parse");
+  for (auto [start, len] : runs)
+    for (uint64_t k = 0; k < len; ++k) fn(start + static_cast<int64_t>(k));
   return {};
 }
 

@@ -7,6 +7,7 @@
 #include <functional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -40,6 +41,13 @@ std::vector<std::byte> encode_control_batch(std::span<const control_op> ops, int
 // half of a state change it does not understand.
 [[nodiscard]] result<void> decode_control_batch(std::span<const std::byte> batch,
                                                 const std::function<void(const control_op&)>& fn);
+
+// Delivery journal records (schema/control.md, "Delivery journal"): the offsets of one round of
+// deliveries of one subscription on one partition, kept outside the log so that delivery counts
+// survive a crash between checkpoints. `offsets` in any order, each at most once.
+std::string encode_delivery_record(std::span<const int64_t> offsets);
+// Calls fn(offset) for every offset of a record; corrupt_batch if it does not parse.
+[[nodiscard]] result<void> decode_delivery_record(std::string_view rec, const std::function<void(int64_t)>& fn);
 
 inline bool is_control(const wire::batch_header& h) { return (h.attributes & wire::attr_control) != 0; }
 

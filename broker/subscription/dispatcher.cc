@@ -258,6 +258,13 @@ result<int64_t> dispatcher::restore(std::string_view blob) {
   return applied;
 }
 
+result<void> dispatcher::restore_deliveries(std::string_view record) {
+  dirty_ = true;  // the next checkpoint covers (and erases) the journal records
+  return decode_delivery_record(record, [this](int64_t o) {
+    if (o >= acks_.cursor() && !acks_.contains(o)) ++restored_counts_[o];
+  });
+}
+
 // ---- members -------------------------------------------------------------------------------------
 
 void dispatcher::add_member(std::shared_ptr<member_link> m) {
@@ -482,6 +489,11 @@ void dispatcher::deliver_ready() {
     slot->second.push_back(delivered_message{e->offset, e->deliveries, e->first_timestamp, e->append_time, e->attrs,
                                              e->data, e->pos, e->len});
   }
+  if (out.empty()) return;
+  journal_offsets_.clear();
+  for (auto& [m, batch] : out)
+    for (auto& d : batch) journal_offsets_.push_back(d.offset);
+  port_.record_deliveries(rec_.id, journal_offsets_);
   for (auto& [m, batch] : out) {
     pr.delivered.inc(batch.size());
     pr.delivery_batches.inc();

@@ -16,7 +16,9 @@
 // of its key), acking (an ack is being made durable) or dead-lettering. One timer entry per
 // message, on the partition's timing wheel, serves the lease, the backoff and their updates in
 // place. Leases and backoffs are not durable: after a restart every unacknowledged message is
-// delivered again, with its checkpointed delivery count plus one.
+// delivered again, with its delivery count plus one. Delivery counts are exact across a crash of
+// the process: each round of deliveries is journaled (partition_port::record_deliveries, unsynced)
+// before it is sent, and restore_deliveries() adds the rounds after the checkpoint back.
 //
 // Delayed messages: a record due later than its batch's append time is the delay index's (the
 // partition keeps it and releases a copy into the log when it falls due): the dispatcher counts it
@@ -165,6 +167,9 @@ class partition_port {
   virtual const ferry::clock& clock() const = 0;
   // Runs `fn` later on this shard (never inline).
   virtual void post(std::function<void()> fn) = 0;
+  // Journals one round of deliveries of subscription `sub_id` (called just before they are sent),
+  // so their delivery counts survive a crash before the next checkpoint (restore_deliveries()).
+  virtual void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) = 0;
 };
 
 // Limits of the in-memory window of one dispatcher.
@@ -238,6 +243,10 @@ class dispatcher {
   // Loads a checkpoint; returns its applied_upto (control batches from there on must be applied
   // again). Call before any delivery.
   [[nodiscard]] result<int64_t> restore(std::string_view blob);
+  // Adds one delivery to each unacknowledged offset of a delivery journal record written after the
+  // checkpoint (record_deliveries): on start-up, after restore() and before the control batches
+  // after the checkpoint are applied. Call before any delivery.
+  [[nodiscard]] result<void> restore_deliveries(std::string_view record);
   int64_t cursor() const { return acks_.cursor(); }
   bool dirty() const { return dirty_; }
   void clear_dirty() { dirty_ = false; }
@@ -308,6 +317,7 @@ class dispatcher {
   int64_t redeliveries_ = 0;
   // Delivery counts of unacknowledged messages not (yet) in the window: from the checkpoint.
   std::unordered_map<int64_t, int32_t> restored_counts_;
+  std::vector<int64_t> journal_offsets_;  // reused by deliver_ready()
   bool dirty_ = false;
 
   int64_t read_pos_;  // next offset to read into the window

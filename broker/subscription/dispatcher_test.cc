@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <deque>
 #include <map>
@@ -29,6 +30,13 @@ class recording_member final : public member_link {
     set_byte_limit(false);
   }
   void deliver(int32_t partition, std::vector<delivered_message> batch) override {
+    if (journal != nullptr) {
+      // Every delivery is in the newest journal record by the time it is sent.
+      std::set<int64_t> in_last;
+      ASSERT_FALSE(journal->empty()) << "deliveries sent before they were journaled";
+      ASSERT_TRUE(decode_delivery_record(journal->back(), [&](int64_t o) { in_last.insert(o); }));
+      for (auto& d : batch) EXPECT_TRUE(in_last.contains(d.offset)) << d.offset << " sent but not journaled";
+    }
     for (auto& d : batch) got.push_back(d);
   }
   std::vector<int64_t> offsets() const {
@@ -37,6 +45,7 @@ class recording_member final : public member_link {
     return v;
   }
   std::vector<delivered_message> got;
+  const std::vector<std::string>* journal = nullptr;  // if set: checks deliveries were journaled first
 };
 
 class fake_port final : public partition_port {
@@ -83,6 +92,11 @@ class fake_port final : public partition_port {
   scheduler::wheel_driver& timers() override { return driver_; }
   const ferry::clock& clock() const override { return clock_; }
   void post(std::function<void()> fn) override { posted_.push_back(std::move(fn)); }
+  void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) override {
+    EXPECT_EQ(sub_id, 11u);
+    journal.push_back(encode_delivery_record(offsets));
+  }
+  std::vector<std::string> journal;
 
   // ---- test controls ----
   // Appends one batch; its append time is 5000 (see append()). `released`: a batch of released
@@ -402,6 +416,53 @@ TEST_F(dispatcher_test, checkpoint_restores_cursor_holes_and_delivery_counts) {
   EXPECT_EQ(m2->got[1].delivery_count, 3) << "2 was delivered twice before the restart";
   auto bad = d2->restore("garbage");
   EXPECT_FALSE(bad);
+}
+
+TEST_F(dispatcher_test, deliveries_journaled_after_the_checkpoint_count_after_a_restart) {
+  make(sub_record(false, 0));
+  port_.produce({{std::nullopt, "a"}, {std::nullopt, "b"}, {std::nullopt, "c"}, {std::nullopt, "d"}});
+  auto m = std::make_shared<recording_member>(1, 2);
+  m->journal = &port_.journal;
+  d_->add_member(m);
+  port_.drain();
+  ASSERT_EQ(m->offsets(), (std::vector<int64_t>{0, 1}));
+  auto blob = d_->checkpoint(port_.high_watermark());
+  size_t after_checkpoint = port_.journal.size();
+  m->add_credit(2, 0);
+  d_->wake();
+  port_.drain();
+  m->add_credit(1, 0);
+  nack(1, 0, 0);  // 0 goes out again: its second delivery, after the checkpoint
+  ASSERT_EQ(m->offsets(), (std::vector<int64_t>{0, 1, 2, 3, 0}));
+  ASSERT_GT(port_.journal.size(), after_checkpoint);
+  // A crash now: the checkpoint knows one delivery each of 0 and 1; the journal has the rest.
+  auto d2 = std::make_unique<dispatcher>(port_, sub_record(false, 0), 0);
+  ASSERT_TRUE(d2->restore(blob));
+  for (size_t i = after_checkpoint; i < port_.journal.size(); ++i)
+    ASSERT_TRUE(d2->restore_deliveries(port_.journal[i]));
+  EXPECT_FALSE(d2->restore_deliveries("\x07junk")) << "a record that does not parse is an error";
+  d_.reset();
+  port_.dispatchers = {d2.get()};
+  auto m2 = std::make_shared<recording_member>(5, 10);
+  d2->add_member(m2);
+  port_.drain();
+  ASSERT_EQ(m2->offsets(), (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(m2->got[0].delivery_count, 3) << "0 went out twice before the crash";
+  EXPECT_EQ(m2->got[1].delivery_count, 2);
+  EXPECT_EQ(m2->got[2].delivery_count, 2) << "2 went out once, after the checkpoint";
+  EXPECT_EQ(m2->got[3].delivery_count, 2);
+}
+
+TEST(delivery_record, round_trips_runs_of_offsets_in_any_order) {
+  std::vector<int64_t> offs = {9, 3, 4, 5, 100, 101, 7, 1'000'000'000'000};
+  auto rec = encode_delivery_record(offs);
+  std::vector<int64_t> back;
+  ASSERT_TRUE(decode_delivery_record(rec, [&](int64_t o) { back.push_back(o); }));
+  std::sort(offs.begin(), offs.end());
+  EXPECT_EQ(back, offs);
+  EXPECT_LT(rec.size(), 20u) << "runs keep a round of consecutive offsets small";
+  for (size_t cut = 0; cut < rec.size(); ++cut)
+    EXPECT_FALSE(decode_delivery_record(rec.substr(0, cut), [](int64_t) {})) << "truncated at " << cut;
 }
 
 TEST_F(dispatcher_test, seek_control_record_resets_the_state) {

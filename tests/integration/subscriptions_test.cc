@@ -382,6 +382,45 @@ TEST_F(subscriptions, kill9_during_acking_loses_no_confirmed_ack_and_no_message)
   c->close();
 }
 
+TEST_F(subscriptions, delivery_counts_survive_kill9_between_checkpoints) {
+  // No checkpoint between the deliveries and the crashes: only the delivery journal knows them.
+  broker_.options().extra_args = {"--checkpoint-interval-ms", "600000"};
+  ASSERT_TRUE(broker_.restart());
+  create_topic("jobs", 2);
+  fc::subscription_config cfg;
+  cfg.max_deliveries = 0;
+  cfg.ack_timeout = 60s;  // nothing expires during the test: every redelivery is a crash's
+  create_sub("jobs", "workers", cfg);
+  constexpr size_t n = 300;
+  auto ids = produce("jobs", static_cast<int>(n), 0);  // keyless: all of them out at once
+  for (int round = 1; round <= 4; ++round) {
+    auto c = consumer("jobs", "workers", "r" + std::to_string(round), 1000);
+    std::map<std::string, int32_t> count;  // id -> delivery_count seen this round
+    auto deadline = clock_type::now() + 30s;
+    while (count.size() < n && clock_type::now() < deadline) {
+      auto got = c->poll(200ms);
+      ASSERT_TRUE(got) << got.error().to_string();
+      for (auto& d : *got) {
+        EXPECT_FALSE(count.contains(d.id())) << d.id() << " delivered twice in one round";
+        count[d.id()] = d.delivery_count;
+        if (round == 4) c->ack(d);
+      }
+    }
+    ASSERT_EQ(count.size(), n) << "round " << round;
+    size_t wrong = 0;
+    for (auto& [id, k] : count)
+      if (k != round && ++wrong <= 5) ADD_FAILURE() << id << ": delivery_count " << k << " in round " << round;
+    EXPECT_EQ(wrong, 0u) << "round " << round;
+    if (round < 4) {
+      broker_.kill9();  // with every message delivered and none acked
+      ASSERT_TRUE(broker_.restart());
+    } else {
+      ASSERT_TRUE(c->flush());
+      EXPECT_TRUE(wait_until([&] { return backlog("jobs", "workers") == 0; }, 10s));
+    }
+  }
+}
+
 TEST_F(subscriptions, state_survives_a_restart_and_seek_dry_run_changes_nothing) {
   create_topic("state", 1);
   create_sub("state", "s");
