@@ -54,6 +54,15 @@ uint64_t get_le64(const std::byte* p) {
 }
 
 // One segment: its data file and, in memory, its sparse indexes (the files are caches of these).
+// Indexes first, data file last: a crash in between leaves a data file without indexes, which
+// open() rebuilds (or a leftover index without data, which open() deletes).
+result<void> delete_segment_files(file_factory& fs, const std::filesystem::path& data_path) {
+  auto p = data_path;
+  if (auto r = fs.remove(p.replace_extension(".timeindex")); !r) return r;
+  if (auto r = fs.remove(p.replace_extension(".index")); !r) return r;
+  return fs.remove(data_path);
+}
+
 struct segment {
   int64_t base = 0;
   int64_t next = 0;   // offset after the last batch
@@ -330,12 +339,7 @@ struct partition_log::impl {
   // ---- segments ----
 
   result<void> remove_segment_files(const std::filesystem::path& data_path) {
-    // Indexes first, data file last: a crash in between leaves a data file without indexes, which
-    // open() rebuilds (or a leftover index without data, which open() deletes).
-    auto p = data_path;
-    if (auto r = fs->remove(p.replace_extension(".timeindex")); !r) return r;
-    if (auto r = fs->remove(p.replace_extension(".index")); !r) return r;
-    return fs->remove(data_path);
+    return delete_segment_files(*fs, data_path);
   }
 
   result<void> create_segment(int64_t base) {
@@ -828,21 +832,38 @@ void partition_log::end_sync(const pending_sync& s, const result<void>& outcome)
 }
 
 result<retention_result> partition_log::apply_retention(offset low_water_mark, offset keep_from) {
+  auto rr = detach_for_retention(low_water_mark, keep_from);
+  if (auto r = remove_retired(rr.retired); !r) return r.error();
+  return rr;
+}
+
+result<void> partition_log::remove_retired(retired_segments& r) {
+  // Oldest first, so the files left after a crash are a contiguous range at every step.
+  for (auto& p : r.data_paths)
+    if (auto a = delete_segment_files(*r.fs, p); !a) return a;
+  r.data_paths.clear();
+  r.handles.clear();  // the last close of an unlinked file frees its blocks: here, not on the shard
+  return {};
+}
+
+retention_result partition_log::detach_for_retention(offset low_water_mark, offset keep_from) {
   impl& m = *impl_;
   retention_result rr;
+  rr.retired.fs = m.fs;
   int64_t now = m.clk->now_ms();
   uint64_t total = size_bytes();
   while (m.segs.size() > 1) {
-    const segment& s = m.segs.front();
+    segment& s = m.segs.front();
     bool below_lwm = s.next <= low_water_mark.value;
     bool too_old = m.cfg.retention_ms > 0 && s.last_append < now - m.cfg.retention_ms;
     bool too_big = m.cfg.retention_bytes > 0 && total > static_cast<uint64_t>(m.cfg.retention_bytes);
     if (!below_lwm && !too_old && !too_big) break;
     if (s.next > keep_from.value) break;  // the broker's own state still needs it
-    // Oldest first, so the log stays a contiguous range at every step; within a segment the data
-    // file goes last (see remove_segment_files).
-    if (auto r = m.remove_segment_files(s.data_path); !r) return r.error();
-    logger()->info("{}: retention deleted {} (offsets [{}, {}), {} bytes{}{}{})", m.dir(),
+    // Oldest first, so the log stays a contiguous range at every step.
+    rr.retired.data_paths.push_back(s.data_path);
+    for (auto* h : {&s.data, &s.oidx, &s.tidx})
+      if (*h) rr.retired.handles.push_back(std::move(*h));
+    logger()->info("{}: retention removes {} (offsets [{}, {}), {} bytes{}{}{})", m.dir(),
                    s.data_path.filename().string(), s.base, s.next, s.size, below_lwm ? ", below low-water mark" : "",
                    too_old ? ", by time" : "", too_big ? ", by size" : "");
     rr.segments_deleted++;

@@ -58,10 +58,22 @@ struct pending_sync {
   bool empty() const { return files.empty() && dir.empty(); }
 };
 
+// Segments retention took out of the log whose files are not deleted yet (detach_for_retention).
+// Deleting a big file (the unlink, and the last close that frees its blocks) takes tens of ms on
+// ext4, so it runs on a disk thread, never on the shard: remove_retired(). Until then the files
+// stay on disk; a restart before that finds them and retention deletes them again.
+struct retired_segments {
+  std::vector<std::filesystem::path> data_paths;  // oldest first
+  std::vector<std::shared_ptr<file>> handles;     // closed by remove_retired, after the unlinks
+  file_factory* fs = nullptr;                     // outlives the files by log_config's contract
+  bool empty() const { return data_paths.empty(); }
+};
+
 struct retention_result {
   int segments_deleted = 0;
   uint64_t bytes_deleted = 0;
   offset new_start{0};
+  retired_segments retired;  // detach_for_retention only: the files still to delete
 };
 
 struct segment_info {
@@ -117,6 +129,12 @@ class partition_log {
   // own state machines have not absorbed yet), whatever the limits say. Crash-safe: a segment's
   // index files go first, its data file last (schema/segment.md, "Retention and truncation").
   [[nodiscard]] result<retention_result> apply_retention(offset low_water_mark, offset keep_from = offset{INT64_MAX});
+  // The same choice of segments, but only takes them out of the log (no file I/O): their files
+  // are in the result's `retired`, for remove_retired() on a disk thread (any thread). Reads see
+  // the new start at once. The broker's retention uses this pair so the shard never blocks on an
+  // unlink.
+  [[nodiscard]] retention_result detach_for_retention(offset low_water_mark, offset keep_from = offset{INT64_MAX});
+  [[nodiscard]] static result<void> remove_retired(retired_segments& r);
 
   // Removes every batch at or above `from` (replication: divergent tail). `from` must be a batch
   // boundary (else errc::invalid_argument) in [start_offset(), next_offset()] (else

@@ -483,6 +483,41 @@ TEST_F(log_test, retention_by_low_water_mark_deletes_only_whole_segments_below_i
   EXPECT_EQ(read_all(*l, segs[2].base).size(), l->size_bytes());
 }
 
+TEST_F(log_test, detached_segments_leave_the_log_at_once_and_their_files_go_later) {
+  auto l = open(config(1024));
+  for (int i = 0; i < 20; ++i) append(*l);
+  auto segs = l->segments();
+  ASSERT_GT(segs.size(), 3u);
+  auto r = l->detach_for_retention(offset{segs[2].base.value + 1});
+  EXPECT_EQ(r.segments_deleted, 2);
+  EXPECT_EQ(r.new_start, segs[2].base);
+  EXPECT_EQ(l->start_offset(), segs[2].base);
+  bytes out;
+  auto rr = l->read(offset{0}, SIZE_MAX, l->next_offset(), out);
+  ASSERT_FALSE(rr) << "reads see the new start at once";
+  EXPECT_EQ(rr.error().code, errc::offset_out_of_range);
+  EXPECT_TRUE(fs::exists(dir_ / "p0" / seg_name(0, ".log"))) << "no file I/O on the shard";
+  ASSERT_EQ(r.retired.data_paths.size(), 2u);
+  // A crash before the files are deleted: the restart finds them; nothing is lost, and retention
+  // deletes them again.
+  ASSERT_TRUE(l->close());
+  l.reset();
+  l = open(config(1024));
+  EXPECT_EQ(l->start_offset().value, 0);
+  EXPECT_EQ(read_all(*l, offset{0}), expected_from(0));
+  auto again = l->detach_for_retention(offset{segs[2].base.value + 1});
+  EXPECT_EQ(again.segments_deleted, 2);
+  ASSERT_TRUE(partition_log::remove_retired(again.retired));
+  EXPECT_TRUE(again.retired.empty());
+  EXPECT_TRUE(again.retired.handles.empty());
+  EXPECT_FALSE(fs::exists(dir_ / "p0" / seg_name(0, ".log")));
+  EXPECT_FALSE(fs::exists(dir_ / "p0" / seg_name(0, ".index")));
+  EXPECT_FALSE(fs::exists(dir_ / "p0" / seg_name(0, ".timeindex")));
+  EXPECT_EQ(read_all(*l, segs[2].base).size(), l->size_bytes());
+  // The first detach's files are gone by now; removing them again is not an error.
+  EXPECT_TRUE(partition_log::remove_retired(r.retired));
+}
+
 TEST_F(log_test, retention_never_deletes_the_active_segment) {
   auto l = open(config(1024));
   for (int i = 0; i < 20; ++i) append(*l);

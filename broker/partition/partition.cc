@@ -281,10 +281,6 @@ result<void> partition::read(offset from, size_t max_bytes, std::vector<std::byt
 
 result<offset> partition::offset_for_timestamp(int64_t ts) { return log_->offset_for_timestamp(ts); }
 
-result<log::retention_result> partition::apply_retention(offset low_water_mark) {
-  return log_->apply_retention(low_water_mark);
-}
-
 partition_stats partition::stats() const {
   return partition_stats{log_->start_offset(), hwm(), log_->next_offset(), log_->size_bytes(), log_->segment_count()};
 }
@@ -551,8 +547,7 @@ result<log::retention_result> partition::apply_retention_with_subscriptions() {
   int64_t keep = INT64_MAX;
   for (auto& [id, s] : subs_) keep = std::min(keep, s.saved_applied.value);
   if (delays_) keep = std::min(keep, delays_->synced_upto());
-  auto r = log_->apply_retention(low_water_mark(), offset{keep});
-  if (!r) return r;
+  result<log::retention_result> r = log_->detach_for_retention(low_water_mark(), offset{keep});
   int64_t start = log_->start_offset().value;
   for (auto& [id, s] : subs_)
     if (s.d->cursor() < start) s.d->expire_below(start);

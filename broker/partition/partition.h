@@ -121,7 +121,6 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   void on_data(offset from, std::function<void()> wake);
 
   [[nodiscard]] result<offset> offset_for_timestamp(int64_t ts);
-  [[nodiscard]] result<log::retention_result> apply_retention(offset low_water_mark);
 
   // Stops accepting produces, waits for the sync in flight, saves the subscriptions' checkpoints,
   // syncs and closes the log.
@@ -145,9 +144,11 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   size_t subscription_count() const { return subs_.size(); }
   // A seek of one subscription: appends the seek control record; `done` once it is applied.
   void seek_subscription(uint64_t sub_id, int64_t new_cursor, std::function<void(result<void>)> done);
-  // Applies retention: deletes segments below the low-water mark (every subscription's cursor and
-  // the oldest saved checkpoint) or over the topic's time/size limit; what the limit deletes
-  // unacknowledged is counted in the subscriptions' `expired`.
+  // Applies retention: takes out of the log the segments below the low-water mark (every
+  // subscription's cursor and the oldest saved checkpoint) or over the topic's time/size limit;
+  // what the limit removes unacknowledged is counted in the subscriptions' `expired`. Their files
+  // are in the result's `retired`: the caller deletes them on a disk thread
+  // (log::partition_log::remove_retired), never on the shard.
   [[nodiscard]] result<log::retention_result> apply_retention_with_subscriptions();
   // The lowest offset a subscription still needs (log_start if there is none).
   offset low_water_mark() const;

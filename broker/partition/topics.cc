@@ -246,10 +246,18 @@ asio::awaitable<void> topic_manager::retention_loop() {
     if (closed_) break;
     for (auto& t : list()) {
       for (auto& p : t->partitions) {
-        // Issue-2 scope: no subscriptions yet, so only the topic's time/size limits apply
-        // (low-water mark = log start: nothing is pinned or released by consumers).
         auto retain = [p] { return p->apply_retention_with_subscriptions(); };
         auto r = co_await runtime::run_on(rt_.executor(p->owner()), std::move(retain));
+        if (r && !r->retired.empty()) {
+          // Unlinking a big segment takes tens of ms on ext4: on the disk pool, not the shard.
+          auto remove = [retired = std::move(r->retired)]() mutable {
+            return log::partition_log::remove_retired(retired);
+          };
+          auto removed = co_await runtime::on_disk(rt_.disk(), std::move(remove));
+          if (!removed)
+            logger()->warn("retention on {}/{}: deleting segment files failed (a restart retries): {}", t->name,
+                           p->id().value, removed.error().to_string());
+        }
         if (!r)
           logger()->warn("retention on {}/{} failed: {}", t->name, p->id().value, r.error().to_string());
         else if (r->segments_deleted > 0)
