@@ -50,6 +50,8 @@
 #include <CLI/CLI.hpp>
 
 #include "bench/histogram.h"
+#include "broker/base/main_guard.h"
+#include "client/ferryctl/format.h"
 #include "ferry/client/client.h"
 
 namespace ferry::bench {
@@ -142,35 +144,6 @@ double ms(uint64_t ns) { return static_cast<double>(ns) / 1e6; }
 
 // ---- output -----------------------------------------------------------------------------------
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
 // A flat JSON object built in insertion order (enough for one result document).
 class json_object {
  public:
@@ -184,7 +157,7 @@ class json_object {
     return raw(k, buf);
   }
   json_object& num(const std::string& k, int64_t v) { return raw(k, std::to_string(v)); }
-  json_object& str(const std::string& k, const std::string& v) { return raw(k, "\"" + json_escape(v) + "\""); }
+  json_object& str(const std::string& k, const std::string& v) { return raw(k, ctl::json_string(v)); }
   json_object& boolean(const std::string& k, bool v) { return raw(k, v ? "true" : "false"); }
   json_object& obj(const std::string& k, const json_object& o) { return raw(k, o.text()); }
   std::string text() const { return "{" + body_ + "}"; }
@@ -192,7 +165,9 @@ class json_object {
  private:
   json_object& raw(const std::string& k, const std::string& v) {
     if (!body_.empty()) body_ += ", ";
-    body_ += "\"" + json_escape(k) + "\": " + v;
+    body_ += ctl::json_string(k);
+    body_ += ": ";
+    body_ += v;
     return *this;
   }
   std::string body_;
@@ -1290,15 +1265,4 @@ int checked_main(int argc, char** argv) {
   }
 }
 
-// Anything thrown past the command's own error handling ends the process with a message and exit
-// code 1 instead of std::terminate's abort.
-int main(int argc, char** argv) {
-  try {
-    return checked_main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "ferry-bench: fatal: %s\n", e.what());
-  } catch (...) {
-    std::fprintf(stderr, "ferry-bench: fatal: unknown exception\n");
-  }
-  return 1;
-}
+int main(int argc, char** argv) { return ferry::guarded_main("ferry-bench", checked_main, argc, argv); }

@@ -22,6 +22,7 @@
 
 #include "broker/app/config.h"
 #include "broker/base/failpoint.h"
+#include "broker/base/main_guard.h"
 #include "broker/delay/delay_index.h"
 #include "broker/meta/meta_store.h"
 #include "broker/net/server.h"
@@ -223,15 +224,4 @@ int checked_main(int argc, char** argv) {
   return run(cfg);
 }
 
-// Anything thrown past the command's own error handling ends the process with a message and exit
-// code 1 instead of std::terminate's abort.
-int main(int argc, char** argv) {
-  try {
-    return checked_main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "ferryd: fatal: %s\n", e.what());
-  } catch (...) {
-    std::fprintf(stderr, "ferryd: fatal: unknown exception\n");
-  }
-  return 1;
-}
+int main(int argc, char** argv) { return ferry::guarded_main("ferryd", checked_main, argc, argv); }

@@ -53,6 +53,7 @@
 #include <set>
 #include <thread>
 
+#include "broker/base/main_guard.h"
 #include "client/ferryctl/format.h"
 #include "ferry/client/client.h"
 
@@ -1361,15 +1362,4 @@ int checked_main(int argc, char** argv) {
   return usage_error("nothing to do");
 }
 
-// Anything thrown past the command's own error handling ends the process with a message and exit
-// code 1 instead of std::terminate's abort.
-int main(int argc, char** argv) {
-  try {
-    return checked_main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "ferryctl: fatal: %s\n", e.what());
-  } catch (...) {
-    std::fprintf(stderr, "ferryctl: fatal: unknown exception\n");
-  }
-  return 1;
-}
+int main(int argc, char** argv) { return ferry::guarded_main("ferryctl", checked_main, argc, argv); }
