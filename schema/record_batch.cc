@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "broker/base/crc32c.h"
+#include "broker/base/varint.h"
 
 namespace ferry::wire {
 namespace {
@@ -21,16 +22,8 @@ void store(std::byte* p, T v) noexcept {
 }
 static_assert(std::endian::native == std::endian::little, "record batch code assumes a little-endian host");
 
-void put_uvarint(std::vector<std::byte>& out, uint64_t v) {
-  while (v >= 0x80) {
-    out.push_back(static_cast<std::byte>(v | 0x80));
-    v >>= 7;
-  }
-  out.push_back(static_cast<std::byte>(v));
-}
-void put_varint(std::vector<std::byte>& out, int64_t v) {
-  put_uvarint(out, (static_cast<uint64_t>(v) << 1) ^ static_cast<uint64_t>(v >> 63));
-}
+void put_uvarint(std::vector<std::byte>& out, uint64_t v) { append_uvarint(out, v); }
+void put_varint(std::vector<std::byte>& out, int64_t v) { append_uvarint(out, zigzag_encode(v)); }
 void put_bytes(std::vector<std::byte>& out, std::string_view s) {
   auto p = reinterpret_cast<const std::byte*>(s.data());
   out.insert(out.end(), p, p + s.size());
@@ -41,24 +34,8 @@ struct reader {
   const std::byte* end;
   bool ok = true;
 
-  uint64_t uvarint() {
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64; shift += 7) {
-      if (p >= end) {
-        ok = false;
-        return 0;
-      }
-      auto b = static_cast<uint8_t>(*p++);
-      v |= static_cast<uint64_t>(b & 0x7F) << shift;
-      if ((b & 0x80) == 0) return v;
-    }
-    ok = false;
-    return 0;
-  }
-  int64_t varint() {
-    uint64_t u = uvarint();
-    return static_cast<int64_t>(u >> 1) ^ -static_cast<int64_t>(u & 1);
-  }
+  uint64_t uvarint() { return read_uvarint(p, end, ok); }
+  int64_t varint() { return zigzag_decode(uvarint()); }
   std::optional<std::string_view> bytes(int64_t len) {
     if (len < 0) return std::nullopt;
     if (len > end - p) {
