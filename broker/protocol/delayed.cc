@@ -12,11 +12,6 @@ namespace ferry::protocol {
 
 namespace {
 
-body_result no_topic(const std::string& name) {
-  if (auto v = meta::validate_topic_name(name); !v) return failed(v.error());
-  return failed(errc::unknown_topic, "topic '" + name + "' does not exist");
-}
-
 // partition::cancel on the partition's shard; resumes the caller with the outcome.
 auto cancel_on(runtime::shard_set* rt, std::shared_ptr<partition::partition> p, int64_t offset) {
   auto ex = rt->executor(p->owner());
@@ -72,7 +67,7 @@ asio::awaitable<body_result> do_cancel(runtime::shard_set* rt, partition::topic_
   if (!t) co_return no_topic(name);
   int32_t part = req->partition();
   if (part < 0 || part >= static_cast<int32_t>(t->partitions.size()))
-    co_return failed(errc::unknown_partition, "topic '" + name + "' has no partition " + std::to_string(part));
+    co_return failed(errc::unknown_partition, no_partition_message(name, part));
   if (req->offset() < 0)
     co_return failed(errc::invalid_argument, "offset must be >= 0, got " + std::to_string(req->offset()));
   auto p = t->partitions[static_cast<size_t>(part)];
@@ -93,7 +88,7 @@ asio::awaitable<body_result> do_list_delayed(runtime::shard_set* rt, partition::
   if (!t) co_return no_topic(name);
   int32_t only = req->partition();
   if (only < -1 || only >= static_cast<int32_t>(t->partitions.size()))
-    co_return failed(errc::unknown_partition, "topic '" + name + "' has no partition " + std::to_string(only));
+    co_return failed(errc::unknown_partition, no_partition_message(name, only));
   int32_t limit = req->limit();
   if (limit < 1 || limit > 10000)
     co_return failed(errc::invalid_argument, "limit must be between 1 and 10000, got " + std::to_string(limit));

@@ -123,10 +123,7 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
   auto name = str(req->topic());
   if (shutting_down) co_return failed(errc::shutting_down, "broker is shutting down");
   auto t = topics->find(name);
-  if (!t) {
-    if (auto v = meta::validate_topic_name(name); !v) co_return failed(v.error());
-    co_return failed(errc::unknown_topic, "topic '" + name + "' does not exist");
-  }
+  if (!t) co_return no_topic(name);
   if (req->partitions() == nullptr || req->partitions()->size() == 0)
     co_return failed(errc::invalid_argument, "produce request without partitions");
   auto acks = req->acks() == w::Acks::Leader ? partition::ack_level::leader : partition::ack_level::durable;
@@ -140,9 +137,8 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
     auto& slot = slots[i];
     slot.partition = pp->partition();
     if (pp->partition() < 0 || static_cast<size_t>(pp->partition()) >= t->partitions.size()) {
-      slot.res =
-          fail(errc::unknown_partition, "topic '" + name + "' has no partition " + std::to_string(pp->partition()) +
-                                            " (it has " + std::to_string(t->partitions.size()) + ")");
+      slot.res = fail(errc::unknown_partition, no_partition_message(name, pp->partition()) + " (it has " +
+                                                   std::to_string(t->partitions.size()) + ")");
       continue;
     }
     if (pp->records() == nullptr || pp->records()->size() == 0) {
@@ -263,10 +259,7 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
   (void)f;
   auto name = str(req->topic());
   auto t = topics->find(name);
-  if (!t) {
-    if (auto v = meta::validate_topic_name(name); !v) co_return failed(v.error());
-    co_return failed(errc::unknown_topic, "topic '" + name + "' does not exist");
-  }
+  if (!t) co_return no_topic(name);
   if (req->partitions() == nullptr || req->partitions()->size() == 0)
     co_return failed(errc::invalid_argument, "fetch request without partitions");
   if (req->max_wait_ms() < 0 || req->max_bytes() <= 0)
@@ -280,7 +273,7 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
     s.max_bytes = static_cast<size_t>(std::max(fp->max_bytes(), 1));
     if (fp->partition() < 0 || static_cast<size_t>(fp->partition()) >= t->partitions.size()) {
       s.code = errc::unknown_partition;
-      s.message = "topic '" + name + "' has no partition " + std::to_string(fp->partition());
+      s.message = no_partition_message(name, fp->partition());
     } else if (fp->max_bytes() <= 0) {
       s.code = errc::invalid_argument;
       s.message = "fetch max_bytes must be > 0";

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "broker/base/result.h"
+#include "broker/meta/topic_config.h"
 #include "broker/net/server.h"
 #include "schema/frame.h"
 
@@ -26,6 +27,16 @@ struct body_result {
 
 inline body_result failed(const error& e) { return body_result{w::ResponseBody::NONE, {}, e.code, e.message}; }
 inline body_result failed(errc c, std::string m) { return body_result{w::ResponseBody::NONE, {}, c, std::move(m)}; }
+// A request for a topic that is not there: invalid_topic_name if the name could never exist,
+// else unknown_topic.
+inline body_result no_topic(const std::string& name) {
+  if (auto v = meta::validate_topic_name(name); !v) return failed(v.error());
+  return failed(errc::unknown_topic, "topic '" + name + "' does not exist");
+}
+// The message of an unknown_partition error.
+inline std::string no_partition_message(const std::string& topic, int32_t partition) {
+  return "topic '" + topic + "' has no partition " + std::to_string(partition);
+}
 template <class T>
 body_result ok_body(w::ResponseBody type, fb_offset<T> body) {
   return body_result{type, body.Union(), errc::ok, {}};

@@ -65,11 +65,6 @@ fb_offset<w::SubscriptionConfig> write_sub_config(fbb_t& fbb, const meta::subscr
       c.backoff_initial_ms, c.backoff_max_ms, dlq);
 }
 
-body_result no_topic(const std::string& name) {
-  if (auto v = meta::validate_topic_name(name); !v) return failed(v.error());
-  return failed(errc::unknown_topic, "topic '" + name + "' does not exist");
-}
-
 body_result no_subscription(const std::string& topic, const std::string& name) {
   if (auto v = meta::validate_subscription_name(name); !v) return failed(v.error());
   return failed(errc::unknown_subscription, "subscription '" + name + "' on topic '" + topic + "' does not exist");
@@ -338,7 +333,7 @@ asio::awaitable<body_result> subscriptions::seek(fbb_t* fbb, const w::SeekSubscr
   if (!sp) co_return no_subscription(topic, name);
   int32_t only = req->partition();
   if (only < -1 || only >= static_cast<int32_t>(t->partitions.size()))
-    co_return failed(errc::unknown_partition, "topic '" + topic + "' has no partition " + std::to_string(only));
+    co_return failed(errc::unknown_partition, no_partition_message(topic, only));
   auto target = req->target();
   int64_t value = req->value();
   if (target == w::SeekTarget::Offset && value < 0)
@@ -484,8 +479,7 @@ asio::awaitable<body_result> subscriptions::ack(fbb_t* fbb, const w::AckRequest*
   std::map<int32_t, work> by_partition;
   std::vector<sub::settle_failure> failures;
   auto bad_partition = [&](int32_t part, int64_t off) {
-    failures.push_back(sub::settle_failure{part, off, errc::unknown_partition,
-                                           "topic '" + t->name + "' has no partition " + std::to_string(part)});
+    failures.push_back(sub::settle_failure{part, off, errc::unknown_partition, no_partition_message(t->name, part)});
   };
   if (req->acks()) {
     for (auto po : *req->acks()) {
