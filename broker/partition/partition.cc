@@ -354,7 +354,7 @@ void partition::record_deliveries(uint64_t sub_id, std::span<const int64_t> offs
   if (it == subs_.end()) return;
   // Synchronous and unsynced: in RocksDB's WAL (the page cache) before the deliveries are sent,
   // so a kill -9 right after cannot lose their counts. A failure costs only count accuracy.
-  auto r = cfg_.store->put_journal(journal_prefix(sub_id) + journal_seq(it->second.journal_next),
+  auto r = cfg_.store->put_journal(it->second.journal_key + journal_seq(it->second.journal_next),
                                    subscription::encode_delivery_record(offsets));
   if (!r) {
     probe::get().journal_errors.inc();
@@ -473,10 +473,10 @@ result<void> partition::add_subscription(const meta::subscription_record& rec, s
     replay_from = offset{*a};
     restored = true;
   }
-  sub_slot slot{std::move(d), replay_from};
+  sub_slot slot{std::move(d), replay_from, 0, journal_prefix(rec.id)};
   // Deliveries after the checkpoint: their counts (the journal is newer than the checkpoint, and
   // older than every control batch replayed below, which only removes counts).
-  const std::string jp = journal_prefix(rec.id);
+  const std::string& jp = slot.journal_key;
   for (auto& [k, v] : saved.journal) {
     if (auto r = slot.d->restore_deliveries(v); !r) return r.error();
     if (k.size() > jp.size() && k.compare(0, jp.size(), jp) == 0)
@@ -775,7 +775,7 @@ asio::awaitable<void> partition::save_checkpoints(bool all) {
   for (auto& [id, s] : subs_) {
     if (!s.d->dirty() && !(all && s.saved_applied < applied)) continue;
     kvs.emplace_back(checkpoint_key(id), s.d->checkpoint(applied.value));
-    if (s.journal_next > 0) erase.emplace_back(journal_prefix(id), journal_prefix(id) + journal_seq(s.journal_next));
+    if (s.journal_next > 0) erase.emplace_back(s.journal_key, s.journal_key + journal_seq(s.journal_next));
     s.d->clear_dirty();
     ids.push_back(id);
   }

@@ -202,6 +202,7 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
     std::unique_ptr<subscription::dispatcher> d;
     offset saved_applied{0};    // applied_upto of its newest checkpoint on disk
     uint64_t journal_next = 0;  // sequence of its next delivery journal record
+    std::string journal_key;    // journal_prefix(id), kept: a record is written per delivery round
   };
 
   partition(std::string topic, partition_id id, partition_config cfg, runtime::shard_set& rt, shard_id owner,
