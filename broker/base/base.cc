@@ -78,6 +78,8 @@ std::string_view errc_name(errc e) noexcept {
       return "invalid_subscription_name";
     case errc::delay_out_of_range:
       return "delay_out_of_range";
+    case errc::resource_exhausted:
+      return "resource_exhausted";
   }
   return "unknown";
 }
@@ -90,6 +92,7 @@ bool errc_retriable(errc e) noexcept {
     case errc::shutting_down:
     case errc::not_ready:
     case errc::connection_closed:
+    case errc::resource_exhausted:
       return true;
     default:
       return false;

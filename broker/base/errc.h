@@ -38,7 +38,8 @@ enum class errc : uint16_t {
   unknown_message = 27,            // not in flight in this subscription (never delivered, or already acked)
   invalid_subscription_name = 28,  // same alphabet as topic names
   delay_out_of_range = 29,         // a delivery delay beyond the topic's maximum, or a negative one
-  last_ = delay_out_of_range,
+  resource_exhausted = 30,         // retriable later: a broker-wide or per-connection limit (connections, waiters)
+  last_ = resource_exhausted,
 };
 
 // Stable snake_case name of a code, e.g. "unknown_topic". Never empty.
