@@ -176,6 +176,7 @@ const clock& broker_clock() {
 namespace failpoint {
 namespace {
 std::mutex mu;
+std::atomic<bool> any_armed{false};  // the hot path skips the lock while nothing is armed
 std::map<std::string, std::string, std::less<>>& points() {
   static std::map<std::string, std::string, std::less<>> p;
   return p;
@@ -185,10 +186,12 @@ std::map<std::string, std::string, std::less<>>& points() {
 void arm(std::string_view name, std::string_view action) {
   std::lock_guard lk(mu);
   points()[std::string(name)] = std::string(action);
+  any_armed.store(true, std::memory_order_release);
 }
 void disarm_all() {
   std::lock_guard lk(mu);
   points().clear();
+  any_armed.store(false, std::memory_order_release);
 }
 void arm_from_env() {
   const char* env = std::getenv("FERRY_FAILPOINTS");
@@ -204,6 +207,7 @@ void arm_from_env() {
   }
 }
 bool hit(std::string_view name) {
+  if (!any_armed.load(std::memory_order_acquire)) return false;
   std::string action;
   {
     std::lock_guard lk(mu);
