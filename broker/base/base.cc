@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "broker/base/assert.h"
 #include "broker/base/clock.h"
@@ -218,6 +219,11 @@ bool hit(std::string_view name) {
   if (action == "crash") {
     std::fprintf(stderr, "failpoint %.*s: crash\n", static_cast<int>(name.size()), name.data());
     _exit(137);
+  }
+  if (action.rfind("sleep-", 0) == 0) {
+    // A slow disk or a busy thread: the caller goes on after the pause.
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::strtoll(action.c_str() + 6, nullptr, 10)));
+    return false;
   }
   return action == "error";
 }

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "broker/base/assert.h"
+#include "broker/base/failpoint.h"
 #include "broker/partition/probe.h"
 #include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
@@ -543,7 +544,9 @@ void delay_scheduler::flush_writes() {
     // The state thread runs writes in the order they are posted; completions come back in order.
     asio::post(rt_.state(),
                [index, pk, chunk, after, alive, ex, this, n, written_upto, far = std::move(far)]() mutable {
-                 auto r = index->apply(pk, *chunk, after);
+                 auto r = FERRY_FAILPOINT("delay.index_write")
+                              ? result<void>(fail(errc::storage_error, "failpoint delay.index_write"))
+                              : index->apply(pk, *chunk, after);
                  chunk.reset();
                  asio::post(ex, [r = std::move(r), alive, this, n, written_upto, far = std::move(far)]() mutable {
                    if (!*alive) return;

@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
 
+#include "broker/base/failpoint.h"
 #include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
 
@@ -217,6 +218,7 @@ asio::awaitable<result<void>> topic_manager::delete_topic(std::string name) {
     pending_.erase(name);
     co_return del.error();
   }
+  if (FERRY_FAILPOINT("topics.delete_after_record")) co_return fail(errc::storage_error, "failpoint");
   // Its subscriptions go with it (records, then checkpoints; start-up drops leftovers).
   std::map<std::string, subscription_ptr, std::less<>> gone;
   {
