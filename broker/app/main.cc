@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "broker/app/config.h"
+#include "broker/app/health.h"
 #include "broker/base/failpoint.h"
 #include "broker/base/main_guard.h"
 #include "broker/delay/delay_index.h"
@@ -181,19 +182,25 @@ int run(const app::broker_config& cfg) {
   }
   handler.set_advertised_port(*port);
 
+  app::health_model health(rt, topics);
   std::unique_ptr<net::http_server> http;
   uint16_t http_port = 0;
   if (!cfg.http.empty()) {
     http = std::make_unique<net::http_server>(
         rt, cfg.http_host, cfg.http_port,
-        [&topics](const std::string& path, int& status, std::string& type) -> std::string {
-          if (path == "/health" || path == "/healthz") return "ok\n";
+        [&health](const std::string& path, int& status, std::string& type) -> std::string {
+          if (path == "/health" || path == "/healthz" || path == "/ready" || path == "/readyz") {
+            auto r = path.starts_with("/ready") ? health.readiness() : health.liveness();
+            status = r.status;
+            type = "application/json";
+            return r.body;
+          }
           if (path == "/metrics") {
             type = "text/plain; version=0.0.4";
             return metrics::render_prometheus();
           }
           status = 404;
-          return "not found; try /health or /metrics\n";
+          return "not found; try /health, /ready or /metrics\n";
         });
     auto hp = http->listen();
     if (!hp) {
@@ -212,6 +219,7 @@ int run(const app::broker_config& cfg) {
   signals.async_wait([&](const boost::system::error_code& e, int sig) {
     if (e) return;
     log->info("signal {}: shutting down", sig);
+    health.set_state(app::serving_state::stopping);
     runtime::spawn_logged(
         rt.executor(shard_id{0}),
         [](protocol::handler& h, net::server& s, net::http_server* hs, partition::topic_manager& t,
@@ -225,6 +233,7 @@ int run(const app::broker_config& cfg) {
         "shutdown");
   });
 
+  health.set_state(app::serving_state::serving);
   write_ready_file(cfg.ready_file, *port, http_port);
   log->info("ferryd ready: data {} client {}:{} http {} shards {}", cfg.data_dir, cfg.listen_host, *port,
             http ? cfg.http_host + ":" + std::to_string(http_port) : std::string("off"), rt.size());
