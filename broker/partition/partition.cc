@@ -65,6 +65,13 @@ result<std::shared_ptr<partition>> partition::open(std::string topic, partition_
                                              [&](const wire::batch_header& h) { p->producers_.remember(h); });
   if (!scan) return scan.error();
   p->producers_.expire(broker_clock().now_ms());
+  // The header walk above is what finds a broken chain in an older segment: check after it.
+  if (auto c = p->log_->corruption()) {
+    logger()->error(
+        "{}/{} is corrupt and fenced: offsets from {} are unreadable ({}: {}); it refuses writes and "
+        "reads across the damage until repaired, the rest of the broker serves on",
+        p->topic_, id.value, c->at.value, c->where, c->why);
+  }
   logger()->info("opened {}/{}: offsets [{}, {}), {} segments, {} producers", p->topic_, id.value,
                  p->log_->start_offset().value, p->log_->next_offset().value, p->log_->segment_count(),
                  p->producers_.size());
@@ -86,12 +93,13 @@ result<std::shared_ptr<partition>> partition::open(std::string topic, partition_
     auto applied = p->delays_->open();
     if (!applied) return applied.error();
     if (auto r = p->replay_delays(offset{*applied}); !r) return r.error();
-    if (auto r = p->delays_->finish_replay(p->log_->next_offset().value); !r) return r.error();
+    if (auto r = p->delays_->finish_replay(p->readable_end().value); !r) return r.error();
     if (p->delays_->pending() > 0)
       logger()->info("{}/{}: {} delayed messages pending", p->topic_, id.value, p->delays_->pending());
   }
   if (p->cfg_.fsync == fsync_policy::interval) p->start_interval_sync();
   if (p->cfg_.store != nullptr) p->start_checkpoints();
+  p->refresh_health();
   return p;
 }
 
@@ -221,6 +229,9 @@ void partition::refresh_health() {
     why += text;
   };
   if (log_->failed()) add(partition_health::log_failed, "a write or fsync failed: writes refused until restart");
+  if (auto c = log_->corruption())
+    add(partition_health::corrupt, "damaged data from offset " + std::to_string(c->at.value) + " (" + c->where + ": " +
+                                       c->why + "): writes and reads across it refused");
   if (disk_full_) add(partition_health::disk_full, "the disk is full");
   if (delays_ && delays_->index_failed())
     add(partition_health::delay_index_failed, "the delay index failed a write: produces refused until restart");
@@ -230,6 +241,18 @@ void partition::refresh_health() {
     health_detail_ = std::move(why);
   }
   if (before != h) probe::get().set_health(topic_, id_.value, h);
+}
+
+std::string partition::health_names(uint32_t h) {
+  static constexpr std::pair<partition_health, const char*> names[] = {
+      {partition_health::corrupt, "corrupt"},
+      {partition_health::log_failed, "log_failed"},
+      {partition_health::disk_full, "disk_full"},
+      {partition_health::delay_index_failed, "delay_index_failed"}};
+  std::string out;
+  for (auto [bit, name] : names)
+    if ((h & bit) != 0) out += (out.empty() ? "" : ",") + std::string(name);
+  return out.empty() ? "ok" : out;
 }
 
 std::string partition::health_detail() const {
@@ -331,7 +354,20 @@ result<uint64_t> partition::on_data(offset from, std::function<void()> wake) {
 void partition::cancel_wait(uint64_t id) { data_waiters_.erase(id); }
 
 result<void> partition::read(offset from, size_t max_bytes, std::vector<std::byte>& out) {
-  return log_->read(from, max_bytes, hwm(), out);
+  auto r = log_->read(from, max_bytes, hwm(), out);
+  if (!r) note_read_error(r.error());
+  return r;
+}
+
+void partition::note_read_error(const error& e) {
+  // Damage found at run time (bit rot) fences the partition from now on: show it.
+  if (e.code == errc::corrupt_batch && (health() & partition_health::corrupt) == 0 && log_->corruption())
+    refresh_health();
+}
+
+offset partition::readable_end() const {
+  auto c = log_->corruption();
+  return c ? std::min(c->at, log_->next_offset()) : log_->next_offset();
 }
 
 result<offset> partition::offset_for_timestamp(int64_t ts) { return log_->offset_for_timestamp(ts); }
@@ -391,7 +427,9 @@ asio::awaitable<void> partition::close() {
 int64_t partition::log_start() const { return log_->start_offset().value; }
 
 result<void> partition::read(int64_t from, size_t max_bytes, std::vector<std::byte>& out) {
-  return log_->read(offset{from}, max_bytes, hwm(), out);
+  auto r = log_->read(offset{from}, max_bytes, hwm(), out);
+  if (!r) note_read_error(r.error());
+  return r;
 }
 
 void partition::post(std::function<void()> fn) { asio::post(rt_.executor(owner_), std::move(fn)); }
@@ -682,7 +720,7 @@ result<void> partition::append_release(std::vector<std::byte> batch, std::vector
 
 result<void> partition::replay_delays(offset from) {
   if (from < log_->start_offset()) from = log_->start_offset();
-  offset end = log_->next_offset();
+  offset end = readable_end();
   size_t inserted = 0, released = 0, cancels = 0;
   std::vector<std::byte> buf;
   offset pos = from;

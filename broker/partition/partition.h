@@ -194,6 +194,8 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   partition_stats stats() const;
   // partition_health bits (any thread) and a sentence naming the problems (any thread).
   uint32_t health() const { return health_.load(std::memory_order_acquire); }
+  // "ok", or the problems' names, comma-separated ("corrupt,disk_full").
+  static std::string health_names(uint32_t health);
   std::string health_detail() const;
   // Forgets idle producers (producer_state::expire, by the broker clock). Owner shard.
   size_t expire_producers();
@@ -279,6 +281,9 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   std::atomic<int64_t> hwm_{0};
   // Health: recomputed on the owner shard when something fails (or recovers).
   void refresh_health();
+  void note_read_error(const error& e);
+  // The log end, or where damage starts if the log is corrupt (what start-up may replay).
+  offset readable_end() const;
   void note_append_error(const error& e);
   std::atomic<uint32_t> health_{0};
   bool disk_full_ = false;

@@ -601,9 +601,13 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
           auto stats_fn = [p] { return p->stats(); };
           auto st = co_await runtime::run_on(rt_.executor(p->owner()), std::move(stats_fn));
           auto dl = co_await delayed_summary_of(&rt_, p);
-          ps.push_back(w::CreatePartitionState(
-              *fbb, p->id().value, cfg_.node_id, st.log_start.value, st.high_watermark.value, st.log_end.value,
-              static_cast<int64_t>(st.size_bytes), static_cast<int32_t>(st.segments), dl.pending, dl.next_due));
+          uint32_t h = p->health();
+          auto status = fbb->CreateString(partition::partition::health_names(h));
+          auto detail = h == 0 ? fb_offset<flatbuffers::String>{} : fbb->CreateString(p->health_detail());
+          ps.push_back(w::CreatePartitionState(*fbb, p->id().value, cfg_.node_id, st.log_start.value,
+                                               st.high_watermark.value, st.log_end.value,
+                                               static_cast<int64_t>(st.size_bytes), static_cast<int32_t>(st.segments),
+                                               dl.pending, dl.next_due, status, detail));
         }
         auto n = fbb->CreateString(name);
         auto cfgo = write_config(*fbb, t->config);

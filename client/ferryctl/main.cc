@@ -221,20 +221,23 @@ int topic_describe(const globals& g, const std::string& topic) {
            ",\"log_end_offset\":" + std::to_string(p.log_end_offset) +
            ",\"size_bytes\":" + std::to_string(p.size_bytes) + ",\"segments\":" + std::to_string(p.segments) +
            ",\"delayed_pending\":" + std::to_string(p.delayed_pending) +
-           ",\"next_due_time\":" + std::to_string(p.next_due_time_ms) + "}";
+           ",\"next_due_time\":" + std::to_string(p.next_due_time_ms) + ",\"status\":" + json_string(p.status) +
+           ",\"status_detail\":" + json_string(p.status_detail) + "}";
     }
     s += "]}";
     std::printf("%s\n", s.c_str());
   } else {
     std::printf("topic %s\n%s\n", r->name.c_str(), config_table(r->config).c_str());
-    ferry::ctl::table t(
-        {"PARTITION", "LEADER", "START", "HIGH-WATERMARK", "END", "BYTES", "SEGMENTS", "DELAYED", "NEXT-DUE"});
+    ferry::ctl::table t({"PARTITION", "LEADER", "STATUS", "START", "HIGH-WATERMARK", "END", "BYTES", "SEGMENTS",
+                         "DELAYED", "NEXT-DUE"});
     for (const auto& p : r->partitions)
-      t.add({std::to_string(p.partition), std::to_string(p.leader), std::to_string(p.log_start_offset),
+      t.add({std::to_string(p.partition), std::to_string(p.leader), p.status, std::to_string(p.log_start_offset),
              std::to_string(p.high_watermark), std::to_string(p.log_end_offset), std::to_string(p.size_bytes),
              std::to_string(p.segments), std::to_string(p.delayed_pending),
              p.next_due_time_ms < 0 ? "-" : ferry::ctl::format_rfc3339_ms(p.next_due_time_ms)});
     std::printf("%s", t.str().c_str());
+    for (const auto& p : r->partitions)
+      if (!p.status_detail.empty()) std::printf("partition %d: %s\n", p.partition, p.status_detail.c_str());
   }
   return exit_ok;
 }

@@ -45,6 +45,8 @@ std::vector<partition_state> partitions_from_wire(const w::DescribeTopicResponse
     s.segments = p->segments();
     s.delayed_pending = p->delayed_pending();
     s.next_due_time_ms = p->next_due_time();
+    if (p->status() && p->status()->size() > 0) s.status = p->status()->str();
+    if (p->status_detail()) s.status_detail = p->status_detail()->str();
     out.push_back(s);
   }
   return out;

@@ -4,7 +4,9 @@
 // shorter.
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include "ferry/client/client.h"
@@ -19,6 +21,7 @@ namespace fs = std::filesystem;
 
 std::string name_of(errc e) { return std::string(errc_name(e)); }
 #define ASSERT_ERRC(actual, expected) ASSERT_EQ(name_of(actual), name_of(expected))
+#define EXPECT_ERRC(actual, expected) EXPECT_EQ(name_of(actual), name_of(expected))
 
 // The folder of topic `name` under the broker's data folder ("<id>-<name>").
 fs::path topic_folder(const broker_process& b, const std::string& name) {
@@ -172,6 +175,78 @@ TEST_F(storage_safety, subscription_state_beyond_a_shorter_log_is_clamped_and_ne
     }
   }
   EXPECT_EQ(values, (std::vector<std::string>{"new-1", "new-2"}));
+}
+
+// Damage in the middle of a partition's log (a flipped length field, valid data after it): the
+// broker starts, fences that partition (writes and reads across the damage refused with
+// corrupt_batch, shown in topic describe), deletes nothing, and serves every other partition.
+TEST_F(storage_safety, a_damaged_partition_is_fenced_and_the_broker_serves_the_rest) {
+  ASSERT_ERRC(client_->create_topic("dmg", 2).first, errc::ok);
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_ERRC(client_->produce("dmg", 0, make_value_batch({"p0-" + std::to_string(i)})).error, errc::ok);
+    ASSERT_ERRC(client_->produce("dmg", 1, make_value_batch({"p1-" + std::to_string(i)})).error, errc::ok);
+  }
+  ASSERT_EQ(broker_.sigterm_and_wait(), 0);
+  auto segment = topic_folder(broker_, "dmg") / "0" / "00000000000000000000.log";
+  std::string bytes;
+  {
+    std::ifstream f(segment, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  // The 20th batch's length field (little-endian u32 at byte 8 of its header).
+  size_t pos = 0;
+  for (int i = 0; i < 20; ++i) {
+    uint32_t len = 0;
+    std::memcpy(&len, bytes.data() + pos + 8, 4);
+    pos += len;
+  }
+  bytes[pos + 9] = static_cast<char>(bytes[pos + 9] ^ 0x10);
+  {
+    std::ofstream f(segment, std::ios::binary | std::ios::trunc);
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  ASSERT_TRUE(broker_.restart()) << "one damaged partition must not keep the broker down";
+  connect();
+  // The healthy partition is served as before.
+  auto p1 = client_->read_all("dmg", 1, 0);
+  ASSERT_TRUE(p1) << p1.error().to_string();
+  EXPECT_EQ(p1->size(), 40u);
+  ASSERT_ERRC(client_->produce("dmg", 1, make_value_batch({"p1-new"})).error, errc::ok);
+  // The damaged one: the batches before the damage are readable, nothing across it, no writes.
+  auto fetch0 = client_->call(fetch_frame(client_->next_cid(), "dmg", 0, 0, 0, 64 << 10));
+  ASSERT_TRUE(fetch0);
+  auto* fr = fetch0->resp->body_as_FetchResponse();
+  ASSERT_NE(fr, nullptr);
+  auto before =
+      decode_batches(std::span(reinterpret_cast<const std::byte*>(fr->partitions()->Get(0)->records()->data()),
+                               fr->partitions()->Get(0)->records()->size()),
+                     0);
+  ASSERT_TRUE(before);
+  EXPECT_EQ(before->size(), 20u);
+  auto across = client_->read_all("dmg", 0, 20);
+  ASSERT_FALSE(across);
+  EXPECT_EQ(across.error().code, errc::corrupt_batch) << across.error().to_string();
+  auto w = client_->produce("dmg", 0, make_value_batch({"p0-new"}));
+  EXPECT_ERRC(w.error, errc::corrupt_batch) << w.message;
+  // Shown as such.
+  fc::client_options co;
+  co.bootstrap = broker_.bootstrap();
+  auto admin = fc::admin::create(co);
+  ASSERT_TRUE(admin);
+  auto d = (*admin)->describe_topic("dmg");
+  ASSERT_TRUE(d) << d.error().to_string();
+  EXPECT_EQ(d->partitions[0].status, "corrupt");
+  EXPECT_NE(d->partitions[0].status_detail.find("offset 20"), std::string::npos) << d->partitions[0].status_detail;
+  EXPECT_EQ(d->partitions[1].status, "ok");
+  // Nothing was cut away: the file holds every byte it had (the damaged byte included).
+  ASSERT_EQ(broker_.sigterm_and_wait(), 0);
+  std::string after;
+  {
+    std::ifstream f(segment, std::ios::binary);
+    after.assign(std::istreambuf_iterator<char>(f), {});
+  }
+  EXPECT_EQ(after.size(), bytes.size());
+  EXPECT_TRUE(after == bytes) << "the damaged segment was changed";
 }
 
 }  // namespace

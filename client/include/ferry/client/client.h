@@ -194,6 +194,8 @@ struct partition_state {
   int32_t segments = 0;
   int64_t delayed_pending = 0;    // delayed messages not yet due
   int64_t next_due_time_ms = -1;  // -1: none
+  std::string status = "ok";      // or the problems, comma-separated: corrupt, log_failed, disk_full, ...
+  std::string status_detail;      // what is wrong, in words
 };
 
 struct topic_description {
