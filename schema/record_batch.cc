@@ -83,7 +83,17 @@ uint32_t compute_batch_crc(std::span<const std::byte> batch) noexcept {
 
 result<batch_header> verify_batch(std::span<const std::byte> batch) { return verify_batch(batch, nullptr); }
 
-result<batch_header> verify_batch(std::span<const std::byte> batch, batch_delays* delays) {
+bool is_reserved_header(std::string_view key) noexcept {
+  if (!key.starts_with(reserved_header_prefix)) return false;
+  for (auto allowed : client_settable_headers)
+    if (key == allowed) return false;
+  return true;
+}
+
+namespace {
+enum class header_rule { any, no_reserved };
+
+result<batch_header> verify(std::span<const std::byte> batch, batch_delays* delays, header_rule rule) {
   auto h = parse_batch_header(batch);
   if (!h) return h.error();
   if (static_cast<size_t>(h->batch_length) != batch.size())
@@ -98,6 +108,12 @@ result<batch_header> verify_batch(std::span<const std::byte> batch, batch_delays
     auto n = detail::decode_record(batch.subspan(pos), *h, r);
     if (!n) return n.error();
     if (r.offset != h->base_offset + i) return fail(errc::corrupt_batch, "record offset deltas are not 0..n-1");
+    if (rule == header_rule::no_reserved) {
+      for (auto& hv : r.headers)
+        if (is_reserved_header(hv.key))
+          return fail(errc::invalid_argument, "record " + std::to_string(i) + " has header '" + std::string(hv.key) +
+                                                  "': names starting with 'ferry-' are reserved for the broker");
+    }
     if (delays && r.deliver_at) {
       // The field as written: a delay (relative batches) or an absolute time.
       int64_t raw = (h->attributes & attr_delay_relative) ? *r.deliver_at - h->append_time : *r.deliver_at;
@@ -109,6 +125,15 @@ result<batch_header> verify_batch(std::span<const std::byte> batch, batch_delays
   }
   if (pos != batch.size()) return fail(errc::corrupt_batch, "trailing bytes after the last record");
   return h;
+}
+}  // namespace
+
+result<batch_header> verify_batch(std::span<const std::byte> batch, batch_delays* delays) {
+  return verify(batch, delays, header_rule::any);
+}
+
+result<batch_header> verify_produced_batch(std::span<const std::byte> batch, batch_delays* delays) {
+  return verify(batch, delays, header_rule::no_reserved);
 }
 
 void stamp_batch(std::span<std::byte> batch, int64_t base_offset, int32_t leader_epoch, int64_t append_time) noexcept {

@@ -81,6 +81,17 @@ struct batch_delays {
 // verify_batch, also collecting the deliver_at fields into `delays` (if not null).
 [[nodiscard]] result<batch_header> verify_batch(std::span<const std::byte> batch, batch_delays* delays);
 
+// Header names under the "ferry-" prefix are the broker's (dead letters, released delayed
+// messages): producers may not set them (schema/wire.md "Reserved headers"), except the few in
+// client_settable_headers.
+inline constexpr std::string_view reserved_header_prefix = "ferry-";
+inline constexpr std::string_view client_settable_headers[] = {"ferry-replayed-from"};
+bool is_reserved_header(std::string_view key) noexcept;
+
+// verify_batch for a batch from a producer: also refuses (errc::invalid_argument) a record with a
+// reserved header name, and collects the deliver_at fields into `delays` (if not null).
+[[nodiscard]] result<batch_header> verify_produced_batch(std::span<const std::byte> batch, batch_delays* delays);
+
 // CRC32C over [magic, end) of a complete batch.
 uint32_t compute_batch_crc(std::span<const std::byte> batch) noexcept;
 

@@ -35,6 +35,15 @@ void add_flags(CLI::App& app, broker_config& c) {
   app.add_option("--delay-release-rate", c.delay_release_rate,
                  "Due delayed messages released per second per partition at most (catch-up after downtime)")
       ->capture_default_str();
+  app.add_option("--delay-max-loaded-bytes", c.delay_max_loaded_bytes,
+                 "At most this many bytes of delayed messages in memory per partition")
+      ->capture_default_str();
+  app.add_option("--producer-expiry", c.producer_expiry,
+                 "Forget an idempotent producer id after this long without a batch (its retries are then new)")
+      ->capture_default_str();
+  app.add_option("--max-producers", c.max_producers,
+                 "Producer ids remembered per partition at most (the least recently active are forgotten first)")
+      ->capture_default_str();
   app.add_option("--max-deliveries", c.max_deliveries,
                  "Default deliveries before the dead-letter topic for new subscriptions (0: never)")
       ->capture_default_str();
@@ -104,6 +113,12 @@ void finish(broker_config& c) {
   if (c.delay_horizon_ms < 100) throw std::invalid_argument("--delay-horizon must be a duration of at least 100ms");
   if (c.delay_max_loaded < 100) throw std::invalid_argument("--delay-max-loaded must be at least 100");
   if (!(c.delay_release_rate >= 10)) throw std::invalid_argument("--delay-release-rate must be at least 10");
+  if (c.delay_max_loaded_bytes < (1u << 20))
+    throw std::invalid_argument("--delay-max-loaded-bytes must be at least 1048576 (1 MiB)");
+  c.producer_expiry_ms = parse_duration_ms(c.producer_expiry);
+  if (c.producer_expiry_ms < 1000)
+    throw std::invalid_argument("--producer-expiry must be a duration of at least 1s, got '" + c.producer_expiry + "'");
+  if (c.max_producers < 100) throw std::invalid_argument("--max-producers must be at least 100");
   if (c.idle_timeout_ms < 10) throw std::invalid_argument("--idle-timeout-ms must be at least 10");
   if (c.max_connections < 1) throw std::invalid_argument("--max-connections must be at least 1");
   if (c.write_timeout_ms < 10) throw std::invalid_argument("--write-timeout-ms must be at least 10");

@@ -26,12 +26,15 @@ struct broker_config {
   int32_t max_batch_bytes = 8 << 20;
   bool preallocate = true;
   int64_t retention_check_ms = 30000;
-  int64_t checkpoint_interval_ms = 1000;  // how often subscription state is saved
-  std::string ack_timeout = "30s";        // default subscription ack timeout
-  int32_t max_deliveries = 10;            // default subscription max deliveries (0: never dead-letter)
-  std::string delay_horizon = "60s";      // delayed messages due within this are held in memory
-  size_t delay_max_loaded = 100'000;      // at most this many per partition
-  double delay_release_rate = 50'000;     // releases of due delayed messages per second per partition
+  int64_t checkpoint_interval_ms = 1000;      // how often subscription state is saved
+  std::string ack_timeout = "30s";            // default subscription ack timeout
+  int32_t max_deliveries = 10;                // default subscription max deliveries (0: never dead-letter)
+  std::string delay_horizon = "60s";          // delayed messages due within this are held in memory
+  size_t delay_max_loaded = 100'000;          // at most this many per partition
+  double delay_release_rate = 50'000;         // releases of due delayed messages per second per partition
+  size_t delay_max_loaded_bytes = 64u << 20;  // and at most this many bytes of them per partition
+  std::string producer_expiry = "1d";         // forget an idempotent producer idle this long
+  size_t max_producers = 200'000;             // producer ids remembered per partition at most
   int64_t idle_timeout_ms = int64_t{10} * 60 * 1000;
   size_t max_connections = 10'000;    // client connections open at once, broker-wide
   int64_t write_timeout_ms = 30'000;  // close a connection whose writes made no progress this long
@@ -47,6 +50,7 @@ struct broker_config {
   int64_t segment_ms = 0;
   int64_t ack_timeout_ms = 0;
   int64_t delay_horizon_ms = 0;
+  int64_t producer_expiry_ms = 0;
 };
 
 void add_flags(CLI::App& app, broker_config& c);

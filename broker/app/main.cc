@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_future.hpp>
@@ -19,6 +20,7 @@
 #include <fstream>
 #include <future>
 #include <thread>
+#include <vector>
 
 #include "broker/app/config.h"
 #include "broker/base/failpoint.h"
@@ -66,6 +68,15 @@ result<int> lock_data_dir(const std::filesystem::path& dir) {
   return fd;
 }
 
+// The folders under <data-dir>/topics (topic data), sorted; empty if there are none.
+std::vector<std::string> existing_topic_folders(const std::filesystem::path& root) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator(root, ec)) out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 // Written after the listeners are bound: tests and scripts wait for it instead of sleeping.
 void write_ready_file(const std::string& path, uint16_t client_port, uint16_t http_port) {
   if (path.empty()) return;
@@ -90,9 +101,26 @@ int run(const app::broker_config& cfg) {
     log->critical("{}", lock.error().to_string());
     return 1;
   }
-  auto store = meta::meta_store::open(std::filesystem::path(cfg.data_dir) / "meta");
+  // A data folder that holds topic data must have its metadata store: a new, empty one would not
+  // know those topics (and start-up would treat their folders as strangers).
+  auto topic_folders = existing_topic_folders(std::filesystem::path(cfg.data_dir) / "topics");
+  auto meta_dir = std::filesystem::path(cfg.data_dir) / "meta";
+  auto store = meta::meta_store::open(
+      meta_dir, topic_folders.empty() ? meta::meta_store::open_mode::create : meta::meta_store::open_mode::must_exist);
   if (!store) {
-    log->critical("{}", store.error().to_string());
+    if (topic_folders.empty()) {
+      log->critical("{}", store.error().to_string());
+    } else {
+      std::string names;
+      for (size_t i = 0; i < topic_folders.size() && i < 20; ++i) names += (i ? ", " : "") + topic_folders[i];
+      if (topic_folders.size() > 20) names += ", ... (" + std::to_string(topic_folders.size()) + " in all)";
+      log->critical(
+          "the metadata store {} is missing or damaged ({}), but {} holds topic data: {}. ferryd will not start: a "
+          "new metadata store would not know these topics. Restore {} (e.g. from a backup), or move the topic "
+          "folders away to start with no topics.",
+          meta_dir.string(), store.error().message, (std::filesystem::path(cfg.data_dir) / "topics").string(), names,
+          meta_dir.string());
+    }
     return 1;
   }
   auto delays = delay::delay_index::open(std::filesystem::path(cfg.data_dir) / "delay");
@@ -119,6 +147,9 @@ int run(const app::broker_config& cfg) {
   defaults.delay.max_loaded = cfg.delay_max_loaded;
   defaults.delay.release_rate = cfg.delay_release_rate;
   defaults.delay.release_burst = std::max<size_t>(1, static_cast<size_t>(cfg.delay_release_rate / 10));
+  defaults.delay.max_loaded_bytes = cfg.delay_max_loaded_bytes;
+  defaults.producers.expiry_ms = cfg.producer_expiry_ms;
+  defaults.producers.max_producers = cfg.max_producers;
   partition::topic_manager topics(rt, **store, cfg.data_dir, defaults);
 
   auto started = asio::co_spawn(rt.executor(shard_id{0}), topics.start(), asio::use_future).get();
@@ -131,6 +162,9 @@ int run(const app::broker_config& cfg) {
   protocol::handler_config hc;
   hc.node_id = cfg.node_id;
   hc.advertised_host = cfg.listen_host;
+  // A fetch response's batches leave room for the envelope inside the frame limit.
+  hc.max_response_bytes =
+      cfg.max_frame_bytes > (128u << 10) ? cfg.max_frame_bytes - (64u << 10) : cfg.max_frame_bytes / 2;
   protocol::handler handler(rt, topics, hc);
 
   net::server_config sc;
@@ -153,15 +187,15 @@ int run(const app::broker_config& cfg) {
   std::unique_ptr<net::http_server> http;
   uint16_t http_port = 0;
   if (!cfg.http.empty()) {
-    net::http_config hc;
-    hc.host = cfg.http_host;
-    hc.port = cfg.http_port;
-    hc.max_connections = cfg.http_max_connections;
-    hc.read_timeout_ms = cfg.http_timeout_ms;
-    hc.write_timeout_ms = cfg.http_timeout_ms;
+    net::http_config http_cfg;
+    http_cfg.host = cfg.http_host;
+    http_cfg.port = cfg.http_port;
+    http_cfg.max_connections = cfg.http_max_connections;
+    http_cfg.read_timeout_ms = cfg.http_timeout_ms;
+    http_cfg.write_timeout_ms = cfg.http_timeout_ms;
     // Runs on the HTTP thread, not a shard.
     http = std::make_unique<net::http_server>(
-        hc, [](std::string_view /*method*/, std::string_view path) -> net::http_response {
+        http_cfg, [](std::string_view /*method*/, std::string_view path) -> net::http_response {
           if (path == "/health" || path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
           if (path == "/metrics") return {200, "text/plain; version=0.0.4", metrics::render_prometheus()};
           return {404, "text/plain; charset=utf-8", "not found; try /health or /metrics\n"};

@@ -7,6 +7,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "broker/base/assert.h"
 #include "broker/base/clock.h"
@@ -176,6 +177,7 @@ const clock& broker_clock() {
 namespace failpoint {
 namespace {
 std::mutex mu;
+std::atomic<bool> any_armed{false};  // the hot path skips the lock while nothing is armed
 std::map<std::string, std::string, std::less<>>& points() {
   static std::map<std::string, std::string, std::less<>> p;
   return p;
@@ -185,10 +187,12 @@ std::map<std::string, std::string, std::less<>>& points() {
 void arm(std::string_view name, std::string_view action) {
   std::lock_guard lk(mu);
   points()[std::string(name)] = std::string(action);
+  any_armed.store(true, std::memory_order_release);
 }
 void disarm_all() {
   std::lock_guard lk(mu);
   points().clear();
+  any_armed.store(false, std::memory_order_release);
 }
 void arm_from_env() {
   const char* env = std::getenv("FERRY_FAILPOINTS");
@@ -204,6 +208,7 @@ void arm_from_env() {
   }
 }
 bool hit(std::string_view name) {
+  if (!any_armed.load(std::memory_order_acquire)) return false;
   std::string action;
   {
     std::lock_guard lk(mu);
@@ -214,6 +219,11 @@ bool hit(std::string_view name) {
   if (action == "crash") {
     std::fprintf(stderr, "failpoint %.*s: crash\n", static_cast<int>(name.size()), name.data());
     _exit(137);
+  }
+  if (action.rfind("sleep-", 0) == 0) {
+    // A slow disk or a busy thread: the caller goes on after the pause.
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::strtoll(action.c_str() + 6, nullptr, 10)));
+    return false;
   }
   return action == "error";
 }

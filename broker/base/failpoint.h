@@ -3,7 +3,8 @@
 // A test (or ferryd via the FERRY_FAILPOINTS environment variable, "name=action,name=action")
 // arms a point; code calls FERRY_FAILPOINT("log.after_append_before_sync") at the spot.
 // Actions: "crash" (_exit(137) at once, like kill -9), "error" (the macro's result is true:
-// the caller fails the operation as an I/O error).
+// the caller fails the operation as an I/O error), "sleep-N" (the calling thread pauses N ms, then
+// goes on: a slow disk).
 #include <string_view>
 
 namespace ferry::failpoint {

@@ -4,6 +4,8 @@
 #include <rocksdb/options.h>
 #include <rocksdb/write_batch.h>
 
+#include <string_view>
+
 #include <charconv>
 #include <mutex>
 
@@ -18,6 +20,7 @@ error from_status(const rocksdb::Status& s, const std::string& what) {
 constexpr const char* topic_prefix = "topic/";
 constexpr const char* id_key = "next_id";
 constexpr const char* sub_prefix = "sub/";
+constexpr const char* deleted_prefix = "deleted/";
 
 std::string sub_key(const std::string& topic, const std::string& name) { return sub_prefix + topic + "/" + name; }
 
@@ -31,9 +34,27 @@ class rocks_store final : public meta_store {
     return {};
   }
 
-  result<void> delete_topic(const std::string& name) override {
-    auto s = db_->Delete(wo_, topic_prefix + name);
+  result<void> delete_topic(const std::string& name, const std::string& folder) override {
+    rocksdb::WriteBatch b;
+    b.Delete(topic_prefix + name);
+    b.Put(deleted_prefix + folder, "");
+    auto s = db_->Write(wo_, &b);
     if (!s.ok()) return from_status(s, "deleting topic " + name);
+    return {};
+  }
+
+  result<std::vector<std::string>> list_deleted_folders() override {
+    std::vector<std::string> out;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+    for (it->Seek(deleted_prefix); it->Valid() && it->key().starts_with(deleted_prefix); it->Next())
+      out.push_back(it->key().ToString().substr(std::string_view(deleted_prefix).size()));
+    if (!it->status().ok()) return from_status(it->status(), "listing deleted topic folders");
+    return out;
+  }
+
+  result<void> forget_deleted_folder(const std::string& folder) override {
+    auto s = db_->Delete(wo_, deleted_prefix + folder);
+    if (!s.ok()) return from_status(s, "forgetting deleted folder " + folder);
     return {};
   }
 
@@ -150,9 +171,9 @@ class rocks_store final : public meta_store {
 
 }  // namespace
 
-result<std::unique_ptr<meta_store>> meta_store::open(const std::filesystem::path& dir) {
+result<std::unique_ptr<meta_store>> meta_store::open(const std::filesystem::path& dir, open_mode mode) {
   rocksdb::Options opts;
-  opts.create_if_missing = true;
+  opts.create_if_missing = mode == open_mode::create;
   opts.max_background_jobs = 1;
   opts.keep_log_file_num = 3;
   rocksdb::DB* raw = nullptr;

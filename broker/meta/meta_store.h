@@ -4,7 +4,7 @@
 // (written without a sync: a checkpoint only saves replaying the log, which stays the source of
 // truth, so losing the newest one in a crash costs a longer replay, never state), and the delivery
 // journals of subscriptions. RocksDB stays inside meta_store.cc. Blocking calls: run them on the
-// disk pool, never on a shard (put_journal is the one exception, see there).
+// disk pool or the state thread, never on a shard.
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -20,11 +20,21 @@ namespace ferry::meta {
 
 class meta_store {
  public:
-  [[nodiscard]] static result<std::unique_ptr<meta_store>> open(const std::filesystem::path& dir);
+  // create: a missing store is created (a new data folder). must_exist: a missing or unreadable
+  // store is an error (a data folder that holds topic data: a fresh store would forget it).
+  enum class open_mode { create, must_exist };
+  [[nodiscard]] static result<std::unique_ptr<meta_store>> open(const std::filesystem::path& dir,
+                                                                open_mode mode = open_mode::create);
   virtual ~meta_store() = default;
   [[nodiscard]] virtual result<void> put_topic(const topic_record& r) = 0;
-  [[nodiscard]] virtual result<void> delete_topic(const std::string& name) = 0;
+  // Deletes the topic's record and, in the same synced write, records that its data folder
+  // `folder` (a name under <data-dir>/topics) is to be deleted: start-up deletes only folders
+  // recorded so (an interrupted delete), never a folder it knows nothing of.
+  [[nodiscard]] virtual result<void> delete_topic(const std::string& name, const std::string& folder) = 0;
   [[nodiscard]] virtual result<std::vector<topic_record>> list_topics() = 0;
+  // Folders of deleted topics not yet known to be gone, and forgetting one once it is.
+  [[nodiscard]] virtual result<std::vector<std::string>> list_deleted_folders() = 0;
+  [[nodiscard]] virtual result<void> forget_deleted_folder(const std::string& folder) = 0;
   // A new unique id, persisted (never handed out twice, also across restarts).
   [[nodiscard]] virtual result<uint64_t> next_id() = 0;
 
@@ -46,8 +56,7 @@ class meta_store {
 
   // Delivery journals (subscription/dispatcher.h, partition_port::record_deliveries): small records
   // under "<checkpoint key>/d/<sequence>". Written unsynced, so they survive a crash of the process
-  // (kill -9), not a power loss. Called on a shard, just before the deliveries go out: it waits for
-  // RocksDB's memtable and WAL write (no sync), which is what makes the record survive.
+  // (kill -9), not a power loss. Called on the state thread (never on a shard).
   [[nodiscard]] virtual result<void> put_journal(const std::string& key, const std::string& value) = 0;
   // Every (key, value) whose key starts with `prefix`, in key order.
   [[nodiscard]] virtual result<std::vector<std::pair<std::string, std::string>>> list_journal(

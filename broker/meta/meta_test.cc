@@ -47,9 +47,9 @@ TEST(meta_store, topics_and_ids_survive_reopen) {
     r.config.fsync = fsync_mode::interval;
     ASSERT_TRUE((*s)->put_topic(r));
     ASSERT_TRUE((*s)->put_topic(topic_record{"gone", 99, {}}));
-    ASSERT_TRUE((*s)->delete_topic("gone"));
+    ASSERT_TRUE((*s)->delete_topic("gone", "99-gone"));
   }
-  auto s = meta_store::open(dir);
+  auto s = meta_store::open(dir, meta_store::open_mode::must_exist);
   ASSERT_TRUE(s);
   auto topics = (*s)->list_topics().value();
   ASSERT_EQ(topics.size(), 1u);
@@ -57,7 +57,21 @@ TEST(meta_store, topics_and_ids_survive_reopen) {
   EXPECT_EQ(topics[0].config.partitions, 8);
   EXPECT_EQ(topics[0].config.fsync, fsync_mode::interval);
   EXPECT_GT((*s)->next_id().value(), first_id);
+  // The deleted topic's folder is recorded until forgotten.
+  EXPECT_EQ((*s)->list_deleted_folders().value(), std::vector<std::string>{"99-gone"});
+  ASSERT_TRUE((*s)->forget_deleted_folder("99-gone"));
+  EXPECT_TRUE((*s)->list_deleted_folders().value().empty());
   s->reset();
+  std::filesystem::remove_all(dir);
+}
+
+TEST(meta_store, must_exist_refuses_a_missing_store_instead_of_creating_an_empty_one) {
+  auto dir = std::filesystem::temp_directory_path() / ("ferry-meta-missing-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  auto s = meta_store::open(dir, meta_store::open_mode::must_exist);
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code, errc::storage_error);
+  EXPECT_FALSE(std::filesystem::exists(dir / "CURRENT"));
   std::filesystem::remove_all(dir);
 }
 

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "broker/base/assert.h"
+#include "broker/base/failpoint.h"
 #include "broker/partition/probe.h"
 #include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
@@ -70,6 +71,7 @@ delay_scheduler::~delay_scheduler() {
   *alive_ = false;
   for (auto& [o, e] : mem_) timers_->cancel(*e);
   mem_.clear();
+  mem_bytes_ = 0;
   timers_->stop();
 }
 
@@ -103,6 +105,7 @@ result<void> delay_scheduler::finish_replay(int64_t log_end) {
     ops_written_ += n;
   }
   unwritten_far_.clear();
+  unwritten_far_due_.clear();
   if (auto r = index_.sync(); !r) return r.error();
   synced_upto_ = written_applied_;
   for (auto& [o, e] : mem_) e->insert_seq = 0;
@@ -125,7 +128,7 @@ void delay_scheduler::on_inserted(int64_t base, std::vector<delay::pending_messa
   for (auto& m : msgs) {
     ++pending_;
     delay_key k{m.due, m.offset};
-    bool memory = k <= loaded_upto_ || (m.due < direct_end && mem_.size() < lim_.max_loaded);
+    bool memory = k <= loaded_upto_ || (m.due < direct_end && fill() < 1.0);
     delay::index_op op;
     op.what = delay::index_op::kind::insert;
     op.message = m;
@@ -136,6 +139,7 @@ void delay_scheduler::on_inserted(int64_t base, std::vector<delay::pending_messa
     } else {
       // It waits in the index, and the loader must not pass it before it is written there.
       unwritten_far_.insert(k);
+      unwritten_far_due_[k.second] = k.first;
       if (loading_) far_since_load_.insert(k);  // the load in flight may not see it
     }
   }
@@ -146,7 +150,7 @@ void delay_scheduler::on_released(int64_t base, const std::vector<delay_key>& re
   for (auto [due, off] : released) {
     if (auto it = mem_.find(off); it != mem_.end()) {
       forget(*it->second);
-      mem_.erase(it);
+      erase_from_memory(it);
     }
     cancel_pending_.erase(off);
     delay::index_op op;
@@ -178,6 +182,9 @@ delay_scheduler::precheck delay_scheduler::begin_cancel(int64_t offset) {
   } else if (auto r = removed_.find(offset); r != removed_.end()) {
     p.answer = r->second.cancelled ? cancel_outcome::cancelled : cancel_outcome::too_late;
     return p;
+  } else if (auto f = unwritten_far_due_.find(offset); f != unwritten_far_due_.end()) {
+    // Pending, but its index write has not completed: the index cannot answer yet, memory can.
+    p.due = f->second;
   }
   cancel_pending_.insert(offset);
   return p;
@@ -193,7 +200,7 @@ cancel_outcome delay_scheduler::on_cancelled(int64_t base, int64_t offset, int64
     if (it->second->st == state::releasing) return cancel_outcome::too_late;
     due = it->second->m.due;
     forget(*it->second);
-    mem_.erase(it);
+    erase_from_memory(it);
   }
   delay::index_op op;
   op.what = delay::index_op::kind::remove;
@@ -222,6 +229,7 @@ void delay_scheduler::add_to_memory(delay::pending_message m, bool written) {
   e->owner = this;
   e->insert_seq = written ? 0 : ops_queued_;
   e->m = std::move(m);
+  mem_bytes_ += e->m.bytes();
   if (e->m.due <= clk_.now_ms()) {
     // Due already (a short delay, or loaded late): straight to the release queue, in key order
     // with the others.
@@ -241,19 +249,29 @@ void delay_scheduler::forget(entry& e) {
   due_.erase(e.key());
 }
 
+void delay_scheduler::erase_from_memory(std::unordered_map<int64_t, std::unique_ptr<entry>>::iterator it) {
+  mem_bytes_ -= std::min(mem_bytes_, it->second->m.bytes());
+  mem_.erase(it);
+}
+
+double delay_scheduler::fill() const {
+  return std::max(static_cast<double>(mem_.size()) / static_cast<double>(std::max<size_t>(lim_.max_loaded, 1)),
+                  static_cast<double>(mem_bytes_) / static_cast<double>(std::max<size_t>(lim_.max_loaded_bytes, 1)));
+}
+
 void delay_scheduler::evict_if_over() {
-  // Keep memory bounded: drop the furthest waiting messages that are in the index already; the
-  // loader brings them back when the horizon reaches them.
+  // Keep memory bounded (in messages and in bytes): drop the furthest waiting messages that are in
+  // the index already; the loader brings them back when the horizon reaches them.
   // Not while a load is running: it would raise loaded_upto_ past what is evicted here.
-  if (mem_.size() <= lim_.max_loaded || loading_) return;
+  if (fill() <= 1.0 || loading_) return;
   size_t evicted = 0;
-  for (auto it = waiting_.end(); it != waiting_.begin() && mem_.size() > lim_.max_loaded * 9 / 10;) {
+  for (auto it = waiting_.end(); it != waiting_.begin() && fill() > 0.9;) {
     --it;
     auto m = mem_.find(it->second);
     if (m == mem_.end() || (m->second->insert_seq != 0 && m->second->insert_seq > ops_written_)) continue;
     delay_key k = *it;
     timers_->cancel(*m->second);
-    mem_.erase(m);
+    erase_from_memory(m);
     it = waiting_.erase(it);
     if (k <= loaded_upto_) loaded_upto_ = {k.first, k.second - 1};
     ++evicted;
@@ -418,7 +436,7 @@ void delay_scheduler::maybe_load() {
   // message in memory lies beyond what is loaded (a message inserted straight into memory): the
   // index may hold earlier ones, which no timer would fire. Eviction keeps memory bounded.
   const bool gap = !waiting_.empty() && *waiting_.begin() > loaded_upto_;
-  if (mem_.size() >= lim_.max_loaded * 3 / 4 && !blocked_by_load_ && !gap) return;
+  if (fill() >= 0.75 && !blocked_by_load_ && !gap) return;
   int64_t upper = clk_.now_ms() + lim_.horizon_ms;
   // Not past a message that is not in the index yet (its write is queued or running).
   if (!unwritten_far_.empty()) upper = std::min(upper, unwritten_far_.begin()->first);
@@ -431,23 +449,25 @@ void delay_scheduler::maybe_load() {
   // Small chunks: each is added to memory in one go on the shard, so a big one would stall it.
   // When releases wait for the loader, a chunk comes in even over the memory limit (eviction then
   // drops the farthest messages that are safely in the index).
-  size_t free_slots = mem_.size() < lim_.max_loaded ? lim_.max_loaded - mem_.size() : 0;
+  size_t free_slots = fill() < 1.0 && mem_.size() < lim_.max_loaded ? lim_.max_loaded - mem_.size() : 0;
   size_t room = blocked_by_load_ || gap ? size_t{2048} : std::min<size_t>(free_slots, 2048);
   if (room == 0) return;
+  size_t free_bytes = lim_.max_loaded_bytes > mem_bytes_ ? lim_.max_loaded_bytes - mem_bytes_ : 0;
+  size_t load_bytes = std::clamp<size_t>(free_bytes, 64u << 10, max_load_bytes);
   loading_ = true;
   far_since_load_.clear();
   auto after = loaded_upto_;
   auto* index = &index_;
   auto pk = pk_;
-  auto load = [index, pk, after, upper, room] {
-    return index->load(pk, after.first, after.second, upper, room, max_load_bytes);
+  auto load = [index, pk, after, upper, room, load_bytes] {
+    return index->load(pk, after.first, after.second, upper, room, load_bytes);
   };
   auto alive = alive_;
   // The load runs on the disk pool; its result comes back to this shard.
   auto ex = rt_.executor(owner_);
-  asio::post(rt_.state(), [load, alive, ex, this, upper, room]() mutable {
+  asio::post(rt_.state(), [load, alive, ex, this, upper, room, load_bytes]() mutable {
     auto got = load();
-    asio::post(ex, [got = std::move(got), alive, this, upper, room]() mutable {
+    asio::post(ex, [got = std::move(got), alive, this, upper, room, load_bytes]() mutable {
       if (!*alive) return;
       loading_ = false;
       if (!got) {
@@ -459,7 +479,7 @@ void delay_scheduler::maybe_load() {
       const delay_key last = got->empty() ? delay_key{} : delay_key{got->back().due, got->back().offset};
       // Cut by the count or the byte limit: loaded up to the last one; else everything before
       // `upper` is here.
-      bool more = got->size() >= room || bytes >= max_load_bytes;
+      bool more = got->size() >= room || bytes >= load_bytes;
       delay_key reached = more && !got->empty() ? last : delay_key{upper - 1, INT64_MAX};
       // Not past a message inserted while the load ran: its index write may have come too late
       // for the scan.
@@ -482,7 +502,7 @@ void delay_scheduler::maybe_load() {
         schedule_release_pass();
       }
       evict_if_over();
-      if (more && mem_.size() < lim_.max_loaded * 3 / 4) maybe_load();  // the next chunk now, not at the next tick
+      if (more && fill() < 0.75) maybe_load();  // the next chunk now, not at the next tick
       if (added) probe::get().delayed_loaded.inc(added);
     });
   });
@@ -524,7 +544,9 @@ void delay_scheduler::flush_writes() {
     // The state thread runs writes in the order they are posted; completions come back in order.
     asio::post(rt_.state(),
                [index, pk, chunk, after, alive, ex, this, n, written_upto, far = std::move(far)]() mutable {
-                 auto r = index->apply(pk, *chunk, after);
+                 auto r = FERRY_FAILPOINT("delay.index_write")
+                              ? result<void>(fail(errc::storage_error, "failpoint delay.index_write"))
+                              : index->apply(pk, *chunk, after);
                  chunk.reset();
                  asio::post(ex, [r = std::move(r), alive, this, n, written_upto, far = std::move(far)]() mutable {
                    if (!*alive) return;
@@ -537,11 +559,16 @@ void delay_scheduler::flush_writes() {
                          "{}: writing the delay index failed; it is not written again until restart (the log "
                          "keeps everything): {}",
                          id_prefix_, r.error().to_string());
+                     probe::get().delay_index_failures.inc();
+                     if (drained_) drained_();
                      return;
                    }
                    ops_written_ += n;
                    written_applied_ = std::max(written_applied_, written_upto);
-                   for (auto& k : far) unwritten_far_.erase(k);
+                   for (auto& k : far) {
+                     unwritten_far_.erase(k);
+                     unwritten_far_due_.erase(k.second);
+                   }
                    if (!queued_ops_.empty()) flush_writes();
                    if (drained_ && queued_ops_.size() + inflight_ops_ <= max_backlog_ops / 2) drained_();
                  });

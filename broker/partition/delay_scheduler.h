@@ -48,10 +48,11 @@ class wheel_driver;
 namespace ferry::partition {
 
 struct delay_limits {
-  int64_t horizon_ms = 60'000;       // load what falls due within this
-  int64_t direct_window_ms = 2'000;  // a new message due within this goes to memory at once
-  size_t max_loaded = 100'000;       // messages in memory at most (soft: entries not yet in the index stay)
-  double release_rate = 50'000;      // releases per second at most
+  int64_t horizon_ms = 60'000;          // load what falls due within this
+  int64_t direct_window_ms = 2'000;     // a new message due within this goes to memory at once
+  size_t max_loaded = 100'000;          // messages in memory at most (soft: entries not yet in the index stay)
+  size_t max_loaded_bytes = 64u << 20;  // and bytes of them (keys, values, headers; same softness)
+  double release_rate = 50'000;         // releases per second at most
   size_t release_burst = 5'000;
   size_t max_release_batch = 1000;
   int64_t tick_ms = 20;              // clock-step check, loader and write cadence
@@ -92,6 +93,10 @@ class delay_scheduler {
   // Index writes are behind by more than the limit: the partition holds produces back (in order)
   // until on_drained() runs, so memory stays bounded whatever the publish rate.
   bool backlogged() const { return queued_ops_.size() + inflight_ops_ > max_backlog_ops; }
+  // A write to the index failed: it is not written again until restart (the log keeps every
+  // change; start-up applies it again). The drained callback runs once when this happens, so
+  // produces held back by backpressure fail at once instead of waiting for ever.
+  bool index_failed() const { return index_failed_; }
   void set_drained_callback(std::function<void()> fn) { drained_ = std::move(fn); }
   // The append time of the oldest batch with delayed messages that is not applied yet (INT64_MAX:
   // none). A message due at or before it may be released; a later one waits, because a message not
@@ -114,6 +119,7 @@ class delay_scheduler {
   // The earliest due time known in memory, or -1 (then ask the index).
   int64_t next_due_in_memory() const;
   size_t loaded() const { return mem_.size(); }
+  size_t loaded_bytes() const { return mem_bytes_; }
   delay::delay_index& index() { return index_; }
   const delay::partition_key& key() const { return pk_; }
 
@@ -137,6 +143,9 @@ class delay_scheduler {
   uint64_t queue_op(delay::index_op op, int64_t event_begin, int delta, bool far);
 
   void add_to_memory(delay::pending_message m, bool written);
+  void erase_from_memory(std::unordered_map<int64_t, std::unique_ptr<entry>>::iterator it);
+  // How full memory is: the larger of the count and byte fractions of their limits.
+  double fill() const;
   void on_fire(entry& e);
   void schedule_release_pass();
   void release_pass();
@@ -161,6 +170,7 @@ class delay_scheduler {
 
   // In memory: loaded or inserted messages, by offset; ordered key sets by state.
   std::unordered_map<int64_t, std::unique_ptr<entry>> mem_;
+  size_t mem_bytes_ = 0;  // sum of pending_message::bytes() in mem_
   std::set<delay_key> waiting_;
   std::set<delay_key> due_;
   std::set<int64_t> cancel_pending_;
@@ -170,8 +180,9 @@ class delay_scheduler {
   // Loading: every index key <= loaded_upto_ is in memory (or removed).
   delay_key loaded_upto_{INT64_MIN, INT64_MAX};
   bool loading_ = false;
-  std::set<delay_key> unwritten_far_;   // inserted, not in memory, not written to the index yet
-  std::set<delay_key> far_since_load_;  // inserted (not in memory) while the running load scans
+  std::set<delay_key> unwritten_far_;                       // inserted, not in memory, not written to the index yet
+  std::unordered_map<int64_t, int64_t> unwritten_far_due_;  // the same, offset -> due (for cancels)
+  std::set<delay_key> far_since_load_;                      // inserted (not in memory) while the running load scans
 
   // Index writes: ops queued, then posted in chunks (several in flight; the state thread runs them
   // in order). Positions count ops: an op is written once ops_written_ >= its position.

@@ -21,10 +21,6 @@
 namespace ferry::partition {
 
 namespace {
-// How many recent batches per producer are remembered for duplicate detection. Must be at least
-// the client's max_in_flight (5) so any retried in-flight batch is recognised.
-constexpr size_t producer_window = 16;
-
 std::shared_ptr<spdlog::logger> logger() {
   static auto l = runtime::named_logger("partition");
   return l;
@@ -33,7 +29,13 @@ std::shared_ptr<spdlog::logger> logger() {
 
 partition::partition(std::string topic, partition_id id, partition_config cfg, runtime::shard_set& rt, shard_id owner,
                      std::unique_ptr<log::partition_log> log)
-    : topic_(std::move(topic)), id_(id), cfg_(std::move(cfg)), rt_(rt), owner_(owner), log_(std::move(log)) {
+    : topic_(std::move(topic)),
+      id_(id),
+      cfg_(std::move(cfg)),
+      rt_(rt),
+      owner_(owner),
+      log_(std::move(log)),
+      producers_(cfg_.producers) {
   hwm_.store(log_->durable_offset().value, std::memory_order_release);
   // One timing wheel per partition, shared by its subscriptions (leases, backoffs).
   timers_ = std::make_unique<scheduler::wheel_driver>(rt_.executor(owner_), clock_, [](scheduler::timer_entry& e) {
@@ -60,8 +62,9 @@ result<std::shared_ptr<partition>> partition::open(std::string topic, partition_
   // Producer state is rebuilt from the batch headers still in the log, so deduplication survives
   // a restart (kill -9 included): only batches that are in the log can be duplicates.
   auto scan = p->log_->for_each_batch_header(p->log_->start_offset(),
-                                             [&](const wire::batch_header& h) { p->remember_batch(h); });
+                                             [&](const wire::batch_header& h) { p->producers_.remember(h); });
   if (!scan) return scan.error();
+  p->producers_.expire(broker_clock().now_ms());
   logger()->info("opened {}/{}: offsets [{}, {}), {} segments, {} producers", p->topic_, id.value,
                  p->log_->start_offset().value, p->log_->next_offset().value, p->log_->segment_count(),
                  p->producers_.size());
@@ -92,11 +95,11 @@ result<std::shared_ptr<partition>> partition::open(std::string topic, partition_
   return p;
 }
 
-void partition::remember_batch(const wire::batch_header& h) {
-  if (h.producer_id < 0) return;
-  auto& e = producers_[h.producer_id];
-  e.recent.push_back(producer_batch{h.base_sequence, h.last_sequence(), h.base_offset, h.append_time});
-  if (e.recent.size() > producer_window) e.recent.pop_front();
+size_t partition::expire_producers() {
+  size_t n = producers_.expire(clock_.now_ms());
+  probe::get().producers_expired.inc(n);
+  if (n > 0) logger()->info("{}/{}: forgot {} idle producers ({} remembered)", topic_, id_.value, n, producers_.size());
+  return n;
 }
 
 asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> batch, wire::batch_header h,
@@ -110,6 +113,7 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
   if ((h.attributes & wire::attr_released) != 0)
     co_return fail(errc::invalid_argument,
                    "released-delay batches are written by the broker only (attribute bit 5 is set)");
+  if (delays_ && delays_->index_failed()) co_return delay_index_failed();
   if (delays_ && (delays_->backlogged() || !gate_.empty())) {
     // Backpressure: the delay index's writes are too far behind; wait (in order) rather than
     // queue without bound in memory.
@@ -117,35 +121,32 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
     co_await wait_gate();
     if (closing_)
       co_return fail(errc::shutting_down, "partition " + topic_ + "/" + std::to_string(id_.value) + " is closing");
+    if (delays_->index_failed()) co_return delay_index_failed();
   }
-  if (h.producer_id >= 0) {
-    auto it = producers_.find(h.producer_id);
-    if (it != producers_.end() && !it->second.recent.empty()) {
-      const auto& recent = it->second.recent;
-      int32_t expected = recent.back().last_seq + 1;
-      if (h.base_sequence != expected) {
-        for (const auto& b : recent) {
-          if (b.first_seq == h.base_sequence && b.last_seq == h.last_sequence()) {
-            pr.duplicates.inc();
-            offset end{b.base_offset + (b.last_seq - b.first_seq) + 1};
-            // The original may still be waiting for its fsync: answer only once it is durable.
-            if (acks == ack_level::durable && cfg_.fsync == fsync_policy::always && log_->durable_offset() < end) {
-              errc e = co_await wait_durable(end);
-              if (e != errc::ok) co_return fail(e, "fsync failed on " + topic_ + "/" + std::to_string(id_.value));
-            }
-            co_return produce_result{offset{b.base_offset}, b.append_time, true};
-          }
-        }
-        if (h.base_sequence < expected)
-          co_return fail(errc::duplicate_sequence, "batch sequence " + std::to_string(h.base_sequence) +
-                                                       " of producer " + std::to_string(h.producer_id) +
-                                                       " is older than the batches this partition remembers");
-        pr.out_of_order.inc();
-        co_return fail(errc::out_of_order_sequence, "producer " + std::to_string(h.producer_id) + " sent sequence " +
-                                                        std::to_string(h.base_sequence) + ", expected " +
-                                                        std::to_string(expected));
+  auto seen = producers_.check(h);
+  switch (seen.v) {
+    case producer_state::verdict::accept:
+      break;
+    case producer_state::verdict::duplicate: {
+      pr.duplicates.inc();
+      // A copy (`seen`), not a reference into the producer state: expiry may change it while
+      // this waits. The original may still be waiting for its fsync: answer once it is durable.
+      offset end{seen.original.next_offset()};
+      if (acks == ack_level::durable && cfg_.fsync == fsync_policy::always && log_->durable_offset() < end) {
+        errc e = co_await wait_durable(end);
+        if (e != errc::ok) co_return fail(e, "fsync failed on " + topic_ + "/" + std::to_string(id_.value));
       }
+      co_return produce_result{offset{seen.original.base_offset}, seen.original.append_time, true};
     }
+    case producer_state::verdict::too_old:
+      co_return fail(errc::duplicate_sequence, "batch sequence " + std::to_string(h.base_sequence) + " of producer " +
+                                                   std::to_string(h.producer_id) +
+                                                   " is older than the batches this partition remembers");
+    case producer_state::verdict::out_of_order:
+      pr.out_of_order.inc();
+      co_return fail(errc::out_of_order_sequence, "producer " + std::to_string(h.producer_id) + " sent sequence " +
+                                                      std::to_string(h.base_sequence) + ", expected " +
+                                                      std::to_string(seen.expected));
   }
   auto info = log_->append(batch, epoch{0});
   if (!info) {
@@ -155,7 +156,7 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
   }
   h.base_offset = info->base.value;
   h.append_time = info->append_time;
-  remember_batch(h);
+  producers_.remember(h);
   if (delays == batch_delays::some && delays_) {
     // The due times are known now (a relative delay counts from the append time just stamped);
     // the delay index takes them once the batch is durable.
@@ -192,10 +193,17 @@ asio::awaitable<void> partition::wait_gate() {
                                                                                   asio::use_awaitable);
 }
 
+error partition::delay_index_failed() const {
+  return fail(errc::storage_error, topic_ + "/" + std::to_string(id_.value) +
+                                       ": the delay index failed a write; this partition refuses produces until the "
+                                       "broker restarts (the log keeps everything)");
+}
+
 // Resumes held produces in arrival order, inline (this runs on the owner shard), so each appends
-// before the next: a producer's batches keep their sequence order.
+// before the next: a producer's batches keep their sequence order. After a delay index failure
+// every held produce resumes (and fails) at once.
 void partition::open_gate() {
-  while (!gate_.empty() && (closing_ || !delays_ || !delays_->backlogged())) {
+  while (!gate_.empty() && (closing_ || !delays_ || !delays_->backlogged() || delays_->index_failed())) {
     auto h = std::move(gate_.front());
     gate_.pop_front();
     std::move(h)();
@@ -257,23 +265,33 @@ void partition::advance_hwm(offset to) {
   hwm_.store(to.value, std::memory_order_release);
   for (auto& [id, sub] : subs_) sub.d->wake();
   if (data_waiters_.empty()) return;
-  std::vector<std::pair<offset, std::function<void()>>> keep;
-  for (auto& [from, wake] : data_waiters_) {
-    if (from < to)
-      wake();
-    else
-      keep.emplace_back(from, std::move(wake));
+  std::vector<std::function<void()>> woken;
+  for (auto it = data_waiters_.begin(); it != data_waiters_.end();) {
+    if (it->second.from < to) {
+      woken.push_back(std::move(it->second.wake));
+      it = data_waiters_.erase(it);
+    } else {
+      ++it;
+    }
   }
-  data_waiters_.swap(keep);
+  for (auto& w : woken) w();
 }
 
-void partition::on_data(offset from, std::function<void()> wake) {
+result<uint64_t> partition::on_data(offset from, std::function<void()> wake) {
   if (from < hwm() || closing_) {
     wake();
-    return;
+    return uint64_t{0};
   }
-  data_waiters_.emplace_back(from, std::move(wake));
+  if (data_waiters_.size() >= max_data_waiters)
+    return fail(errc::resource_exhausted, "too many long-poll fetches wait on " + topic_ + "/" +
+                                              std::to_string(id_.value) + " (limit " +
+                                              std::to_string(max_data_waiters) + ")");
+  uint64_t id = next_waiter_++;
+  data_waiters_.emplace(id, data_waiter{from, std::move(wake)});
+  return id;
 }
+
+void partition::cancel_wait(uint64_t id) { data_waiters_.erase(id); }
 
 result<void> partition::read(offset from, size_t max_bytes, std::vector<std::byte>& out) {
   return log_->read(from, max_bytes, hwm(), out);
@@ -326,8 +344,9 @@ asio::awaitable<void> partition::close() {
   timers_->stop();
   auto r = log_->close();
   if (!r) logger()->error("closing {}/{}: {}", topic_, id_.value, r.error().to_string());
-  for (auto& [from, wake] : data_waiters_) wake();
+  auto waiters = std::move(data_waiters_);
   data_waiters_.clear();
+  for (auto& [id, w] : waiters) w.wake();
 }
 
 // ---- subscriptions -------------------------------------------------------------------------------
@@ -352,18 +371,25 @@ void partition::record_deliveries(uint64_t sub_id, std::span<const int64_t> offs
   if (cfg_.store == nullptr || offsets.empty()) return;
   auto it = subs_.find(sub_id);
   if (it == subs_.end()) return;
-  // Synchronous and unsynced: in RocksDB's WAL (the page cache) before the deliveries are sent,
-  // so a kill -9 right after cannot lose their counts. A failure costs only count accuracy.
-  auto r = cfg_.store->put_journal(it->second.journal_key + journal_seq(it->second.journal_next),
-                                   subscription::encode_delivery_record(offsets));
-  if (!r) {
-    probe::get().journal_errors.inc();
-    logger()->warn("{}/{}: delivery journal write failed (delivery counts may be low after a crash): {}", topic_,
-                   id_.value, r.error().to_string());
-    return;
-  }
+  // Unsynced, on the state thread (never a RocksDB write on the shard): it runs before any later
+  // checkpoint write of this partition (the same FIFO thread), so a checkpoint erases only journal
+  // records already written. The deliveries go out meanwhile: a kill -9 within the microseconds
+  // before the write lands can undercount this round by one (documented in schema/control.md).
+  auto key = it->second.journal_key + journal_seq(it->second.journal_next);
   ++it->second.journal_next;
-  probe::get().journal_records.inc();
+  auto record = subscription::encode_delivery_record(offsets);
+  auto* store = cfg_.store;
+  auto write = [store, key = std::move(key), record = std::move(record), topic = topic_, id = id_.value] {
+    auto r = store->put_journal(key, record);
+    if (!r) {
+      probe::get().journal_errors.inc();
+      logger()->warn("{}/{}: delivery journal write failed (delivery counts may be low after a crash): {}", topic, id,
+                     r.error().to_string());
+      return;
+    }
+    probe::get().journal_records.inc();
+  };
+  asio::post(rt_.state(), std::move(write));
 }
 
 void partition::append_control(std::vector<subscription::control_op> ops, std::function<void(result<void>)> done) {
@@ -491,6 +517,10 @@ result<void> partition::add_subscription(const meta::subscription_record& rec, s
   if (origin == subscription_origin::existing) {
     if (auto r = replay_controls(slot, replay_from); !r) return r.error();
   }
+  // A log shorter than the saved state (its tail was lost) must not hide the new messages that
+  // will take those offsets again.
+  if (slot.d->clamp_to_log_end(log_->next_offset().value))
+    slot.saved_applied = std::min(slot.saved_applied, log_->next_offset());
   slot.d->expire_below(log_->start_offset().value);
   logger()->info("{}/{} subscription {}: cursor {} ({})", topic_, id_.value, rec.name, slot.d->cursor(),
                  restored ? "from its checkpoint" : "new");

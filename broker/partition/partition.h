@@ -34,6 +34,7 @@
 #include "broker/log/log.h"
 #include "broker/meta/subscription_config.h"
 #include "broker/partition/delay_scheduler.h"
+#include "broker/partition/producer_state.h"
 #include "broker/subscription/dispatcher.h"
 #include "schema/record_batch.h"
 
@@ -73,6 +74,7 @@ struct partition_config {
   subscription::window_limits window;        // per subscription
   delay::delay_index* delays = nullptr;      // delayed messages; must outlive the partition
   delay_limits delay;                        // memory and release rate of delayed messages
+  producer_limits producers;                 // idempotent-producer state: window, expiry, bound
 };
 
 // Whether a produced batch has deliver_at fields (the protocol layer knows from verify_batch).
@@ -116,9 +118,15 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   // Whole batches from the one containing `from`, up to the high-water mark (see log::read).
   [[nodiscard]] result<void> read(offset from, size_t max_bytes, std::vector<std::byte>& out);
 
-  // Calls `wake` (once, on this shard) when the high-water mark moves above `from` or the
-  // partition closes. `wake` must post to wherever the waiter lives.
-  void on_data(offset from, std::function<void()> wake);
+  // Registers a long-poll waiter: calls `wake` (once, on this shard) when the high-water mark
+  // moves above `from` or the partition closes; at once if it is above already (the result is
+  // then 0). `wake` must post to wherever the waiter lives. Returns the waiter's id for
+  // cancel_wait(), or errc::resource_exhausted when max_data_waiters are waiting already.
+  [[nodiscard]] result<uint64_t> on_data(offset from, std::function<void()> wake);
+  // Removes a waiter that timed out (no-op if it was woken already).
+  void cancel_wait(uint64_t id);
+  size_t data_waiters() const { return data_waiters_.size(); }
+  static constexpr size_t max_data_waiters = 10'000;
 
   [[nodiscard]] result<offset> offset_for_timestamp(int64_t ts);
 
@@ -173,20 +181,14 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
 
   offset hwm() const { return offset{hwm_.load(std::memory_order_acquire)}; }  // any thread
   partition_stats stats() const;
+  // Forgets idle producers (producer_state::expire, by the broker clock). Owner shard.
+  size_t expire_producers();
+  size_t producer_count() const { return producers_.size(); }
   shard_id owner() const { return owner_; }                     // any thread
   const std::string& topic() const override { return topic_; }  // any thread
   partition_id id() const { return id_; }                       // any thread
 
  private:
-  struct producer_batch {
-    int32_t first_seq;
-    int32_t last_seq;
-    int64_t base_offset;
-    int64_t append_time;
-  };
-  struct producer_entry {
-    std::deque<producer_batch> recent;  // newest at the back, at most producer_window entries
-  };
   struct durability_waiter {
     offset upto;
     asio::any_completion_handler<void(errc)> handler;
@@ -240,7 +242,6 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   void start_checkpoints();
   asio::awaitable<void> save_checkpoints(bool all);
 
-  void remember_batch(const wire::batch_header& h);
   void maybe_start_sync();
   void sync_done(const log::pending_sync& s, const result<void>& r);
   void advance_hwm(offset to);
@@ -253,9 +254,14 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   runtime::shard_set& rt_;
   shard_id owner_;
   std::unique_ptr<log::partition_log> log_;
-  std::unordered_map<int64_t, producer_entry> producers_;
+  producer_state producers_;
   std::deque<durability_waiter> durability_waiters_;
-  std::vector<std::pair<offset, std::function<void()>>> data_waiters_;
+  struct data_waiter {
+    offset from;
+    std::function<void()> wake;
+  };
+  std::unordered_map<uint64_t, data_waiter> data_waiters_;
+  uint64_t next_waiter_ = 1;
   std::atomic<int64_t> hwm_{0};
   bool sync_running_ = false;
   bool closing_ = false;
@@ -273,6 +279,7 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   std::deque<asio::any_completion_handler<void()>> gate_;
   asio::awaitable<void> wait_gate();
   void open_gate();
+  error delay_index_failed() const;
   std::deque<delay_event> delay_events_;                         // appended, not yet durable, in offset order
   std::unordered_map<int64_t, cancel_outcome> cancel_outcomes_;  // decided at apply, read by the caller
 };

@@ -40,6 +40,10 @@ struct probe {
       "ferry_delayed_release_lateness_seconds", "Release time minus due time of the first message of a release batch");
   metrics::counter& backpressure_waits = metrics::get_counter(
       "ferry_delay_backpressure_waits_total", "Produces held back because the delay index's writes were behind");
+  metrics::counter& delay_index_failures = metrics::get_counter(
+      "ferry_delay_index_failures_total", "Delay index writes that failed (the partition then refuses produces)");
+  metrics::counter& producers_expired =
+      metrics::get_counter("ferry_producers_expired_total", "Idle producer ids forgotten (producer state expiry)");
   metrics::counter& fetched_bytes =
       metrics::get_counter("ferry_fetched_bytes_total", "Bytes of record batches returned by fetch");
 

@@ -2,10 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
 
+#include "broker/base/failpoint.h"
 #include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
 
@@ -49,6 +51,7 @@ partition_config topic_manager::partition_cfg(const meta::topic_record& r, int32
   pc.checkpoint_interval_ms = defaults_.checkpoint_interval_ms;
   pc.delays = defaults_.delays;
   pc.delay = defaults_.delay;
+  pc.producers = defaults_.producers;
   return pc;
 }
 
@@ -95,15 +98,41 @@ asio::awaitable<result<void>> topic_manager::start() {
     std::unique_lock lk(mu_);
     topics_[rec.name] = std::move(*t);
   }
-  // Folders without a stored topic are what an interrupted delete left behind.
+  // Folders of deleted topics (recorded in the store with the deletion) are what an interrupted
+  // delete left behind: they go now. A folder the store knows nothing of is left alone: data is
+  // never deleted on a guess.
+  auto deleted_fn = [this] { return store_.list_deleted_folders(); };
+  auto deleted = co_await runtime::on_disk(rt_.disk(), std::move(deleted_fn));
+  if (!deleted) co_return deleted.error();
   std::error_code ec;
   auto topics_root = data_dir_ / "topics";
-  std::filesystem::create_directories(topics_root, ec);
+  if (!std::filesystem::exists(topics_root)) {
+    std::filesystem::create_directories(topics_root, ec);
+    (void)log::posix_files().sync_dir(data_dir_);
+  }
+  std::set<std::string> on_disk;
   for (auto& entry : std::filesystem::directory_iterator(topics_root, ec)) {
-    if (!keep.contains(entry.path().filename().string())) {
-      logger()->warn("removing {}: no such topic in the metadata store (interrupted delete)", entry.path().string());
-      std::filesystem::remove_all(entry.path(), ec);
+    auto name = entry.path().filename().string();
+    on_disk.insert(name);
+    if (keep.contains(name)) continue;
+    if (std::find(deleted->begin(), deleted->end(), name) == deleted->end()) {
+      logger()->warn("{}: no topic in the metadata store uses this folder; left alone (move it away if unwanted)",
+                     entry.path().string());
+      continue;
     }
+    logger()->warn("removing {}: its topic was deleted (the delete was interrupted)", entry.path().string());
+    auto rm = [path = entry.path(), topics_root] {
+      std::error_code e;
+      std::filesystem::remove_all(path, e);
+      return !e && log::posix_files().sync_dir(topics_root);
+    };
+    bool removed = co_await runtime::on_disk(rt_.disk(), std::move(rm));
+    if (removed) on_disk.erase(name);  // else its record stays: the next start-up tries again
+  }
+  for (auto& folder : *deleted) {
+    if (on_disk.contains(folder)) continue;
+    auto forget = [this, folder] { return store_.forget_deleted_folder(folder); };
+    (void)co_await runtime::on_disk(rt_.disk(), std::move(forget));
   }
   version_.fetch_add(1);
   logger()->info("loaded {} topics", recs->size());
@@ -141,7 +170,15 @@ asio::awaitable<result<meta::topic_config>> topic_manager::create_topic(std::str
   }
   auto t = co_await open_topic(rec);
   if (!t) {
-    auto undo_fn = [this, name] { return store_.delete_topic(name); };
+    // Undo: the record goes and whatever folders the failed open made are removed (start-up
+    // finishes that if this is interrupted).
+    auto undo_fn = [this, name, dir = topic_dir(rec)] {
+      if (auto r = store_.delete_topic(name, dir.filename().string()); !r) return r;
+      std::error_code ec;
+      std::filesystem::remove_all(dir, ec);
+      if (ec || !log::posix_files().sync_dir(dir.parent_path())) return result<void>{};
+      return store_.forget_deleted_folder(dir.filename().string());
+    };
     (void)co_await runtime::on_disk(rt_.disk(), std::move(undo_fn));
     unpend();
     co_return t.error();
@@ -168,8 +205,12 @@ asio::awaitable<result<void>> topic_manager::delete_topic(std::string name) {
     pending_.insert(name);
   }
   version_.fetch_add(1);
-  // Delete the record first: a crash after it leaves only folders, which start-up removes.
-  auto del_fn = [this, name] { return store_.delete_topic(name); };
+  // Delete the record first, recording the folder as deleted in the same write: a crash after it
+  // leaves only that folder, which start-up removes.
+  meta::topic_record gone_rec{t->name, t->id, t->config};
+  auto del_fn = [this, name, folder = topic_dir(gone_rec).filename().string()] {
+    return store_.delete_topic(name, folder);
+  };
   auto del = co_await runtime::on_disk(rt_.disk(), std::move(del_fn));
   if (!del) {
     std::unique_lock lk(mu_);
@@ -177,6 +218,7 @@ asio::awaitable<result<void>> topic_manager::delete_topic(std::string name) {
     pending_.erase(name);
     co_return del.error();
   }
+  if (FERRY_FAILPOINT("topics.delete_after_record")) co_return fail(errc::storage_error, "failpoint");
   // Its subscriptions go with it (records, then checkpoints; start-up drops leftovers).
   std::map<std::string, subscription_ptr, std::less<>> gone;
   {
@@ -202,11 +244,16 @@ asio::awaitable<result<void>> topic_manager::delete_topic(std::string name) {
   }
   meta::topic_record rec{t->name, t->id, t->config};
   auto dir = topic_dir(rec);
-  auto remove_fn = [dir] {
+  auto remove_fn = [this, dir] {
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
+    if (ec) return false;
+    // The folder's removal is durable before the store forgets it was to be removed.
+    if (!log::posix_files().sync_dir(dir.parent_path())) return false;
+    return static_cast<bool>(store_.forget_deleted_folder(dir.filename().string()));
   };
-  co_await runtime::on_disk(rt_.disk(), std::move(remove_fn));
+  if (!co_await runtime::on_disk(rt_.disk(), std::move(remove_fn)))
+    logger()->warn("deleting the folder of topic {} did not finish; the next start-up retries", name);
   {
     std::unique_lock lk(mu_);
     pending_.erase(name);
@@ -246,7 +293,10 @@ asio::awaitable<void> topic_manager::retention_loop() {
     if (closed_) break;
     for (auto& t : list()) {
       for (auto& p : t->partitions) {
-        auto retain = [p] { return p->apply_retention_with_subscriptions(); };
+        auto retain = [p] {
+          p->expire_producers();
+          return p->apply_retention_with_subscriptions();
+        };
         auto r = co_await runtime::run_on(rt_.executor(p->owner()), std::move(retain));
         if (r && !r->retired.empty()) {
           // Unlinking a big segment takes tens of ms on ext4: on the disk pool, not the shard.

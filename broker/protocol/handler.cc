@@ -10,6 +10,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <chrono>
+#include <mutex>
+#include <unordered_map>
 
 #include "broker/partition/probe.h"
 #include "broker/protocol/delayed.h"
@@ -105,6 +107,72 @@ result<void> check_delays(const w::batch_header& h, const w::batch_delays& d, in
   return {};
 }
 
+// The broker stamps offsets into each batch in place, in the request frame, on the partition's
+// shard, while this shard goes on reading the request. That is safe only if no two partition
+// entries share batch bytes and no batch overlaps the request's own tables, vtables, strings and
+// vector headers (the FlatBuffers verifier allows both). Returns the entry that breaks it, if any.
+struct byte_range {
+  const uint8_t* begin;
+  const uint8_t* end;
+};
+
+// Generated tables derive privately from flatbuffers::Table, at the same address.
+template <class T>
+void add_table(std::vector<byte_range>& out, const T* table) {
+  if (table == nullptr) return;
+  auto* p = reinterpret_cast<const uint8_t*>(table);
+  const uint8_t* vt = reinterpret_cast<const flatbuffers::Table*>(p)->GetVTable();
+  auto vt_size = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt);
+  auto obj_size = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt + sizeof(flatbuffers::voffset_t));
+  out.push_back({vt, vt + vt_size});
+  out.push_back({p, p + obj_size});
+}
+
+result<void> check_produce_layout(const w::Request* r, const w::ProduceRequest* req, std::span<const std::byte> frame) {
+  std::vector<byte_range> structure;
+  std::vector<std::pair<byte_range, int32_t>> batches;
+  auto* base = reinterpret_cast<const uint8_t*>(frame.data());
+  structure.push_back({base, base + std::min<size_t>(frame.size(), 8)});  // length prefix and root offset
+  add_table(structure, r);
+  add_table(structure, req);
+  // A String* or Vector* points at its length field; the elements follow it.
+  if (auto* t = req->topic()) {
+    auto* p = reinterpret_cast<const uint8_t*>(t);
+    structure.push_back({p, p + sizeof(flatbuffers::uoffset_t) + t->size() + 1});
+  }
+  auto* parts = req->partitions();
+  if (parts != nullptr) {
+    auto* p = reinterpret_cast<const uint8_t*>(parts);
+    structure.push_back({p, p + sizeof(flatbuffers::uoffset_t) * (1 + parts->size())});
+    batches.reserve(parts->size());
+    for (auto* pp : *parts) {
+      add_table(structure, pp);
+      if (auto* rec = pp->records(); rec != nullptr && rec->size() > 0) {
+        const uint8_t* d = rec->data();
+        structure.push_back({d - sizeof(flatbuffers::uoffset_t), d});
+        batches.push_back({{d, d + rec->size()}, pp->partition()});
+      }
+    }
+  }
+  std::sort(batches.begin(), batches.end(), [](auto& a, auto& b) { return a.first.begin < b.first.begin; });
+  for (size_t i = 1; i < batches.size(); ++i) {
+    if (batches[i].first.begin < batches[i - 1].first.end)
+      return fail(errc::invalid_argument, "the record batches of partition entries " +
+                                              std::to_string(batches[i - 1].second) + " and " +
+                                              std::to_string(batches[i].second) +
+                                              " share bytes in the request frame; each entry needs its own batch");
+  }
+  for (auto& s : structure) {
+    // The first batch ending after s.begin is the only one that can start before s.end.
+    auto it = std::upper_bound(batches.begin(), batches.end(), s.begin,
+                               [](const uint8_t* v, const auto& b) { return v < b.first.end; });
+    if (it != batches.end() && it->first.begin < s.end)
+      return fail(errc::invalid_argument, "the record batch of partition entry " + std::to_string(it->second) +
+                                              " overlaps the request's own tables in the frame");
+  }
+  return {};
+}
+
 struct produce_slot {
   int32_t partition = 0;
   result<partition::produce_result> res = fail(errc::unknown, "not run");
@@ -119,13 +187,31 @@ struct produce_join {
 };
 
 asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic_manager* topics, bool shutting_down,
-                                        fbb_t* fbb, const w::ProduceRequest* req, std::shared_ptr<net::in_frame> f) {
+                                        fbb_t* fbb, const w::Request* envelope, const w::ProduceRequest* req,
+                                        std::shared_ptr<net::in_frame> f) {
   auto name = str(req->topic());
   if (shutting_down) co_return failed(errc::shutting_down, "broker is shutting down");
   auto t = topics->find(name);
   if (!t) co_return no_topic(name);
   if (req->partitions() == nullptr || req->partitions()->size() == 0)
     co_return failed(errc::invalid_argument, "produce request without partitions");
+  if (req->partitions()->size() > t->partitions.size())
+    co_return failed(errc::invalid_argument, "produce lists " + std::to_string(req->partitions()->size()) +
+                                                 " partition entries but topic '" + name + "' has " +
+                                                 std::to_string(t->partitions.size()) +
+                                                 " partitions (each may be listed once)");
+  if (auto layout = check_produce_layout(envelope, req, f->view()); !layout) co_return failed(layout.error());
+  {
+    std::vector<bool> seen(t->partitions.size(), false);
+    for (auto* pp : *req->partitions()) {
+      auto i = pp->partition();
+      if (i < 0 || static_cast<size_t>(i) >= seen.size()) continue;  // unknown_partition below
+      if (seen[static_cast<size_t>(i)])
+        co_return failed(errc::invalid_argument,
+                         "produce lists " + pname(name, i) + " more than once (one batch per partition per request)");
+      seen[static_cast<size_t>(i)] = true;
+    }
+  }
   auto acks = req->acks() == w::Acks::Leader ? partition::ack_level::leader : partition::ack_level::durable;
   auto ex = co_await asio::this_coro::executor;
   size_t n = req->partitions()->size();
@@ -158,9 +244,9 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
     std::span<std::byte> batch(data, pp->records()->size());
     // Check the batch here, on the connection's shard, to spread CRC work away from the partition.
     w::batch_delays delays;
-    auto h = w::verify_batch(batch, &delays);
+    auto h = w::verify_produced_batch(batch, &delays);
     if (!h) {
-      slot.res = fail(errc::corrupt_batch, pname(name, pp->partition()) + ": " + h.error().message);
+      slot.res = fail(h.error().code, pname(name, pp->partition()) + ": " + h.error().message);
       continue;
     }
     if (delays.count > 0) {
@@ -212,6 +298,7 @@ struct fetch_slot {
   std::vector<std::byte> bytes;
   int64_t hwm = -1;
   int64_t log_start = -1;
+  uint64_t waiter = 0;  // long-poll waiter id on the partition (0: none)
 };
 
 struct fetch_read {
@@ -228,13 +315,24 @@ struct fetch_wait {
   bool woken = false;
 };
 
-asio::awaitable<size_t> read_all(runtime::shard_set* rt, std::vector<fetch_slot>* slots, size_t budget) {
+// Reads every slot that has no data yet, in request order, within one budget for the whole
+// response: `budget` bytes of batches in all (the request's max_bytes, already capped by the
+// frame limit). Only the first batch of the whole response may exceed the request's max_bytes (so
+// a reader always makes progress), and never `hard_limit` (what fits in a response frame).
+asio::awaitable<size_t> read_all(runtime::shard_set* rt, std::vector<fetch_slot>* slots, size_t budget,
+                                 size_t hard_limit) {
   size_t total = 0;
+  for (auto& s : *slots) total += s.bytes.size();
   for (auto& s : *slots) {
-    if (!s.p || s.code != errc::ok) continue;
-    size_t limit = std::min(s.max_bytes, budget > total ? budget - total : size_t{1});
+    if (!s.p || s.code != errc::ok || !s.bytes.empty()) continue;
+    if (total > 0 && total >= budget) break;
+    // The first batch of the response may be larger than max_bytes (log::read returns at least
+    // one); every later read stays inside what is left of the budget.
+    size_t left = budget > total ? budget - total : 0;
+    size_t limit = std::min(s.max_bytes, std::max<size_t>(left, 1));
     auto p = s.p;
     int64_t from = s.offset;
+    bool first = total == 0;
     auto read_fn = [p, from, limit] {
       fetch_read out{result<void>{}, {}, p->hwm().value, p->stats().log_start.value};
       out.r = p->read(offset{from}, limit, out.bytes);
@@ -248,14 +346,50 @@ asio::awaitable<size_t> read_all(runtime::shard_set* rt, std::vector<fetch_slot>
       s.message = pname(p->topic(), s.partition) + ": " + rd.r.error().message;
       continue;
     }
+    if (!first && total + rd.bytes.size() > budget) continue;  // (log::read keeps to `limit`; defensive)
+    if (rd.bytes.size() > hard_limit) {
+      s.code = errc::request_too_large;
+      s.message = pname(p->topic(), s.partition) + ": the batch at offset " + std::to_string(from) + " (" +
+                  std::to_string(rd.bytes.size()) + " bytes) does not fit in a response frame of at most " +
+                  std::to_string(hard_limit) + " bytes";
+      continue;
+    }
     s.bytes = std::move(rd.bytes);
     total += s.bytes.size();
   }
   co_return total;
 }
 
-asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_manager* topics, int32_t max_wait_cap,
-                                      fbb_t* fbb, const w::FetchRequest* req, std::shared_ptr<net::in_frame> f) {
+// Long-poll fetches waiting per connection (a connection also has at most 256 requests in flight).
+class long_polls {
+ public:
+  static constexpr int per_connection = 64;
+  bool enter(uint64_t session) {
+    std::lock_guard lk(mu_);
+    int& n = count_[session];
+    if (n >= per_connection) return false;
+    ++n;
+    return true;
+  }
+  void leave(uint64_t session) {
+    std::lock_guard lk(mu_);
+    auto it = count_.find(session);
+    if (it != count_.end() && --it->second <= 0) count_.erase(it);
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<uint64_t, int> count_;
+};
+
+long_polls& polls() {
+  static long_polls p;
+  return p;
+}
+
+asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_manager* topics,
+                                      const handler_config* cfg, fbb_t* fbb, const w::FetchRequest* req,
+                                      std::shared_ptr<net::in_frame> f, net::session_info session) {
   (void)f;
   auto name = str(req->topic());
   auto t = topics->find(name);
@@ -264,7 +398,15 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
     co_return failed(errc::invalid_argument, "fetch request without partitions");
   if (req->max_wait_ms() < 0 || req->max_bytes() <= 0)
     co_return failed(errc::invalid_argument, "fetch max_wait_ms must be >= 0 and max_bytes > 0");
-  std::vector<fetch_slot> slots(req->partitions()->size());
+  // Each partition at most once: a request names at most as many entries as the topic has
+  // partitions, so its work and its response are bounded by the topic, not by the request.
+  const size_t entries = req->partitions()->size();
+  if (entries > t->partitions.size())
+    co_return failed(errc::invalid_argument,
+                     "fetch lists " + std::to_string(entries) + " partition entries but topic '" + name + "' has " +
+                         std::to_string(t->partitions.size()) + " partitions (each may be listed once)");
+  std::vector<fetch_slot> slots(entries);
+  std::vector<bool> seen(t->partitions.size(), false);
   for (size_t i = 0; i < slots.size(); ++i) {
     auto* fp = req->partitions()->Get(static_cast<flatbuffers::uoffset_t>(i));
     auto& s = slots[i];
@@ -274,18 +416,28 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
     if (fp->partition() < 0 || static_cast<size_t>(fp->partition()) >= t->partitions.size()) {
       s.code = errc::unknown_partition;
       s.message = no_partition_message(name, fp->partition());
-    } else if (fp->max_bytes() <= 0) {
+      continue;
+    }
+    if (seen[static_cast<size_t>(fp->partition())])
+      co_return failed(errc::invalid_argument, "fetch lists " + pname(name, fp->partition()) +
+                                                   " more than once (each partition may be listed once)");
+    seen[static_cast<size_t>(fp->partition())] = true;
+    if (fp->max_bytes() <= 0) {
       s.code = errc::invalid_argument;
       s.message = "fetch max_bytes must be > 0";
     } else {
       s.p = t->partitions[static_cast<size_t>(fp->partition())];
     }
   }
-  auto budget = static_cast<size_t>(req->max_bytes());
-  size_t got = co_await read_all(rt, &slots, budget);
+  const size_t hard_limit = cfg->max_response_bytes;
+  const size_t budget = std::min(static_cast<size_t>(req->max_bytes()), hard_limit);
+  size_t got = co_await read_all(rt, &slots, budget, hard_limit);
   bool any_error = std::any_of(slots.begin(), slots.end(), [](const fetch_slot& s) { return s.code != errc::ok; });
-  int32_t wait_ms = std::min(req->max_wait_ms(), max_wait_cap);
+  int32_t wait_ms = std::min(req->max_wait_ms(), cfg->max_fetch_wait_ms);
   if (got == 0 && !any_error && wait_ms > 0) {
+    if (!polls().enter(session.id))
+      co_return failed(errc::resource_exhausted, "too many long-poll fetches wait on this connection (limit " +
+                                                     std::to_string(long_polls::per_connection) + ")");
     auto ex = co_await asio::this_coro::executor;
     auto waiter = std::make_shared<fetch_wait>(ex);
     waiter->timer.expires_after(std::chrono::milliseconds(wait_ms));
@@ -294,7 +446,7 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
       auto p = s.p;
       int64_t from = s.offset;
       auto register_fn = [p, from, weak, ex] {
-        p->on_data(offset{from}, [weak, ex] {
+        return p->on_data(offset{from}, [weak, ex] {
           asio::post(ex, [weak] {
             if (auto w = weak.lock()) {
               w->woken = true;
@@ -303,12 +455,31 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
           });
         });
       };
-      co_await runtime::run_on(rt->executor(p->owner()), std::move(register_fn));
+      auto id = co_await runtime::run_on(rt->executor(p->owner()), std::move(register_fn));
+      if (!id) {
+        s.code = id.error().code;
+        s.message = id.error().message;
+        waiter->woken = true;  // answer now (with the error) instead of waiting
+        break;
+      }
+      s.waiter = *id;
     }
     if (!waiter->woken) co_await waiter->timer.async_wait(as_tuple(use_awaitable));
-    if (waiter->woken) co_await read_all(rt, &slots, budget);
+    // Waiters still registered (the wait timed out, or another partition woke it) go now: a
+    // timed-out long poll leaves nothing behind on the partitions.
+    for (auto& s : slots) {
+      if (s.waiter == 0) continue;
+      auto p = s.p;
+      auto id = s.waiter;
+      auto cancel_fn = [p, id] { p->cancel_wait(id); };
+      co_await runtime::run_on(rt->executor(p->owner()), std::move(cancel_fn));
+      s.waiter = 0;
+    }
+    polls().leave(session.id);
+    if (waiter->woken) co_await read_all(rt, &slots, budget, hard_limit);
   }
   std::vector<fb_offset<w::FetchPartitionResult>> results;
+  results.reserve(slots.size());
   for (auto& s : slots) {
     auto msg = s.message.empty() ? fb_offset<flatbuffers::String>{} : fbb->CreateString(s.message);
     if (s.code != errc::ok) probe::get().error(s.code);
@@ -457,18 +628,18 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
         break;
       }
       case w::RequestBody::ProduceRequest:
-        out = co_await do_produce(&rt_, &topics_, shutting_down_.load(), fbb.get(), r->body_as_ProduceRequest(), f);
+        out = co_await do_produce(&rt_, &topics_, shutting_down_.load(), fbb.get(), r, r->body_as_ProduceRequest(), f);
         break;
       case w::RequestBody::FetchRequest: {
         // Room for the answer in the connection's byte budget first (net::response_budget): a
         // client that pipelines fetches and reads nothing must not make the broker build them all.
-        auto want = static_cast<size_t>(std::max(r->body_as_FetchRequest()->max_bytes(), 0));
-        bool room = !s.budget || co_await s.budget->reserve(want);
+        auto asked = static_cast<size_t>(std::max(r->body_as_FetchRequest()->max_bytes(), 0));
+        bool room = !s.budget || co_await s.budget->reserve(std::min(asked, cfg_.max_response_bytes));
         if (!room) {
           out = failed(errc::connection_closed, "connection closed before the fetch could be answered");
           break;
         }
-        out = co_await do_fetch(&rt_, &topics_, cfg_.max_fetch_wait_ms, fbb.get(), r->body_as_FetchRequest(), f);
+        out = co_await do_fetch(&rt_, &topics_, &cfg_, fbb.get(), r->body_as_FetchRequest(), f, s);
         break;
       }
       case w::RequestBody::CreateSubscriptionRequest:

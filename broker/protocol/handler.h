@@ -25,6 +25,9 @@ struct handler_config {
   std::string advertised_host = "127.0.0.1";
   uint16_t advertised_port = 7070;
   int32_t max_fetch_wait_ms = 30000;  // longer waits are clamped
+  // A fetch response carries at most this many bytes of batches (keep it below the frame limit
+  // clients accept: the envelope and per-partition results need a little room).
+  size_t max_response_bytes = (16u << 20) - (64u << 10);
 };
 
 class handler final : public net::frame_handler {

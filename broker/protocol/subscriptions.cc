@@ -34,6 +34,10 @@ std::shared_ptr<spdlog::logger> logger() {
 }
 
 constexpr int64_t max_lease_ms = 24LL * 3600 * 1000;
+// Bounds on what one request may ask (schema/wire.md "Consumers").
+constexpr size_t max_settle_items = 10'000;  // acks + nacks + extends in one AckRequest
+constexpr size_t max_members_per_connection = 100;
+constexpr size_t max_members = 10'000;  // on this broker
 
 // ---- configuration on the wire -------------------------------------------------------------------
 
@@ -169,6 +173,7 @@ struct subscriptions::impl {
   partition::topic_manager& topics;
   std::mutex mu;
   std::unordered_map<uint64_t, std::shared_ptr<consumer_member>> members;
+  std::unordered_map<uint64_t, size_t> per_session;  // members joined per connection (session id)
   std::atomic<uint64_t> next_member{static_cast<uint64_t>(wall_now_ms()) * 1000};
 
   impl(runtime::shard_set& r, partition::topic_manager& t) : rt(r), topics(t) {}
@@ -178,6 +183,13 @@ struct subscriptions::impl {
     auto it = members.find(id);
     if (it == members.end() || it->second->session_id() != s.id) return nullptr;
     return it->second;
+  }
+
+  // Removes a member from the registry (under mu).
+  void erase_locked(std::unordered_map<uint64_t, std::shared_ptr<consumer_member>>::iterator it) {
+    auto ps = per_session.find(it->second->session_id());
+    if (ps != per_session.end() && --ps->second == 0) per_session.erase(ps);
+    members.erase(it);
   }
 
   // Tells every partition's dispatcher of the member's subscription (posted, not awaited).
@@ -252,7 +264,8 @@ asio::awaitable<body_result> subscriptions::remove(fbb_t* fbb, const w::DeleteSu
     for (auto it = impl_->members.begin(); it != impl_->members.end();) {
       if (it->second->subscription()->id == sp->id) {
         it->second->close();
-        it = impl_->members.erase(it);
+        auto gone = it++;
+        impl_->erase_locked(gone);
       } else {
         ++it;
       }
@@ -436,7 +449,16 @@ asio::awaitable<body_result> subscriptions::join(fbb_t* fbb, const w::JoinReques
   m->add_credit(req->credit_messages(), req->credit_bytes());
   {
     std::lock_guard lk(impl_->mu);
+    if (impl_->members.size() >= max_members)
+      co_return failed(errc::resource_exhausted,
+                       "this broker has " + std::to_string(max_members) + " members joined already (the limit)");
+    size_t on_connection = impl_->per_session[s.id];
+    if (on_connection >= max_members_per_connection)
+      co_return failed(errc::resource_exhausted, "this connection has " + std::to_string(on_connection) +
+                                                     " members joined already (limit " +
+                                                     std::to_string(max_members_per_connection) + ")");
     impl_->members.emplace(id, m);
+    ++impl_->per_session[s.id];
   }
   std::shared_ptr<sub::member_link> link = m;
   impl_->for_each_dispatcher(*m, [link](sub::dispatcher& d) { d.add_member(link); });
@@ -455,7 +477,7 @@ asio::awaitable<body_result> subscriptions::leave(fbb_t* fbb, const w::LeaveRequ
                      "member " + std::to_string(req->member_id()) + " is not joined on this connection");
   {
     std::lock_guard lk(impl_->mu);
-    impl_->members.erase(m->id());
+    if (auto it = impl_->members.find(m->id()); it != impl_->members.end()) impl_->erase_locked(it);
   }
   impl_->leave(m);
   co_return ok_body(w::ResponseBody::LeaveResponse, w::CreateLeaveResponse(*fbb, m->id()));
@@ -469,6 +491,15 @@ asio::awaitable<body_result> subscriptions::ack(fbb_t* fbb, const w::AckRequest*
   if (req->credit_messages() < 0 || req->credit_bytes() < 0)
     co_return failed(errc::invalid_argument, "credit must be >= 0, got " + std::to_string(req->credit_messages()) +
                                                  " messages and " + std::to_string(req->credit_bytes()) + " bytes");
+  size_t items = 0;
+  if (req->acks())
+    for (auto po : *req->acks()) items += po->offsets() ? po->offsets()->size() : 0;
+  if (req->nacks()) items += req->nacks()->size();
+  if (req->extends()) items += req->extends()->size();
+  if (items > max_settle_items)
+    co_return failed(errc::invalid_argument, "ack request settles " + std::to_string(items) + " messages; at most " +
+                                                 std::to_string(max_settle_items) +
+                                                 " per request (nothing was settled)");
   const auto& t = m->topic();
   const auto nparts = static_cast<int32_t>(t->partitions.size());
   struct work {
@@ -564,7 +595,8 @@ void subscriptions::session_closed(const net::session_info& s) {
     for (auto it = impl_->members.begin(); it != impl_->members.end();) {
       if (it->second->session_id() == s.id) {
         gone.push_back(it->second);
-        it = impl_->members.erase(it);
+        auto g = it++;
+        impl_->erase_locked(g);
       } else {
         ++it;
       }

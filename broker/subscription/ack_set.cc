@@ -54,6 +54,25 @@ void ack_set::reset(int64_t cursor) {
   above_ = 0;
 }
 
+void ack_set::truncate_from(int64_t end) {
+  if (cursor_ >= end) {
+    reset(end);
+    return;
+  }
+  while (!ranges_.empty()) {
+    auto last = std::prev(ranges_.end());
+    if (last->second <= end) break;
+    if (last->first >= end) {
+      above_ -= last->second - last->first;
+      ranges_.erase(last);
+    } else {
+      above_ -= last->second - end;
+      last->second = end;
+      break;
+    }
+  }
+}
+
 int64_t ack_set::advance_to(int64_t to) {
   if (to <= cursor_) return 0;
   int64_t unacked = (to - cursor_) - acked_in(cursor_, to);

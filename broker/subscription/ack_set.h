@@ -26,6 +26,9 @@ class ack_set {
   // Moves the cursor up to `to` if it is below (retention deleted the offsets under `to`);
   // returns how many offsets in [old cursor, to) were not acknowledged.
   int64_t advance_to(int64_t to);
+  // Forgets every offset at or above `end` (the log is shorter than this state says, e.g. after
+  // its tail was lost): the cursor drops to `end` if above it, ranges are cut there.
+  void truncate_from(int64_t end);
   // The first offset >= from that is not acknowledged.
   int64_t next_unacked(int64_t from) const;
   // Acknowledged offsets above the cursor, and in [from, to).

@@ -188,6 +188,27 @@ void dispatcher::expire_below(int64_t log_start) {
   dirty_ = true;
 }
 
+bool dispatcher::clamp_to_log_end(int64_t log_end) {
+  const auto& r = acks_.ranges();
+  bool beyond = acks_.cursor() > log_end || (!r.empty() && std::prev(r.end())->second > log_end);
+  for (auto it = restored_counts_.begin(); it != restored_counts_.end();)
+    if (it->first >= log_end) {
+      beyond = true;
+      it = restored_counts_.erase(it);
+    } else {
+      ++it;
+    }
+  if (!beyond) return false;
+  logger()->warn(
+      "{}/{} subscription {}: its saved state reaches offset {} but the log ends at {}; "
+      "forgetting what lies beyond the log end",
+      port_.topic(), port_.partition_number(), rec_.name, std::max(acks_.cursor(), log_end), log_end);
+  acks_.truncate_from(log_end);
+  read_pos_ = std::min(read_pos_, acks_.cursor());
+  dirty_ = true;
+  return true;
+}
+
 std::string dispatcher::checkpoint(int64_t applied_upto) const {
   byte_writer w;
   w.u8(checkpoint_version);
@@ -725,9 +746,10 @@ void dispatcher::settle(uint64_t member_id, std::span<const int64_t> acks, std::
   bool requeued = false;
   for (const auto& n : nacks) {
     entry* e = nullptr;
-    if (n.delay_ms < -1) {
+    if (n.delay_ms < -1 || n.delay_ms > max_settle_ms) {
       failed(n.offset, errc::invalid_argument,
-             "nack delay must be >= 0 (or -1 for the backoff), got " + std::to_string(n.delay_ms));
+             "nack delay must be 0.." + std::to_string(max_settle_ms) + " ms (or -1 for the backoff), got " +
+                 std::to_string(n.delay_ms));
       continue;
     }
     if (errc c = check_lease(member_id, n.offset, e, why); c != errc::ok) {
@@ -742,9 +764,10 @@ void dispatcher::settle(uint64_t member_id, std::span<const int64_t> acks, std::
   }
   for (const auto& x : extends) {
     entry* e = nullptr;
-    if (x.extend_ms < -1 || x.extend_ms == 0) {
+    if (x.extend_ms < -1 || x.extend_ms == 0 || x.extend_ms > max_settle_ms) {
       failed(x.offset, errc::invalid_argument,
-             "lease extension must be > 0 ms (or -1 for the ack timeout), got " + std::to_string(x.extend_ms));
+             "lease extension must be 1.." + std::to_string(max_settle_ms) + " ms (or -1 for the ack timeout), got " +
+                 std::to_string(x.extend_ms));
       continue;
     }
     if (errc c = check_lease(member_id, x.offset, e, why); c != errc::ok) {

@@ -209,6 +209,9 @@ struct settle_outcome {
   std::vector<settle_failure> failures;
 };
 
+// Longest nack delay and lease extension a member may ask for (24 h).
+inline constexpr int64_t max_settle_ms = 24LL * 3600 * 1000;
+
 struct nack_item {
   int64_t offset = 0;
   int64_t delay_ms = -1;  // -1: the subscription's backoff
@@ -247,6 +250,10 @@ class dispatcher {
   // checkpoint (record_deliveries): on start-up, after restore() and before the control batches
   // after the checkpoint are applied. Call before any delivery.
   [[nodiscard]] result<void> restore_deliveries(std::string_view record);
+  // Start-up, after restore(): the log ends at `log_end`, below what the checkpoint knew (its tail
+  // was lost). State at or above it is dropped, so new messages at those offsets are delivered.
+  // Returns true if anything was dropped. Call before any delivery.
+  bool clamp_to_log_end(int64_t log_end);
   int64_t cursor() const { return acks_.cursor(); }
   bool dirty() const { return dirty_; }
   void clear_dirty() { dirty_ = false; }

@@ -56,6 +56,7 @@
 #include "broker/base/main_guard.h"
 #include "client/ferryctl/format.h"
 #include "ferry/client/client.h"
+#include "schema/record_batch.h"
 
 namespace fc = ferry::client;
 using ferry::ctl::json_string;
@@ -1051,8 +1052,11 @@ int dlq_replay(const globals& g, const dlq_replay_args& a) {
     fc::message m;
     m.key = d.m.key;
     m.value = d.m.value.value_or("");
+    // The broker's own headers (ferry-dlq-*, ferry-delayed-id) stay behind: producers may not set
+    // them. The replayed message says which dead letter it came from.
     for (const auto& h : d.m.headers)
-      if (!ferry::ctl::is_dlq_header(h.key)) m.headers.emplace_back(h.key, h.value.value_or(""));
+      if (!ferry::wire::is_reserved_header(h.key)) m.headers.emplace_back(h.key, h.value.value_or(""));
+    m.headers.emplace_back("ferry-replayed-from", d.m.id());
     // A keyed message finds its partition by key, as any publish; a keyless one goes back where it was.
     if (!m.key) m.partition = targets[i].partition;
     acks.push_back((*prod)->send(targets[i].topic, std::move(m)));

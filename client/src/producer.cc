@@ -223,6 +223,15 @@ void producer_impl::send(std::string_view topic, message m, callback cb) {
                fail(errc::delay_out_of_range, "delay_ms " + std::to_string(*m.delay_ms) + " is negative"));
     return;
   }
+  for (const auto& h : m.headers) {
+    if (wire::is_reserved_header(h.first)) {
+      // The broker refuses it too (the whole batch); failing here keeps the batch's other messages.
+      fail_later(std::move(cb), fail(errc::invalid_argument, "header '" + h.first +
+                                                                 "': names starting with 'ferry-' are reserved for "
+                                                                 "the broker"));
+      return;
+    }
+  }
   size_t estimate = 16 + m.value.size() + (m.key ? m.key->size() : 0);
   for (const auto& h : m.headers) estimate += 4 + h.first.size() + h.second.size();
   // Block while the buffer is full; never on the I/O thread (a callback sending), which would

@@ -549,5 +549,135 @@ TEST_F(delayed, bad_delays_get_typed_errors_and_store_nothing) {
   EXPECT_EQ(d->partitions[0].high_watermark, 0) << "nothing was stored";
 }
 
+// The race the hardening issue found: a cancel right after the produce is acknowledged, while the
+// delay index write of the (not near) message is still in flight, used to answer too_late and
+// leave the message scheduled. 10,000 produce-then-cancel pairs from 4 threads: every cancel
+// answers cancelled, and no subscription ever gets one of them.
+TEST_F(delayed, produce_then_cancel_at_once_is_always_cancelled_and_never_delivered) {
+  // Each delay index write takes 20 ms more (a slow disk), so the cancels really do arrive while
+  // the write of their message is in flight.
+  broker_options o;
+  broker_ = std::make_unique<broker_process>(o);
+  broker_->options().env.emplace_back("FERRY_FAILPOINTS", "delay.index_write=sleep-20");
+  clock_file_ = broker_->root() / "clock-offset";
+  set_clock_offset(0);
+  broker_->options().env.emplace_back("FERRY_CLOCK_FILE", clock_file_.string());
+  ASSERT_TRUE(broker_->start());
+  create_topic("race", 2);
+  create_sub("race", "s");
+  constexpr int threads = 4;
+  constexpr int per_thread = 2'500;
+  std::atomic<int> cancelled{0};
+  std::mutex mu;
+  std::vector<std::string> wrong;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&, t] {
+      auto p = producer();
+      auto a = admin();
+      if (!p || !a) return;
+      for (int i = 0; i < per_thread; ++i) {
+        fc::message m;
+        m.value = "r" + std::to_string(t) + "-" + std::to_string(i);
+        m.key = m.value;
+        m.delay_ms = 2 * 3600 * 1000;  // far beyond the horizon in memory: only the index holds it
+        auto id = p->send("race", std::move(m)).get();
+        if (!id) {
+          std::lock_guard lk(mu);
+          wrong.push_back("produce: " + id.error().to_string());
+          continue;
+        }
+        auto r = a->cancel(*id);
+        if (r && r->outcome == fc::cancel_outcome::cancelled) {
+          ++cancelled;
+        } else {
+          std::lock_guard lk(mu);
+          wrong.push_back(
+              id->to_string() + ": " +
+              (r ? std::to_string(static_cast<int>(r->outcome)) + " " + r->message : r.error().to_string()));
+        }
+      }
+    });
+  }
+  for (auto& th : ts) th.join();
+  EXPECT_EQ(cancelled.load(), threads * per_thread);
+  for (size_t i = 0; i < wrong.size() && i < 10; ++i) ADD_FAILURE() << wrong[i];
+  EXPECT_EQ(pending("race"), 0);
+  // Past every due time (the broker's clock moved 3 hours on), nothing is delivered.
+  set_clock_offset(3 * 3600 * 1000);
+  auto c = consumer("race", "s");
+  auto got = receive(*c, 1, 5s);
+  EXPECT_TRUE(got.empty()) << got.size() << " cancelled messages delivered, e.g. " << got.front().d.id();
+}
+
+TEST_F(delayed, producers_cannot_set_the_brokers_reserved_headers) {
+  start();
+  create_topic("hdr", 1);
+  auto rc = raw_client::connect(broker_->client_port());
+  ASSERT_TRUE(rc) << rc.error().to_string();
+  // A forged ferry-delayed-id used to be parsed at start-up and corrupt the delay index.
+  for (const char* name : {"ferry-delayed-id", "ferry-dlq-original-id", "ferry-anything"}) {
+    test_record r;
+    r.value = "v";
+    r.headers = {{"app", "1"}, {name, "hdr/0/0"}};
+    auto out = rc->produce("hdr", 0, make_batch({r}));
+    EXPECT_EQ(out.error, errc::invalid_argument) << name << ": " << out.message;
+    EXPECT_NE(out.message.find(name), std::string::npos) << out.message;
+  }
+  // The header clients may set, and ordinary ones, are fine.
+  test_record ok;
+  ok.value = "v";
+  ok.headers = {{"ferry-replayed-from", "hdr.s.dlq/0/3"}, {"Ferry-Case", "x"}, {"x-ferry-", "y"}};
+  auto out = rc->produce("hdr", 0, make_batch({ok}));
+  EXPECT_EQ(out.error, errc::ok) << out.message;
+  auto d = admin()->describe_topic("hdr");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->partitions[0].high_watermark, 1) << "only the allowed batch was stored";
+  // The client library refuses such a message at send, and the rest of its batch goes through.
+  auto p = producer();
+  fc::message bad;
+  bad.value = "bad";
+  bad.headers.emplace_back("ferry-delayed-id", "hdr/0/0");
+  fc::message good;
+  good.value = "good";
+  auto fb = p->send("hdr", bad);
+  auto fg = p->send("hdr", good);
+  auto rb = fb.get();
+  ASSERT_FALSE(rb);
+  EXPECT_EQ(rb.error().code, errc::invalid_argument);
+  EXPECT_TRUE(fg.get());
+}
+
+TEST_F(delayed, after_a_delay_index_write_fails_produces_get_storage_error_at_once) {
+  broker_options o;
+  broker_ = std::make_unique<broker_process>(o);
+  broker_->options().env.emplace_back("FERRY_FAILPOINTS", "delay.index_write=error");
+  ASSERT_TRUE(broker_->start());
+  create_topic("dfail", 1);
+  auto p = producer();
+  fc::message m;
+  m.value = "later";
+  m.delay_ms = 3600 * 1000;
+  send(*p, "dfail", m);  // stored and acknowledged; its index write then fails
+  auto rc = raw_client::connect(broker_->client_port());
+  ASSERT_TRUE(rc);
+  produce_outcome out;
+  ASSERT_TRUE(wait_until(
+      [&] {
+        out = rc->produce("dfail", 0, make_value_batch({"now"}));
+        return out.error != errc::ok;
+      },
+      10s, 20ms));
+  EXPECT_EQ(out.error, errc::storage_error) << out.message;
+  EXPECT_NE(out.message.find("delay index"), std::string::npos) << out.message;
+  // At once, every time: never a hang behind backpressure.
+  for (int i = 0; i < 20; ++i) {
+    auto t0 = clock_type::now();
+    auto again = rc->produce("dfail", 0, make_value_batch({"now"}));
+    EXPECT_EQ(again.error, errc::storage_error) << again.message;
+    EXPECT_LT(clock_type::now() - t0, 1s);
+  }
+}
+
 }  // namespace
 }  // namespace ferry::test

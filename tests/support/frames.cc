@@ -88,6 +88,22 @@ bytes fetch_frame(uint64_t cid, std::string_view topic, int32_t partition, int64
   return finish(fbb, cid, RequestBody::FetchRequest, body.Union());
 }
 
+bytes fetch_many_frame(uint64_t cid, std::string_view topic, const std::vector<fetch_entry>& entries,
+                       int32_t max_wait_ms, int32_t max_bytes) {
+  fb::FlatBufferBuilder fbb(64 + entries.size() * 32);
+  auto t = fbb.CreateString(topic.data(), topic.size());
+  std::vector<fb::Offset<FetchPartition>> fps;
+  fps.reserve(entries.size());
+  for (auto& e : entries) fps.push_back(CreateFetchPartition(fbb, e.partition, e.offset, e.max_bytes));
+  auto parts = fbb.CreateVector(fps);
+  auto body = CreateFetchRequest(fbb, t, parts, max_wait_ms, 1, max_bytes);
+  return finish(fbb, cid, RequestBody::FetchRequest, body.Union());
+}
+
+bytes finish_request_frame(fb::FlatBufferBuilder& fbb, uint64_t cid, RequestBody type, fb::Offset<void> body) {
+  return finish(fbb, cid, type, body);
+}
+
 bytes make_batch(const std::vector<test_record>& records, int64_t producer_id, int32_t base_sequence) {
   batch_builder b;
   for (auto& r : records) {

@@ -26,6 +26,17 @@ bytes delete_topic_frame(uint64_t cid, std::string_view name);
 bytes produce_frame(uint64_t cid, std::string_view topic, int32_t partition, std::span<const std::byte> batch);
 bytes fetch_frame(uint64_t cid, std::string_view topic, int32_t partition, int64_t offset, int32_t max_wait_ms = 0,
                   int32_t max_bytes = 4 << 20);
+// A fetch of several partition entries (duplicates allowed: bad-input tests send them).
+struct fetch_entry {
+  int32_t partition = 0;
+  int64_t offset = 0;
+  int32_t max_bytes = 1 << 20;
+};
+bytes fetch_many_frame(uint64_t cid, std::string_view topic, const std::vector<fetch_entry>& entries,
+                       int32_t max_wait_ms, int32_t max_bytes);
+// Finishes a request built by hand in `fbb` (size prefix, version 1, the correlation id).
+bytes finish_request_frame(flatbuffers::FlatBufferBuilder& fbb, uint64_t cid, ferry::wire::RequestBody type,
+                           flatbuffers::Offset<void> body);
 
 // Subscriptions and consumers (schema/wire.md "Subscriptions", "Consumers").
 struct sub_options {

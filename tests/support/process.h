@@ -2,6 +2,7 @@
 // Test support: running other binaries of the project (ferryctl, a consumer to kill -9) from a
 // test, with their output captured and a deadline on everything.
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +23,11 @@ struct run_result {
     return "exit " + std::to_string(exit_code) + "\nstdout:\n" + out + "\nstderr:\n" + err;
   }
 };
+
+// Resident memory of a process in KiB (VmRSS in /proc/PID/status), or -1 if unreadable.
+int64_t resident_kib(int pid);
+// Whether this build runs under AddressSanitizer (memory figures are then not comparable).
+bool built_with_asan();
 
 // Runs argv[0] with argv, feeding `in` on stdin, until it exits or `timeout` passes (then SIGKILL).
 run_result run_process(const std::vector<std::string>& argv, const std::string& in,
