@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "broker/app/config.h"
+#include "broker/app/health.h"
 #include "broker/base/failpoint.h"
 #include "broker/base/main_guard.h"
 #include "broker/delay/delay_index.h"
@@ -184,6 +185,7 @@ int run(const app::broker_config& cfg) {
   }
   handler.set_advertised_port(*port);
 
+  app::health_model health(rt, topics);
   std::unique_ptr<net::http_server> http;
   uint16_t http_port = 0;
   if (!cfg.http.empty()) {
@@ -195,10 +197,13 @@ int run(const app::broker_config& cfg) {
     http_cfg.write_timeout_ms = cfg.http_timeout_ms;
     // Runs on the HTTP thread, not a shard.
     http = std::make_unique<net::http_server>(
-        http_cfg, [](std::string_view /*method*/, std::string_view path) -> net::http_response {
-          if (path == "/health" || path == "/healthz") return {200, "text/plain; charset=utf-8", "ok\n"};
+        http_cfg, [&health](std::string_view /*method*/, std::string_view path) -> net::http_response {
+          if (path == "/health" || path == "/healthz" || path == "/ready" || path == "/readyz") {
+            auto r = path.starts_with("/ready") ? health.readiness() : health.liveness();
+            return {r.status, "application/json", std::move(r.body)};
+          }
           if (path == "/metrics") return {200, "text/plain; version=0.0.4", metrics::render_prometheus()};
-          return {404, "text/plain; charset=utf-8", "not found; try /health or /metrics\n"};
+          return {404, "text/plain; charset=utf-8", "not found; try /health, /ready or /metrics\n"};
         });
     auto hp = http->listen();
     if (!hp) {
@@ -217,6 +222,7 @@ int run(const app::broker_config& cfg) {
   signals.async_wait([&](const boost::system::error_code& e, int sig) {
     if (e) return;
     log->info("signal {}: shutting down", sig);
+    health.set_state(app::serving_state::stopping);
     runtime::spawn_logged(
         rt.executor(shard_id{0}),
         [](protocol::handler& h, net::server& s, net::http_server* hs, partition::topic_manager& t,
@@ -230,6 +236,7 @@ int run(const app::broker_config& cfg) {
         "shutdown");
   });
 
+  health.set_state(app::serving_state::serving);
   write_ready_file(cfg.ready_file, *port, http_port);
   log->info("ferryd ready: data {} client {}:{} http {} shards {}", cfg.data_dir, cfg.listen_host, *port,
             http ? cfg.http_host + ":" + std::to_string(http_port) : std::string("off"), rt.size());

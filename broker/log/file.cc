@@ -86,6 +86,14 @@ class posix_file final : public file {
     return static_cast<uint64_t>(st.st_size);
   }
 
+  result<uint64_t> next_data(uint64_t pos) override {
+    off_t r = ::lseek(fd_, static_cast<off_t>(pos), SEEK_DATA);
+    if (r >= 0) return static_cast<uint64_t>(r);
+    if (errno == ENXIO) return size();  // only holes (or preallocated, unwritten space) from pos on
+    if (errno == EINVAL || errno == EOPNOTSUPP) return pos;  // the file system cannot tell
+    return io_error(errno, "seek data", path_);
+  }
+
  private:
   int fd_;
   std::filesystem::path path_;
@@ -111,6 +119,16 @@ class posix_factory final : public file_factory {
   result<void> rename(const std::filesystem::path& from, const std::filesystem::path& to) override {
     if (::rename(from.c_str(), to.c_str()) != 0) return io_error(errno, "rename to '" + to.string() + "'", from);
     return {};
+  }
+
+  result<bool> create_dir(const std::filesystem::path& dir) override {
+    if (::mkdir(dir.c_str(), 0755) == 0) return true;
+    if (errno == EEXIST) {
+      struct stat st {};
+      if (::stat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return false;
+      return io_error(ENOTDIR, "create directory", dir);
+    }
+    return io_error(errno, "create directory", dir);
   }
 
   result<void> sync_dir(const std::filesystem::path& dir) override {

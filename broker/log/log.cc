@@ -1,5 +1,5 @@
-// partition_log: segments, sparse indexes, recovery, group commit, retention.
-// On-disk format and the crash-safety argument: schema/segment.md.
+// partition_log: segments, sparse indexes, group commit, reads, retention, truncation. Recovery
+// (open) is in recovery.cc. On-disk format and the crash-safety argument: schema/segment.md.
 #include "broker/log/log.h"
 
 #include <algorithm>
@@ -8,35 +8,16 @@
 #include <climits>
 #include <cstdio>
 #include <cstring>
-#include <deque>
-#include <map>
 #include <string>
-#include <system_error>
 
 #include <spdlog/spdlog.h>
 
 #include "broker/base/failpoint.h"
+#include "broker/log/log_impl.h"
 
 namespace ferry::log {
-namespace {
 
-constexpr size_t oentry_size = 8;   // {u32 relative offset, u32 position}
-constexpr size_t tentry_size = 12;  // {i64 max timestamp before the entry, u32 relative offset}
-constexpr size_t hsize = wire::batch_header_size;
-
-struct oentry {
-  uint32_t rel;
-  uint32_t pos;
-};
-struct tentry {
-  int64_t ts;
-  uint32_t rel;
-};
-
-std::shared_ptr<spdlog::logger> logger() {
-  auto l = spdlog::get("log");
-  return l ? l : spdlog::default_logger();
-}
+namespace detail {
 
 std::string base_name(int64_t base) {
   char buf[32];
@@ -44,47 +25,16 @@ std::string base_name(int64_t base) {
   return buf;
 }
 
-void put_le64(std::byte* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-uint64_t get_le64(const std::byte* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
+std::string where(const std::filesystem::path& data_path, uint64_t pos) {
+  return "segment " + data_path.string() + " position " + std::to_string(pos);
 }
 
-// One segment: its data file and, in memory, its sparse indexes (the files are caches of these).
-// Indexes first, data file last: a crash in between leaves a data file without indexes, which
-// open() rebuilds (or a leftover index without data, which open() deletes).
 result<void> delete_segment_files(file_factory& fs, const std::filesystem::path& data_path) {
   auto p = data_path;
   if (auto r = fs.remove(p.replace_extension(".timeindex")); !r) return r;
   if (auto r = fs.remove(p.replace_extension(".index")); !r) return r;
   return fs.remove(data_path);
 }
-
-struct segment {
-  int64_t base = 0;
-  int64_t next = 0;   // offset after the last batch
-  uint64_t size = 0;  // logical bytes of data (the file may be longer: preallocation)
-  std::filesystem::path data_path;
-  std::shared_ptr<file> data;
-  std::shared_ptr<file> oidx;  // open only for the active segment
-  std::shared_ptr<file> tidx;
-  std::vector<oentry> oi;
-  std::vector<tentry> ti;      // ti[i] pairs with oi[i] (same relative offset)
-  size_t oi_written = 0;       // entries already in the index files
-  uint64_t since_entry = 0;    // data bytes since the last index point
-  int64_t max_ts = INT64_MIN;  // max batch max_timestamp
-  int64_t last_append = INT64_MIN;
-  int64_t first_append = INT64_MIN;
-
-  std::filesystem::path path(const char* ext) const {
-    auto p = data_path;
-    p.replace_extension(ext);
-    return p;
-  }
-};
 
 // Adds one batch (at `pos`) to the segment's bookkeeping and, every index_interval bytes, an index
 // point: offset entry {rel, pos} and time entry {max timestamp of every batch before it, rel}.
@@ -107,517 +57,405 @@ void note_batch(segment& s, uint64_t pos, const wire::batch_header& h, uint32_t 
   s.size = pos + static_cast<uint32_t>(h.batch_length);
 }
 
-struct scan_end {
-  bool clean = true;     // reached the end of the file exactly at a batch boundary
-  uint64_t bad_pos = 0;  // else: the first bad batch
-  std::string why;
-  std::array<std::byte, hsize> raw{};
-  size_t raw_n = 0;
-};
+}  // namespace detail
 
-std::string where(const segment& s, uint64_t pos) {
-  return "segment " + s.data_path.string() + " position " + std::to_string(pos);
+using namespace detail;
+
+namespace {
+
+std::shared_ptr<spdlog::logger> logger() {
+  auto l = spdlog::get("log");
+  return l ? l : spdlog::default_logger();
+}
+
+void put_le64(std::byte* p, uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
+}
+uint64_t get_le64(const std::byte* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+// A corrupt_batch error about the batch at `pos`, with the place in front; other errors as they are.
+error at_where(const segment& s, uint64_t pos, const error& e) {
+  if (e.code != errc::corrupt_batch) return e;
+  return fail(e.code, where(s.data_path, pos) + ": " + e.message);
 }
 
 }  // namespace
 
-struct partition_log::impl {
-  log_config cfg;
-  const clock* clk = nullptr;
-  system_clock_source sys_clock;
-  file_factory* fs = nullptr;
-  std::vector<segment> segs;
-  int64_t durable = 0;
-  bool failed = false;
-  bool closed = false;
-  // Group commit.
-  std::vector<std::shared_ptr<file>> rolled;  // data files of segments rolled since the last begin_sync
-  bool dir_dirty = false;
-  int64_t last_begin_upto = -1;
-  std::deque<int64_t> inflight;    // `upto` of begun syncs; lowered by truncate_suffix
-  std::vector<std::byte> scratch;  // reused read buffer
-  std::vector<std::byte> ibuf;     // reused index encode buffer
-  bool index_write_warned = false;
+// ---- damage ----
 
-  segment& active() { return segs.back(); }
-  int64_t next() const { return segs.back().next; }
-  std::string dir() const { return cfg.dir.string(); }
+void partition_log::impl::note_damage(int64_t at, const std::filesystem::path& data_path, uint64_t pos,
+                                      std::string why) {
+  if (corrupt && corrupt->at.value <= at) return;
+  bool lower = corrupt.has_value();
+  corrupt = corruption_info{offset{at}, where(data_path, pos), std::move(why)};
+  damage_pos = pos;
+  logger()->error("{}: {} at offset {} ({}: {}); refusing writes, and reads from there, until it is repaired", dir(),
+                  lower ? "damage found lower" : "damaged log", at, corrupt->where, corrupt->why);
+}
 
-  // ---- reading helpers ----
+error partition_log::impl::damage_error() const {
+  return fail(errc::corrupt_batch, dir() + ": log damaged at offset " + std::to_string(corrupt->at.value) + " (" +
+                                       corrupt->where + ": " + corrupt->why + ")");
+}
 
-  result<wire::batch_header> read_header(const segment& s, uint64_t pos, int64_t expected) {
-    std::array<std::byte, hsize> hb;
-    if (pos + hsize > s.size) return fail(errc::corrupt_batch, where(s, pos) + ": batch header past the end of data");
-    auto n = s.data->pread(hb, pos);
-    if (!n) return n.error();
-    if (*n != hsize) return fail(errc::corrupt_batch, where(s, pos) + ": short read of a batch header");
-    auto h = wire::parse_batch_header(hb);
-    if (!h) return fail(errc::corrupt_batch, where(s, pos) + ": " + h.error().message);
-    if (h->base_offset != expected)
-      return fail(errc::corrupt_batch, where(s, pos) + ": batch base offset " + std::to_string(h->base_offset) +
-                                           ", expected " + std::to_string(expected));
-    if (pos + static_cast<uint32_t>(h->batch_length) > s.size)
-      return fail(errc::corrupt_batch, where(s, pos) + ": batch runs past the end of data");
-    return h;
-  }
+// ---- reading helpers ----
 
-  // Scans batches from `pos` (expected base offset `expected`) to `file_size`, adding them to `s`.
-  // CRC-checks every batch when `crc_all`, else only one that ends exactly at file_size (the
-  // segment's last batch: the cheap check of an older segment).
-  result<scan_end> scan(segment& s, uint64_t pos, int64_t expected, uint64_t file_size, bool crc_all, bool resume) {
-    scan_end e;
-    s.size = pos;
-    s.next = expected;
-    bool first = true;
-    auto bad = [&](std::string why) {
-      e.clean = false;
-      e.bad_pos = pos;
-      e.why = std::move(why);
-      return e;
-    };
-    while (pos < file_size) {
-      uint64_t left = file_size - pos;
-      auto n = s.data->pread(std::span(e.raw.data(), std::min<uint64_t>(hsize, left)), pos);
-      if (!n) return n.error();
-      e.raw_n = *n;
-      if (left < hsize) return bad("partial batch header");
-      auto h = wire::parse_batch_header(e.raw);
-      if (!h) return bad(h.error().message);
-      if (h->base_offset != expected)
-        return bad("batch base offset " + std::to_string(h->base_offset) + ", expected " + std::to_string(expected));
-      auto len = static_cast<uint32_t>(h->batch_length);
-      if (len > left) return bad("batch of " + std::to_string(len) + " bytes runs past the end of the file");
-      if (crc_all || len == left) {
-        scratch.resize(len);
-        auto m = s.data->pread(scratch, pos);
-        if (!m) return m.error();
-        if (*m != len) return bad("short read");
-        if (wire::compute_batch_crc(scratch) != h->crc) return bad("batch CRC32C mismatch");
-      }
-      note_batch(s, pos, *h, cfg.index_interval_bytes, first && resume);
-      first = false;
-      expected = h->next_offset();
-      pos += len;
-    }
-    return e;
-  }
+// The header at `pos` of `s`, which must have base offset `expected` and fit in the segment's
+// data. Errors name what is wrong, not where (callers add that: at_where).
+result<wire::batch_header> partition_log::impl::read_header(const segment& s, uint64_t pos, int64_t expected) {
+  std::array<std::byte, hsize> hb;
+  if (pos + hsize > s.size) return fail(errc::corrupt_batch, "batch header past the end of data");
+  auto n = s.data->pread(hb, pos);
+  if (!n) return n.error();
+  if (*n != hsize) return fail(errc::corrupt_batch, "short read of a batch header");
+  auto h = wire::parse_batch_header(hb);
+  if (!h) return h.error();
+  if (h->base_offset != expected)
+    return fail(errc::corrupt_batch,
+                "batch base offset " + std::to_string(h->base_offset) + ", expected " + std::to_string(expected));
+  if (pos + static_cast<uint32_t>(h->batch_length) > s.size)
+    return fail(errc::corrupt_batch, "batch runs past the end of data");
+  return h;
+}
 
-  // True if a whole valid batch (parses, fits, CRC ok) starts right after the bad one at e.bad_pos,
-  // judging the bad batch's extent by its raw length field.
-  result<bool> valid_batch_follows(const segment& s, const scan_end& e, uint64_t file_size) {
-    if (e.raw_n < hsize) return false;
-    uint32_t len = wire::get_le32(e.raw.data() + wire::hdr::batch_length);
-    if (len < hsize || len > file_size - e.bad_pos) return false;
-    uint64_t q = e.bad_pos + len;
-    if (file_size - q < hsize) return false;
-    std::array<std::byte, hsize> hb;
-    auto n = s.data->pread(hb, q);
-    if (!n) return n.error();
-    auto h = wire::parse_batch_header(hb);
-    if (!h || static_cast<uint32_t>(h->batch_length) > file_size - q) return false;
-    scratch.resize(static_cast<uint32_t>(h->batch_length));
-    auto m = s.data->pread(scratch, q);
-    if (!m) return m.error();
-    return *m == scratch.size() && wire::compute_batch_crc(scratch) == h->crc;
-  }
+result<bool> partition_log::impl::crc_ok(const segment& s, uint64_t pos, const wire::batch_header& h) {
+  auto len = static_cast<uint32_t>(h.batch_length);
+  scratch.resize(len);
+  auto m = s.data->pread(scratch, pos);
+  if (!m) return m.error();
+  return *m == len && wire::compute_batch_crc(scratch) == h.crc;
+}
 
-  // ---- index files ----
-
-  // Loads and validates an older segment's index files: whole entries, the two files agree,
-  // offsets and positions strictly increase inside the data, timestamps never decrease.
-  bool load_index(segment& s, uint64_t file_size) {
-    auto of = fs->open(s.path(".index"), open_mode::existing);
-    auto tf = fs->open(s.path(".timeindex"), open_mode::existing);
-    if (!of || !tf) return false;
-    auto osz = (*of)->size();
-    auto tsz = (*tf)->size();
-    if (!osz || !tsz || *osz % oentry_size != 0 || *tsz % tentry_size != 0) return false;
-    size_t n = *osz / oentry_size;
-    if (*tsz / tentry_size != n) return false;
-    std::vector<std::byte> ob(*osz), tb(*tsz);
-    auto r1 = (*of)->pread(ob, 0);
-    auto r2 = (*tf)->pread(tb, 0);
-    if (!r1 || !r2 || *r1 != ob.size() || *r2 != tb.size()) return false;
-    s.oi.clear();
-    s.ti.clear();
-    s.oi.reserve(n);
-    s.ti.reserve(n);
-    for (size_t i = 0; i < n; ++i) {
-      oentry o{wire::get_le32(&ob[i * oentry_size]), wire::get_le32(&ob[i * oentry_size + 4])};
-      tentry t{static_cast<int64_t>(get_le64(&tb[i * tentry_size])), wire::get_le32(&tb[i * tentry_size + 8])};
-      if (o.rel == 0 || o.pos == 0 || o.pos >= file_size || t.rel != o.rel) return false;
-      if (i > 0 && (o.rel <= s.oi.back().rel || o.pos <= s.oi.back().pos || t.ts < s.ti.back().ts)) return false;
-      s.oi.push_back(o);
-      s.ti.push_back(t);
-    }
-    s.oi_written = n;
-    return true;
-  }
-
-  // The last index point names a batch with the expected base offset.
-  bool index_tail_matches(segment& s, uint64_t file_size) {
-    uint64_t saved = s.size;
-    s.size = file_size;
-    bool ok = static_cast<bool>(read_header(s, s.oi.back().pos, s.base + s.oi.back().rel));
-    s.size = saved;
-    return ok;
-  }
-
-  void encode_entries(const segment& s, size_t from, bool time) {
-    size_t esz = time ? tentry_size : oentry_size;
-    ibuf.resize((s.oi.size() - from) * esz);
-    std::byte* p = ibuf.data();
-    for (size_t i = from; i < s.oi.size(); ++i, p += esz) {
-      if (time) {
-        put_le64(p, static_cast<uint64_t>(s.ti[i].ts));
-        wire::put_le32(p + 8, s.ti[i].rel);
+// Scans batches from `pos` (expected base offset `expected`) to `file_size`, adding them to `s`.
+// CRC-checks every batch when `crc_all`, else only one that ends exactly at file_size (the
+// segment's last batch: the cheap check of an older segment). Without `crc_all` a batch is added
+// only once the next header chains after it: a damaged length field leads to garbage, and then the
+// batch it belongs to (its CRC fails over the wrong length) is the damage, not the garbage.
+result<scan_end> partition_log::impl::scan(segment& s, uint64_t pos, int64_t expected, uint64_t file_size, bool crc_all,
+                                           bool resume) {
+  scan_end e;
+  s.size = pos;
+  s.next = expected;
+  bool first = true;
+  std::optional<std::pair<uint64_t, wire::batch_header>> pending;
+  auto commit = [&] {
+    note_batch(s, pending->first, pending->second, cfg.index_interval_bytes, first && resume);
+    first = false;
+    pending.reset();
+  };
+  auto bad = [&](std::string why) -> result<scan_end> {
+    if (pending) {
+      auto ok = crc_ok(s, pending->first, pending->second);
+      if (!ok) return ok.error();
+      if (!*ok) {
+        why = "batch CRC32C mismatch (its length field leads to a bad header at position " + std::to_string(pos) +
+              ": " + why + ")";
+        pos = pending->first;
+        auto n = s.data->pread(e.raw, pos);
+        if (!n) return n.error();
+        e.raw_n = *n;
       } else {
-        wire::put_le32(p, s.oi[i].rel);
-        wire::put_le32(p + 4, s.oi[i].pos);
+        commit();
       }
     }
-  }
-
-  void warn_index(const error& e) {
-    if (!index_write_warned)
-      logger()->warn("{}: index write failed (indexes are rebuilt on open): {}", dir(), e.message);
-    index_write_warned = true;
-  }
-
-  // Appends the entries not yet written to the active segment's index files. Plain writes, no
-  // fsync: the indexes are caches, validated or rebuilt on open.
-  void flush_index(segment& s) {
-    if (!s.oidx || !s.tidx || s.oi_written >= s.oi.size()) return;
-    size_t from = s.oi_written;
-    encode_entries(s, from, false);
-    if (auto r = s.oidx->pwrite_all(ibuf, from * oentry_size); !r) warn_index(r.error());
-    encode_entries(s, from, true);
-    if (auto r = s.tidx->pwrite_all(ibuf, from * tentry_size); !r) warn_index(r.error());
-    s.oi_written = s.oi.size();
-  }
-
-  // Rewrites both index files of `s` from memory (after a rebuild or a truncation).
-  void write_index_files(segment& s) {
-    auto of = s.oidx ? result<std::shared_ptr<file>>(s.oidx) : fs->open(s.path(".index"), open_mode::create);
-    auto tf = s.tidx ? result<std::shared_ptr<file>>(s.tidx) : fs->open(s.path(".timeindex"), open_mode::create);
-    if (!of) return warn_index(of.error());
-    if (!tf) return warn_index(tf.error());
-    encode_entries(s, 0, false);
-    if (auto r = (*of)->truncate(0); !r) warn_index(r.error());
-    if (auto r = (*of)->pwrite_all(ibuf, 0); !r) warn_index(r.error());
-    encode_entries(s, 0, true);
-    if (auto r = (*tf)->truncate(0); !r) warn_index(r.error());
-    if (auto r = (*tf)->pwrite_all(ibuf, 0); !r) warn_index(r.error());
-    s.oi_written = s.oi.size();
-  }
-
-  result<void> open_index_handles(segment& s) {
-    auto of = fs->open(s.path(".index"), open_mode::create);
-    if (!of) return of.error();
-    auto tf = fs->open(s.path(".timeindex"), open_mode::create);
-    if (!tf) return tf.error();
-    s.oidx = std::move(*of);
-    s.tidx = std::move(*tf);
-    return {};
-  }
-
-  // Rebuilds an older segment's index from its data (headers only), after a read found the index
-  // pointing at something that is not the expected batch. Stops at the first bad header.
-  void rebuild_index(segment& s) {
-    segment t;
-    t.base = s.base;
-    t.data = s.data;
-    t.data_path = s.data_path;
-    auto e = scan(t, 0, s.base, s.size, false, false);
-    logger()->warn("{}: rebuilt the index of {}{}", dir(), s.data_path.filename().string(),
-                   e && !e->clean ? " up to a bad batch at position " + std::to_string(e->bad_pos) : std::string());
-    s.oi = std::move(t.oi);
-    s.ti = std::move(t.ti);
-    write_index_files(s);
-  }
-
-  // ---- segments ----
-
-  result<void> remove_segment_files(const std::filesystem::path& data_path) {
-    return delete_segment_files(*fs, data_path);
-  }
-
-  result<void> create_segment(int64_t base) {
-    segment s;
-    s.base = s.next = base;
-    s.data_path = cfg.dir / (base_name(base) + ".log");
-    auto d = fs->open(s.data_path, open_mode::create);
-    if (!d) return d.error();
-    s.data = std::move(*d);
-    // A leftover file with this name can only hold data that was truncated away (truncate_suffix
-    // or recovery): start empty.
-    if (auto r = s.data->truncate(0); !r) return r;
-    if (cfg.preallocate) {
-      if (auto r = s.data->preallocate(cfg.segment_bytes); !r)
-        logger()->warn("{}: cannot preallocate {}: {}", dir(), s.data_path.filename().string(), r.error().message);
+    e.clean = false;
+    e.bad_pos = pos;
+    e.why = std::move(why);
+    return e;
+  };
+  while (pos < file_size) {
+    uint64_t left = file_size - pos;
+    auto n = s.data->pread(std::span(e.raw.data(), std::min<uint64_t>(hsize, left)), pos);
+    if (!n) return n.error();
+    e.raw_n = *n;
+    if (left < hsize) return bad("partial batch header");
+    auto h = wire::parse_batch_header(e.raw);
+    if (!h) return bad(h.error().message);
+    if (h->base_offset != expected)
+      return bad("batch base offset " + std::to_string(h->base_offset) + ", expected " + std::to_string(expected));
+    auto len = static_cast<uint32_t>(h->batch_length);
+    if (len > left) return bad("batch of " + std::to_string(len) + " bytes runs past the end of the file");
+    bool checked = crc_all || len == left;
+    if (checked) {
+      auto ok = crc_ok(s, pos, *h);
+      if (!ok) return ok.error();
+      if (!*ok) return bad("batch CRC32C mismatch");
     }
-    if (auto r = open_index_handles(s); !r) return r;
-    (void)s.oidx->truncate(0);
-    (void)s.tidx->truncate(0);
-    size_t expect =
-        std::min<uint64_t>(cfg.segment_bytes / std::max<uint32_t>(cfg.index_interval_bytes, 1) + 2, 1 << 16);
-    s.oi.reserve(expect);
-    s.ti.reserve(expect);
-    segs.push_back(std::move(s));
-    dir_dirty = true;  // the new directory entry is made durable by the next sync
-    return {};
+    if (pending) commit();
+    pending.emplace(pos, *h);
+    if (checked) commit();
+    expected = h->next_offset();
+    pos += len;
   }
+  if (pending) commit();
+  return e;
+}
 
-  result<void> roll() {
-    segment& old = active();
-    flush_index(old);
-    // The logical size becomes the file size, so an older segment is "trusted for its size" on
-    // open. This ftruncate is made durable by the next sync, which includes this file.
-    if (cfg.preallocate) {
-      if (auto r = old.data->truncate(old.size); !r) {
-        failed = true;
-        return r;
-      }
+// ---- index files ----
+
+// Loads and validates an older segment's index files: whole entries, the two files agree,
+// offsets and positions strictly increase inside the data, timestamps never decrease.
+bool partition_log::impl::load_index(segment& s, uint64_t file_size) {
+  auto of = fs->open(s.path(".index"), open_mode::existing);
+  auto tf = fs->open(s.path(".timeindex"), open_mode::existing);
+  if (!of || !tf) return false;
+  auto osz = (*of)->size();
+  auto tsz = (*tf)->size();
+  if (!osz || !tsz || *osz % oentry_size != 0 || *tsz % tentry_size != 0) return false;
+  size_t n = *osz / oentry_size;
+  if (*tsz / tentry_size != n) return false;
+  std::vector<std::byte> ob(*osz), tb(*tsz);
+  auto r1 = (*of)->pread(ob, 0);
+  auto r2 = (*tf)->pread(tb, 0);
+  if (!r1 || !r2 || *r1 != ob.size() || *r2 != tb.size()) return false;
+  s.oi.clear();
+  s.ti.clear();
+  s.oi.reserve(n);
+  s.ti.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    oentry o{wire::get_le32(&ob[i * oentry_size]), wire::get_le32(&ob[i * oentry_size + 4])};
+    tentry t{static_cast<int64_t>(get_le64(&tb[i * tentry_size])), wire::get_le32(&tb[i * tentry_size + 8])};
+    if (o.rel == 0 || o.pos == 0 || o.pos >= file_size || t.rel != o.rel) return false;
+    if (i > 0 && (o.rel <= s.oi.back().rel || o.pos <= s.oi.back().pos || t.ts < s.ti.back().ts)) return false;
+    s.oi.push_back(o);
+    s.ti.push_back(t);
+  }
+  s.oi_written = n;
+  return true;
+}
+
+// The last index point names a batch with the expected base offset.
+bool partition_log::impl::index_tail_matches(segment& s, uint64_t file_size) {
+  uint64_t saved = s.size;
+  s.size = file_size;
+  bool ok = static_cast<bool>(read_header(s, s.oi.back().pos, s.base + s.oi.back().rel));
+  s.size = saved;
+  return ok;
+}
+
+void partition_log::impl::encode_entries(const segment& s, size_t from, bool time) {
+  size_t esz = time ? tentry_size : oentry_size;
+  ibuf.resize((s.oi.size() - from) * esz);
+  std::byte* p = ibuf.data();
+  for (size_t i = from; i < s.oi.size(); ++i, p += esz) {
+    if (time) {
+      put_le64(p, static_cast<uint64_t>(s.ti[i].ts));
+      wire::put_le32(p + 8, s.ti[i].rel);
+    } else {
+      wire::put_le32(p, s.oi[i].rel);
+      wire::put_le32(p + 4, s.oi[i].pos);
     }
-    rolled.push_back(old.data);
-    old.oidx.reset();
-    old.tidx.reset();
-    auto r = create_segment(old.next);
-    if (!r) {
-      if (r.error().code != errc::disk_full) failed = true;
-      // The old segment stays active; reopen its index handles for the next attempt.
-      (void)open_index_handles(segs.back());
+  }
+}
+
+void partition_log::impl::warn_index(const error& e) {
+  if (!index_write_warned) logger()->warn("{}: index write failed (indexes are rebuilt on open): {}", dir(), e.message);
+  index_write_warned = true;
+}
+
+// Appends the entries not yet written to the active segment's index files. Plain writes, no
+// fsync: the indexes are caches, validated or rebuilt on open. Handles of the active segment that
+// could not be opened (EMFILE) are opened again here, once per sync at most.
+void partition_log::impl::flush_index(segment& s) {
+  if (s.oi_written >= s.oi.size()) return;
+  if (!s.oidx || !s.tidx) {
+    if (&s != &segs.back() || end_beyond >= 0) return;
+    if (auto r = open_index_handles(s); !r) return warn_index(r.error());
+  }
+  size_t from = s.oi_written;
+  encode_entries(s, from, false);
+  if (auto r = s.oidx->pwrite_all(ibuf, from * oentry_size); !r) warn_index(r.error());
+  encode_entries(s, from, true);
+  if (auto r = s.tidx->pwrite_all(ibuf, from * tentry_size); !r) warn_index(r.error());
+  s.oi_written = s.oi.size();
+}
+
+// Rewrites both index files of `s` from memory (after a rebuild or a truncation).
+void partition_log::impl::write_index_files(segment& s) {
+  auto of = s.oidx ? result<std::shared_ptr<file>>(s.oidx) : fs->open(s.path(".index"), open_mode::create);
+  auto tf = s.tidx ? result<std::shared_ptr<file>>(s.tidx) : fs->open(s.path(".timeindex"), open_mode::create);
+  if (!of) return warn_index(of.error());
+  if (!tf) return warn_index(tf.error());
+  encode_entries(s, 0, false);
+  if (auto r = (*of)->truncate(0); !r) warn_index(r.error());
+  if (auto r = (*of)->pwrite_all(ibuf, 0); !r) warn_index(r.error());
+  encode_entries(s, 0, true);
+  if (auto r = (*tf)->truncate(0); !r) warn_index(r.error());
+  if (auto r = (*tf)->pwrite_all(ibuf, 0); !r) warn_index(r.error());
+  s.oi_written = s.oi.size();
+}
+
+result<void> partition_log::impl::open_index_handles(segment& s) {
+  auto of = fs->open(s.path(".index"), open_mode::create);
+  if (!of) return of.error();
+  auto tf = fs->open(s.path(".timeindex"), open_mode::create);
+  if (!tf) return tf.error();
+  s.oidx = std::move(*of);
+  s.tidx = std::move(*tf);
+  return {};
+}
+
+// Rebuilds an older segment's index from its data (headers only), after a read found the index
+// pointing at something that is not the expected batch. Stops at the first bad header.
+void partition_log::impl::rebuild_index(segment& s) {
+  segment t;
+  t.base = s.base;
+  t.data = s.data;
+  t.data_path = s.data_path;
+  auto e = scan(t, 0, s.base, s.size, false, false);
+  logger()->warn("{}: rebuilt the index of {}{}", dir(), s.data_path.filename().string(),
+                 e && !e->clean ? " up to a bad batch at position " + std::to_string(e->bad_pos) : std::string());
+  s.oi = std::move(t.oi);
+  s.ti = std::move(t.ti);
+  write_index_files(s);
+}
+
+// ---- segments ----
+
+result<segment> partition_log::impl::make_segment(int64_t base) {
+  segment s;
+  s.base = s.next = base;
+  s.data_path = cfg.dir / (base_name(base) + ".log");
+  auto d = fs->open(s.data_path, open_mode::create);
+  if (!d) return d.error();
+  s.data = std::move(*d);
+  if (auto r = open_index_handles(s); !r) return r.error();
+  // A leftover file with this name can only hold data that was truncated away (truncate_suffix
+  // or recovery): start empty.
+  if (auto r = s.data->truncate(0); !r) {
+    failed = true;
+    return r.error();
+  }
+  (void)s.oidx->truncate(0);
+  (void)s.tidx->truncate(0);
+  if (cfg.preallocate) {
+    if (auto r = s.data->preallocate(cfg.segment_bytes); !r)
+      logger()->warn("{}: cannot preallocate {}: {}", dir(), s.data_path.filename().string(), r.error().message);
+  }
+  size_t expect = std::min<uint64_t>(cfg.segment_bytes / std::max<uint32_t>(cfg.index_interval_bytes, 1) + 2, 1 << 16);
+  s.oi.reserve(expect);
+  s.ti.reserve(expect);
+  return s;
+}
+
+result<void> partition_log::impl::create_segment(int64_t base) {
+  auto s = make_segment(base);
+  if (!s) return s.error();
+  segs.push_back(std::move(*s));
+  dir_dirty = true;  // the new directory entries are made durable by the next sync
+  return {};
+}
+
+result<void> partition_log::impl::roll() {
+  // The new segment's files are opened first: if that fails (EMFILE, ENFILE, ...) nothing has
+  // changed, the old segment stays active and the next append tries again. Not a poison: the log
+  // on disk is intact. A stray empty (or preallocated) file it may leave is reused by the retry or
+  // dropped by recovery.
+  auto ns = make_segment(active().next);
+  if (!ns && failed) return ns.error();  // a failed truncate of the new file: a write failure
+  if (!ns) {
+    logger()->warn("{}: cannot open a new segment at offset {}; the next append tries again: {}", dir(), next(),
+                   ns.error().message);
+    return fail(ns.error().code,
+                dir() + ": cannot open a new segment (the next append tries again): " + ns.error().message);
+  }
+  segment& old = active();
+  flush_index(old);
+  // The logical size becomes the file size, so an older segment is "trusted for its size" on
+  // open. This ftruncate is made durable by the next sync, which includes this file.
+  if (cfg.preallocate) {
+    if (auto r = old.data->truncate(old.size); !r) {
+      failed = true;
       return r;
     }
-    return {};
   }
-
-  size_t find_segment(int64_t off) const {
-    auto it = std::upper_bound(segs.begin(), segs.end(), off, [](int64_t o, const segment& s) { return o < s.base; });
-    return it == segs.begin() ? 0 : static_cast<size_t>(it - segs.begin() - 1);
-  }
-
-  struct cursor {
-    size_t si = 0;
-    uint64_t pos = 0;
-    int64_t expected = 0;
-  };
-
-  // Largest index point at or below `off` in segment si.
-  cursor index_start(size_t si, int64_t off) const {
-    const segment& s = segs[si];
-    cursor c{si, 0, s.base};
-    auto rel = static_cast<uint64_t>(off - s.base);
-    auto it = std::upper_bound(s.oi.begin(), s.oi.end(), rel, [](uint64_t r, const oentry& e) { return r < e.rel; });
-    if (it != s.oi.begin()) {
-      --it;
-      c.pos = it->pos;
-      c.expected = s.base + it->rel;
-    }
-    return c;
-  }
-
-  // Cursor at the batch containing `off` (start_offset() <= off < next()). An index that leads
-  // somewhere wrong is rebuilt once; a bad batch on the way is corrupt_batch.
-  result<cursor> locate(int64_t off) {
-    size_t si = find_segment(off);
-    for (int attempt = 0;; ++attempt) {
-      cursor c = index_start(si, off);
-      bool from_index = c.pos != 0;
-      error err;
-      for (;;) {
-        auto h = read_header(segs[si], c.pos, c.expected);
-        if (!h) {
-          err = h.error();
-          break;
-        }
-        if (h->next_offset() > off) return c;
-        c.pos += static_cast<uint32_t>(h->batch_length);
-        c.expected = h->next_offset();
-      }
-      if (attempt > 0 || !from_index || si + 1 == segs.size()) return err;
-      rebuild_index(segs[si]);
-    }
-  }
-
-  // Header at the cursor, moving to the next segment at a segment's end; nullopt at the log end.
-  result<std::optional<wire::batch_header>> header_at(cursor& c) {
-    while (c.pos >= segs[c.si].size) {
-      if (c.si + 1 >= segs.size()) return std::optional<wire::batch_header>{};
-      ++c.si;
-      c.pos = 0;
-    }
-    auto h = read_header(segs[c.si], c.pos, c.expected);
-    if (!h) return h.error();
-    return std::optional<wire::batch_header>(*h);
-  }
-
-  // ---- recovery ----
-
-  result<void> recover();
-};
-
-result<void> partition_log::impl::recover() {
-  std::error_code ec;
-  std::filesystem::create_directories(cfg.dir, ec);
-  if (ec) return fail(errc::storage_error, "create directory '" + dir() + "': " + ec.message());
-
-  // Segment files: 20 digits + extension.
-  std::map<int64_t, int> found;  // base -> bit 1: .log, 2: .index, 4: .timeindex
-  for (auto it = std::filesystem::directory_iterator(cfg.dir, ec); !ec && it != std::filesystem::directory_iterator();
-       it.increment(ec)) {
-    auto name = it->path().filename().string();
-    auto dot = name.find('.');
-    if (dot != 20 || name.find_first_not_of("0123456789") != 20) continue;
-    auto ext = name.substr(dot);
-    int bit = ext == ".log" ? 1 : ext == ".index" ? 2 : ext == ".timeindex" ? 4 : 0;
-    if (bit == 0) continue;
-    found[std::stoll(name.substr(0, 20))] |= bit;
-  }
-  if (ec) return fail(errc::storage_error, "list directory '" + dir() + "': " + ec.message());
-
-  std::vector<int64_t> bases;
-  for (auto [base, bits] : found) {
-    if (bits & 1) {
-      bases.push_back(base);
-      continue;
-    }
-    // Index files without data: a deletion interrupted after the data file went. Finish it.
-    auto p = cfg.dir / (base_name(base) + ".log");
-    logger()->info("{}: removing leftover index files of deleted segment {}", dir(), base_name(base));
-    if (auto r = remove_segment_files(p); !r) return r;
-  }
-
-  // An empty data file holds nothing: a segment created just before a crash (its first append
-  // never reached the disk) or emptied by recovery. Drop it, keeping one file for the base offset.
-  for (size_t k = 0; k < bases.size() && bases.size() > 1;) {
-    auto p = cfg.dir / (base_name(bases[k]) + ".log");
-    auto f = fs->open(p, open_mode::existing);
-    if (!f) return f.error();
-    auto sz = (*f)->size();
-    if (!sz) return sz.error();
-    if (*sz != 0) {
-      ++k;
-      continue;
-    }
-    logger()->info("{}: removing empty segment {}", dir(), p.filename().string());
-    if (auto r = remove_segment_files(p); !r) return r;
-    bases.erase(bases.begin() + static_cast<std::ptrdiff_t>(k));
-  }
-
-  bool prev_truncated = false;
-  for (size_t k = 0; k < bases.size(); ++k) {
-    segment s;
-    s.base = bases[k];
-    s.data_path = cfg.dir / (base_name(s.base) + ".log");
-    if (!segs.empty() && s.base != segs.back().next) {
-      if (!prev_truncated)
-        return fail(errc::corrupt_batch, "gap in the log: segment " + segs.back().data_path.string() +
-                                             " ends at offset " + std::to_string(segs.back().next) +
-                                             " but the next segment starts at " + std::to_string(s.base));
-      // The previous segment lost its unsynced tail, so no sync ever covered anything after it:
-      // those segments hold only unacknowledged appends that a crash made unreachable.
-      for (size_t j = bases.size(); j-- > k;) {
-        auto p = cfg.dir / (base_name(bases[j]) + ".log");
-        logger()->warn("{}: removing segment {} after the torn tail of the previous segment (never synced)", dir(),
-                       p.filename().string());
-        if (auto r = remove_segment_files(p); !r) return r;
-      }
-      break;
-    }
-    auto d = fs->open(s.data_path, open_mode::existing);
-    if (!d) return d.error();
-    s.data = std::move(*d);
-    auto fsz = s.data->size();
-    if (!fsz) return fsz.error();
-    bool last = k + 1 == bases.size();
-
-    result<scan_end> e = scan_end{};
-    bool index_dirty = true;
-    if (last) {
-      // The active segment: full scan with CRC; its index is rebuilt from this scan.
-      e = scan(s, 0, s.base, *fsz, true, false);
-    } else if (load_index(s, *fsz) && !s.oi.empty() && index_tail_matches(s, *fsz)) {
-      // Older segment with a sound index: check only from its last index point to the end.
-      size_t loaded = s.oi.size();
-      s.max_ts = s.ti.back().ts;
-      e = scan(s, s.oi.back().pos, s.base + s.oi.back().rel, *fsz, true, true);
-      index_dirty = s.oi.size() != loaded;
-    } else {
-      // Older segment with a missing, empty or damaged index: rebuild it from the headers.
-      if (*fsz > 2ull * cfg.index_interval_bytes)
-        logger()->info("{}: rebuilding the index of {}", dir(), s.data_path.filename().string());
-      s.oi.clear();
-      s.ti.clear();
-      e = scan(s, 0, s.base, *fsz, false, false);
-    }
-    if (!e) return e.error();
-    prev_truncated = false;
-    if (!e->clean) {
-      auto follows = valid_batch_follows(s, *e, *fsz);
-      if (!follows) return follows.error();
-      if (*follows)
-        return fail(errc::corrupt_batch, "corrupt batch in " + where(s, e->bad_pos) + ": " + e->why +
-                                             "; valid data follows, refusing to truncate it");
-      if (!last && s.next != bases[k + 1] && k + 2 != bases.size())
-        // Only the segment before the last can have an unsynced tail after a crash (a sync covers
-        // the rolled segment too, and a segment holds more than one sync group). Elsewhere a bad
-        // tail that cuts the offsets short is damage: truncating it would orphan later segments.
-        return fail(errc::corrupt_batch, "corrupt batch in " + where(s, e->bad_pos) + ": " + e->why +
-                                             "; later segments follow, refusing to truncate");
-      bool zeros =
-          std::all_of(e->raw.begin(), e->raw.begin() + e->raw_n, [](std::byte b) { return b == std::byte{0}; });
-      if (!zeros)
-        logger()->warn("{}: torn tail in {}: {}; truncating the file ({} bytes{}) to the last complete batch", dir(),
-                       where(s, e->bad_pos), e->why, *fsz - e->bad_pos,
-                       cfg.preallocate ? ", preallocated zeros included" : "");
-      if (auto r = s.data->truncate(e->bad_pos); !r) return r;
-      prev_truncated = true;
-      index_dirty = true;
-    }
-    if (index_dirty && !last) write_index_files(s);
-    segs.push_back(std::move(s));
-  }
-
-  // Segments left empty by truncation hold nothing; keep one so the log has its base offset.
-  for (size_t i = 0; i < segs.size() && segs.size() > 1;) {
-    if (segs[i].size != 0) {
-      ++i;
-      continue;
-    }
-    logger()->info("{}: removing empty segment {}", dir(), segs[i].data_path.filename().string());
-    if (auto r = remove_segment_files(segs[i].data_path); !r) return r;
-    segs.erase(segs.begin() + static_cast<std::ptrdiff_t>(i));
-  }
-
-  if (segs.empty()) {
-    if (auto r = create_segment(0); !r) return r;
-  } else {
-    segment& a = active();
-    if (a.size > 0 && a.first_append == INT64_MIN) {
-      // An older segment became the active one (its successors were empty or dropped); its scan
-      // started at the last index point, so read the first batch's append time for roll-by-age.
-      auto h = read_header(a, 0, a.base);
-      if (!h) return h.error();
-      a.first_append = h->append_time;
-    }
-    if (auto r = open_index_handles(a); !r) return r;
-    write_index_files(a);
-    if (cfg.preallocate && a.size < cfg.segment_bytes) {
-      auto fsz = a.data->size();
-      if (fsz && *fsz < cfg.segment_bytes) (void)a.data->preallocate(cfg.segment_bytes);
-    }
-  }
-
-  // Whatever is in the page cache now (a crashed process leaves unsynced appends there) becomes
-  // the log: make it durable before anyone acknowledges on top of it.
-  for (auto& s : segs)
-    if (auto r = s.data->datasync(); !r) return r;
-  if (auto r = fs->sync_dir(cfg.dir); !r) return r;
-  dir_dirty = false;
-  durable = next();
-  last_begin_upto = next();
+  rolled.push_back(old.data);
+  old.oidx.reset();
+  old.tidx.reset();
+  segs.push_back(std::move(*ns));
+  // The new name is durable before durable_offset() covers a batch in it: the next begin_sync()
+  // includes the folder, and end_sync() moves durable_offset() only after that fsync succeeded.
+  dir_dirty = true;
   return {};
+}
+
+size_t partition_log::impl::find_segment(int64_t off) const {
+  auto it = std::upper_bound(segs.begin(), segs.end(), off, [](int64_t o, const segment& s) { return o < s.base; });
+  return it == segs.begin() ? 0 : static_cast<size_t>(it - segs.begin() - 1);
+}
+
+// Largest index point at or below `off` in segment si.
+partition_log::impl::cursor partition_log::impl::index_start(size_t si, int64_t off) const {
+  const segment& s = segs[si];
+  cursor c{si, 0, s.base};
+  auto rel = static_cast<uint64_t>(off - s.base);
+  auto it = std::upper_bound(s.oi.begin(), s.oi.end(), rel, [](uint64_t r, const oentry& e) { return r < e.rel; });
+  if (it != s.oi.begin()) {
+    --it;
+    c.pos = it->pos;
+    c.expected = s.base + it->rel;
+  }
+  return c;
+}
+
+void partition_log::impl::blame(const cursor& c, const std::optional<std::pair<cursor, wire::batch_header>>& prev,
+                                const error& e) {
+  if (e.code != errc::corrupt_batch) return;
+  if (prev) {
+    auto ok = crc_ok(segs[prev->first.si], prev->first.pos, prev->second);
+    if (ok && !*ok) {
+      note_damage(prev->first.expected, segs[prev->first.si].data_path, prev->first.pos,
+                  "batch CRC32C mismatch (its length field leads to a bad header at position " + std::to_string(c.pos) +
+                      ": " + e.message + ")");
+      return;
+    }
+  }
+  note_damage(c.expected, segs[c.si].data_path, c.pos, e.message);
+}
+
+// Cursor at the batch containing `off` (start_offset() <= off < next()). An index that leads
+// somewhere wrong is rebuilt once; a bad batch on the way is damage (noted) and corrupt_batch.
+result<partition_log::impl::cursor> partition_log::impl::locate(int64_t off) {
+  size_t si = find_segment(off);
+  for (int attempt = 0;; ++attempt) {
+    cursor c = index_start(si, off);
+    bool from_index = c.pos != 0;
+    std::optional<std::pair<cursor, wire::batch_header>> prev;
+    error err;
+    for (;;) {
+      auto h = read_header(segs[si], c.pos, c.expected);
+      if (!h) {
+        err = h.error();
+        break;
+      }
+      if (h->next_offset() > off) return c;
+      prev.emplace(c, *h);
+      c.pos += static_cast<uint32_t>(h->batch_length);
+      c.expected = h->next_offset();
+    }
+    if (attempt > 0 || !from_index || si + 1 == segs.size()) {
+      blame(c, prev, err);
+      return at_where(segs[si], c.pos, err);
+    }
+    rebuild_index(segs[si]);
+  }
+}
+
+// Header at the cursor, moving to the next segment at a segment's end; nullopt at the end of the
+// readable log. Errors as read_header (without the place).
+result<std::optional<wire::batch_header>> partition_log::impl::header_at(cursor& c) {
+  while (c.pos >= segs[c.si].size) {
+    if (c.si + 1 >= segs.size()) return std::optional<wire::batch_header>{};
+    ++c.si;
+    c.pos = 0;
+  }
+  auto h = read_header(segs[c.si], c.pos, c.expected);
+  if (!h) return h.error();
+  return std::optional<wire::batch_header>(*h);
 }
 
 // ---- partition_log ----
@@ -634,8 +472,12 @@ result<std::unique_ptr<partition_log>> partition_log::open(log_config cfg) {
   p->clk = p->cfg.clk ? p->cfg.clk : &p->sys_clock;
   p->fs = p->cfg.files ? p->cfg.files : &posix_files();
   if (auto r = p->recover(); !r) return r.error();
-  logger()->info("{}: opened, offsets [{}, {}), {} segments", p->dir(), p->segs.front().base, p->next(),
-                 p->segs.size());
+  if (p->corrupt)
+    logger()->error("{}: opened DAMAGED, offsets [{}, {}) readable, log end {}, {} segments ({} more after the damage)",
+                    p->dir(), p->segs.front().base, p->readable_end(), p->end(), p->segs.size(), p->beyond.size());
+  else
+    logger()->info("{}: opened, offsets [{}, {}), {} segments", p->dir(), p->segs.front().base, p->next(),
+                   p->segs.size());
   return std::unique_ptr<partition_log>(new partition_log(std::move(p)));
 }
 
@@ -643,6 +485,11 @@ result<append_info> partition_log::append(std::span<std::byte> batch, epoch lead
   impl& m = *impl_;
   if (m.failed) return fail(errc::storage_error, m.dir() + ": log failed earlier; refusing writes until reopened");
   if (m.closed) return fail(errc::storage_error, m.dir() + ": log is closed");
+  if (m.corrupt) [[unlikely]] {
+    auto e = m.damage_error();
+    e.message += "; refusing writes until it is repaired";
+    return e;
+  }
   auto h = wire::parse_batch_header(batch);
   if (!h) return h.error();
   if (static_cast<size_t>(h->batch_length) != batch.size())
@@ -692,17 +539,24 @@ result<append_info> partition_log::append(std::span<std::byte> batch, epoch lead
 result<void> partition_log::read(offset from, size_t max_bytes, offset upto, std::vector<std::byte>& out) {
   impl& m = *impl_;
   int64_t off = from.value;
-  if (off < m.segs.front().base || off > m.next())
+  if (off < m.segs.front().base || off > m.end())
     return fail(errc::offset_out_of_range, "offset " + std::to_string(off) + " outside [" +
-                                               std::to_string(m.segs.front().base) + ", " + std::to_string(m.next()) +
+                                               std::to_string(m.segs.front().base) + ", " + std::to_string(m.end()) +
                                                "]");
+  if (off >= m.readable_end()) [[unlikely]]
+    return m.damage_error();
   if (off == m.next() || upto.value <= off) return {};
   auto c = m.locate(off);
   if (!c) return c.error();
   size_t added = 0;
   for (;;) {
+    if (c->expected >= m.readable_end()) break;
     auto h = m.header_at(*c);
-    if (!h) return h.error();
+    if (!h) {
+      // The batches before it were CRC-checked by this read: the damage is here.
+      m.blame(*c, std::nullopt, h.error());
+      return at_where(m.segs[c->si], c->pos, h.error());
+    }
     if (!*h) break;
     if ((*h)->last_offset() >= upto.value) break;
     auto len = static_cast<uint32_t>((*h)->batch_length);
@@ -715,7 +569,8 @@ result<void> partition_log::read(offset from, size_t max_bytes, offset upto, std
     if (!n || *n != len || wire::compute_batch_crc(span) != (*h)->crc) {
       out.resize(old);
       if (!n) return n.error();
-      return fail(errc::corrupt_batch, "corrupt batch in " + where(s, c->pos) + ": CRC32C mismatch");
+      m.note_damage(c->expected, s.data_path, c->pos, "batch CRC32C mismatch");
+      return fail(errc::corrupt_batch, "corrupt batch in " + where(s.data_path, c->pos) + ": CRC32C mismatch");
     }
     added += len;
     c->pos += len;
@@ -728,25 +583,41 @@ result<void> partition_log::for_each_batch_header(offset from,
                                                   const std::function<void(const wire::batch_header&)>& fn) {
   impl& m = *impl_;
   int64_t off = from.value;
-  if (off < m.segs.front().base || off > m.next())
+  if (off < m.segs.front().base || off > m.end())
     return fail(errc::offset_out_of_range, "offset " + std::to_string(off) + " outside the log");
-  if (off == m.next()) return {};
+  if (off >= m.readable_end() || off == m.next()) return {};
   auto c = m.locate(off);
-  if (!c) return c.error();
+  if (!c) {
+    // Damage on the way to `from` (noted by locate, at or below `from`): nothing to visit.
+    if (c.error().code == errc::corrupt_batch) return {};
+    return c.error();
+  }
+  // Each header is passed on once the next one chains after it (or the log ends), so that a batch
+  // whose length field is damaged, and which is therefore at or past the damage, is not visited.
+  std::optional<std::pair<impl::cursor, wire::batch_header>> prev;
   for (;;) {
+    if (c->expected >= m.readable_end()) break;
     auto h = m.header_at(*c);
-    if (!h) return h.error();
-    if (!*h) return {};
-    fn(**h);
+    if (!h) {
+      if (h.error().code != errc::corrupt_batch) return h.error();
+      m.blame(*c, prev, h.error());
+      break;
+    }
+    if (!*h) break;
+    if (prev) fn(prev->second);
+    prev.emplace(*c, **h);
     c->pos += static_cast<uint32_t>((*h)->batch_length);
     c->expected = (*h)->next_offset();
   }
+  if (prev && prev->second.base_offset < m.readable_end()) fn(prev->second);
+  return {};
 }
 
 result<offset> partition_log::offset_for_timestamp(int64_t ts) {
   impl& m = *impl_;
   for (size_t si = 0; si < m.segs.size(); ++si) {
     segment& s = m.segs[si];
+    if (s.base >= m.readable_end()) break;
     if (s.size == 0 || s.max_ts < ts) continue;
     // ti[i].ts is the max timestamp of every batch before oi[i]: start at the last point where
     // that is still below ts.
@@ -760,23 +631,26 @@ result<offset> partition_log::offset_for_timestamp(int64_t ts) {
       }
       bool from_index = c.pos != 0;
       std::optional<error> err;
-      while (c.pos < s.size) {
+      while (c.pos < s.size && c.expected < m.readable_end()) {
         auto h = m.read_header(s, c.pos, c.expected);
         if (!h) {
           err = h.error();
           break;
         }
-        if (h->max_timestamp >= ts) return offset{h->base_offset};
+        if (h->max_timestamp >= ts) return offset{std::min(h->base_offset, m.readable_end())};
         c.pos += static_cast<uint32_t>(h->batch_length);
         c.expected = h->next_offset();
       }
       if (!err) break;  // not in this segment after all (its max_ts said so): try the next
       // An index leading somewhere wrong is rebuilt once, as in locate().
-      if (attempt > 0 || !from_index || si + 1 == m.segs.size()) return *err;
+      if (attempt > 0 || !from_index || si + 1 == m.segs.size()) {
+        m.blame(c, std::nullopt, *err);
+        return at_where(s, c.pos, *err);
+      }
       m.rebuild_index(m.segs[si]);
     }
   }
-  return offset{m.next()};
+  return offset{std::min(m.next(), m.readable_end())};
 }
 
 pending_sync partition_log::begin_sync() {
@@ -838,9 +712,14 @@ result<retention_result> partition_log::apply_retention(offset low_water_mark, o
 }
 
 result<void> partition_log::remove_retired(retired_segments& r) {
-  // Oldest first, so the files left after a crash are a contiguous range at every step.
-  for (auto& p : r.data_paths)
+  // Oldest first, and each segment's removal made durable (folder fsync) before the next one
+  // starts: after a crash at any point the segments left are a contiguous range, never an older
+  // one back in front of a gap.
+  for (auto& p : r.data_paths) {
     if (auto a = delete_segment_files(*r.fs, p); !a) return a;
+    if (!r.dir.empty())
+      if (auto a = r.fs->sync_dir(r.dir); !a) return a;
+  }
   r.data_paths.clear();
   r.handles.clear();  // the last close of an unlinked file frees its blocks: here, not on the shard
   return {};
@@ -850,6 +729,9 @@ retention_result partition_log::detach_for_retention(offset low_water_mark, offs
   impl& m = *impl_;
   retention_result rr;
   rr.retired.fs = m.fs;
+  rr.retired.dir = m.cfg.dir;
+  // Never a segment at or after damage: truncate_suffix() (the repair) needs the offsets before it.
+  keep_from = std::min(keep_from, offset{m.readable_end()});
   int64_t now = m.clk->now_ms();
   uint64_t total = size_bytes();
   while (m.segs.size() > 1) {
@@ -879,73 +761,88 @@ result<void> partition_log::truncate_suffix(offset from) {
   impl& m = *impl_;
   int64_t off = from.value;
   if (m.failed) return fail(errc::storage_error, m.dir() + ": log failed earlier; refusing writes until reopened");
-  if (off < m.segs.front().base || off > m.next())
+  if (off < m.segs.front().base || off > m.end())
     return fail(errc::offset_out_of_range, "truncate at " + std::to_string(off) + " outside the log");
-  if (off == m.next()) return {};
-  auto c = m.locate(off);
-  if (!c) return c.error();
-  if (c->expected != off)
-    return fail(errc::invalid_argument, "truncate at " + std::to_string(off) + ": not a batch boundary");
-  size_t si = c->si;
-  uint64_t pos = c->pos;
-  // Newest segments first: if we crash half way the log is still a contiguous prefix.
-  while (m.segs.size() > si + 1) {
-    if (auto r = m.remove_segment_files(m.segs.back().data_path); !r) {
-      m.failed = true;
-      return r;
-    }
+  impl::cursor c;
+  if (m.corrupt && off > m.corrupt->at.value) {
+    auto e = m.damage_error();
+    e.message += "; cannot truncate at " + std::to_string(off) + ", above the damage";
+    return e;
+  }
+  if (m.corrupt && off == m.corrupt->at.value) {
+    // Cut at the damage itself: its place is known, whatever the bytes there look like.
+    c = impl::cursor{m.find_segment(off), m.damage_pos, off};
+  } else {
+    if (off == m.next()) return {};
+    auto l = m.locate(off);
+    if (!l) return l.error();  // damage below `off` (now in corruption()): truncate there instead
+    c = *l;
+    if (c.expected != off)
+      return fail(errc::invalid_argument, "truncate at " + std::to_string(off) + ": not a batch boundary");
+  }
+  auto poison = [&](const error& e) -> result<void> {
+    m.failed = true;
+    logger()->error("{}: truncate at {} failed, refusing writes until reopened: {}", m.dir(), off, e.message);
+    return e;
+  };
+  // Newest first, each removal made durable (folder fsync) before the next older one: after a
+  // crash at any point the log is a contiguous prefix (a newer segment never outlives an older one
+  // it followed). First the segment files after a damage found at open, then the log's own.
+  for (auto it = m.beyond.rbegin(); it != m.beyond.rend(); ++it) {
+    logger()->warn("{}: truncate at {} removes {} (after the damage)", m.dir(), off, it->filename().string());
+    if (auto r = m.remove_segment_files(*it); !r) return poison(r.error());
+    if (auto r = m.fs->sync_dir(m.cfg.dir); !r) return poison(r.error());
+  }
+  m.beyond.clear();
+  m.end_beyond = -1;
+  while (m.segs.size() > c.si + 1 || (m.segs.size() == c.si + 1 && c.pos == 0 && c.si > 0)) {
+    if (auto r = m.remove_segment_files(m.segs.back().data_path); !r) return poison(r.error());
+    if (auto r = m.fs->sync_dir(m.cfg.dir); !r) return poison(r.error());
     m.segs.pop_back();
   }
   segment& s = m.segs.back();
-  if (pos == 0 && si > 0) {
-    if (auto r = m.remove_segment_files(s.data_path); !r) {
-      m.failed = true;
-      return r;
-    }
-    m.segs.pop_back();
-  } else {
-    if (auto r = s.data->truncate(pos); !r) {
-      m.failed = true;
-      return r;
-    }
+  if (m.segs.size() == c.si + 1) {
+    if (auto r = s.data->truncate(c.pos); !r) return poison(r.error());
     // Keep the index points below the cut and recompute the rest from the data.
-    while (!s.oi.empty() && s.oi.back().pos >= pos) {
+    while (!s.oi.empty() && s.oi.back().pos >= c.pos) {
       s.oi.pop_back();
       s.ti.pop_back();
     }
+    s.oi_written = std::min(s.oi_written, s.oi.size());
     bool resume = !s.oi.empty();
     uint64_t start = resume ? s.oi.back().pos : 0;
     int64_t expected = resume ? s.base + s.oi.back().rel : s.base;
     s.max_ts = resume ? s.ti.back().ts : INT64_MIN;
     s.last_append = s.first_append = INT64_MIN;
-    auto e = m.scan(s, start, expected, pos, false, resume);
-    if (!e || !e->clean) {
-      m.failed = true;
-      return e ? fail(errc::corrupt_batch, "truncate: " + where(s, e->bad_pos) + ": " + e->why) : e.error();
-    }
+    auto e = m.scan(s, start, expected, c.pos, false, resume);
+    if (!e) return poison(e.error());
+    if (!e->clean)
+      return poison(fail(errc::corrupt_batch, "truncate: " + where(s.data_path, e->bad_pos) + ": " + e->why));
     if (resume) {
       auto h = m.read_header(s, 0, s.base);
       if (h) s.first_append = h->append_time;
     }
   }
+  if (m.corrupt)
+    logger()->warn("{}: truncate at {} removed the damage at offset {}; the log is writable again", m.dir(), off,
+                   m.corrupt->at.value);
+  m.corrupt.reset();
+  m.damage_pos = 0;
   segment& a = m.active();
-  if (!a.oidx) {
-    if (auto r = m.open_index_handles(a); !r) {
-      m.failed = true;
-      return r;
-    }
+  if (a.size > 0 && a.first_append == INT64_MIN) {
+    // An older segment became the active one; its scan at open started at its last index point.
+    // Roll-by-age needs its first batch's append time.
+    if (auto h = m.read_header(a, 0, a.base)) a.first_append = h->append_time;
+  }
+  if (!a.oidx || !a.tidx) {
+    // A failed open here is not a poison: flush_index() opens them again at the next sync.
+    if (auto r = m.open_index_handles(a); !r) m.warn_index(r.error());
   }
   m.write_index_files(a);
   // A truncation must not come back after a crash (the replicated tail it removed is divergent):
-  // make it durable now. Rare (leader change), so it is done inline.
-  if (auto r = a.data->datasync(); !r) {
-    m.failed = true;
-    return r;
-  }
-  if (auto r = m.fs->sync_dir(m.cfg.dir); !r) {
-    m.failed = true;
-    return r;
-  }
+  // make it durable now. Rare (leader change, repair), so it is done inline.
+  if (auto r = a.data->datasync(); !r) return poison(r.error());
+  if (auto r = m.fs->sync_dir(m.cfg.dir); !r) return poison(r.error());
   m.durable = std::min(m.durable, off);
   m.last_begin_upto = std::min(m.last_begin_upto, off);
   for (auto& u : m.inflight) u = std::min(u, off);
@@ -959,7 +856,8 @@ result<void> partition_log::close() {
   segment& a = m.active();
   m.flush_index(a);
   if (m.failed) return fail(errc::storage_error, m.dir() + ": closed after an earlier failure; recovery runs on open");
-  if (m.cfg.preallocate) {
+  // Not when the active segment is the damaged one found at open: its bytes past the damage stay.
+  if (m.cfg.preallocate && m.end_beyond < 0) {
     if (auto r = a.data->truncate(a.size); !r) return r;
   }
   for (auto& f : m.rolled)
@@ -967,12 +865,19 @@ result<void> partition_log::close() {
   m.rolled.clear();
   if (auto r = a.data->datasync(); !r) return r;
   if (auto r = m.fs->sync_dir(m.cfg.dir); !r) return r;
-  m.durable = m.next();
+  m.durable = std::max(m.durable, m.next());
+  // Everything is durable: the marker lets the next open skip the full scan of the segment before
+  // the active one. Only an optimisation: if it cannot be written, the next open scans.
+  if (!m.corrupt) {
+    auto f = m.fs->open(m.cfg.dir / clean_marker, open_mode::create);
+    auto r = f ? m.fs->sync_dir(m.cfg.dir) : result<void>(f.error());
+    if (!r) logger()->warn("{}: cannot write the clean-shutdown marker: {}", m.dir(), r.error().message);
+  }
   return {};
 }
 
 offset partition_log::start_offset() const { return offset{impl_->segs.front().base}; }
-offset partition_log::next_offset() const { return offset{impl_->next()}; }
+offset partition_log::next_offset() const { return offset{impl_->end()}; }
 offset partition_log::durable_offset() const { return offset{impl_->durable}; }
 uint64_t partition_log::size_bytes() const {
   uint64_t n = 0;
@@ -986,5 +891,6 @@ std::vector<segment_info> partition_log::segments() const {
   return v;
 }
 bool partition_log::failed() const { return impl_->failed; }
+std::optional<corruption_info> partition_log::corruption() const { return impl_->corrupt; }
 
 }  // namespace ferry::log

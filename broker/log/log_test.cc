@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <random>
 #include <string>
 
@@ -12,117 +13,12 @@
 
 #include "broker/base/failpoint.h"
 #include "broker/log/faulty_file.h"
+#include "broker/log/log_test_fixture.h"
 
 namespace ferry::log {
 namespace {
 
-namespace fs = std::filesystem;
-using bytes = std::vector<std::byte>;
-
-bytes make_batch(int records, size_t value_size, int64_t ts) {
-  wire::batch_builder b;
-  std::string v(value_size, 'x');
-  for (int i = 0; i < records; ++i) {
-    v[0] = static_cast<char>('a' + i % 26);
-    b.add(std::string_view("k"), std::string_view(v), {}, ts + i);
-  }
-  auto s = b.finish(-1, 0, -1);
-  return bytes(s.begin(), s.end());
-}
-
-std::string seg_name(int64_t base, const char* ext) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%020lld", static_cast<long long>(base));
-  return std::string(buf) + ext;
-}
-
-bytes read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  bytes b(s.size());
-  std::memcpy(b.data(), s.data(), s.size());
-  return b;
-}
-
-void write_file(const fs::path& p, const bytes& b) {
-  std::ofstream out(p, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
-}
-
-void flip_byte(const fs::path& p, uint64_t pos) {
-  int fd = ::open(p.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  unsigned char c;
-  ASSERT_EQ(::pread(fd, &c, 1, static_cast<off_t>(pos)), 1);
-  c ^= 0x5a;
-  ASSERT_EQ(::pwrite(fd, &c, 1, static_cast<off_t>(pos)), 1);
-  ::close(fd);
-}
-
-result<append_info> append_copy(partition_log& l, bytes b) { return l.append(b, epoch{7}); }
-
-class log_test : public ::testing::Test {
- protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/ferry-log-test-XXXXXX";
-    ASSERT_NE(::mkdtemp(tmpl), nullptr);
-    dir_ = tmpl;
-    failpoint::disarm_all();
-  }
-  void TearDown() override {
-    failpoint::disarm_all();
-    fs::remove_all(dir_);
-  }
-
-  log_config config(uint64_t segment_bytes = 4096, bool prealloc = false) {
-    log_config c;
-    c.dir = dir_ / "p0";
-    c.segment_bytes = segment_bytes;
-    c.index_interval_bytes = 256;
-    c.preallocate = prealloc;
-    c.clk = &clk_;
-    return c;
-  }
-
-  std::unique_ptr<partition_log> open(const log_config& c) {
-    auto r = partition_log::open(c);
-    EXPECT_TRUE(r) << (r ? "" : r.error().to_string());
-    return r ? std::move(*r) : nullptr;
-  }
-
-  // Appends a batch and remembers its stamped bytes (what reads must return).
-  append_info append(partition_log& l, int records = 3, size_t value_size = 40, int64_t ts = -1) {
-    auto b = make_batch(records, value_size, ts < 0 ? clk_.now_ms() : ts);
-    auto r = l.append(b, epoch{7});
-    EXPECT_TRUE(r) << (r ? "" : r.error().to_string());
-    stored_.push_back(b);
-    return r ? *r : append_info{};
-  }
-
-  bytes expected_from(size_t first_batch) const {
-    bytes all;
-    for (size_t i = first_batch; i < stored_.size(); ++i) all.insert(all.end(), stored_[i].begin(), stored_[i].end());
-    return all;
-  }
-
-  bytes read_all(partition_log& l, offset from) {
-    bytes out;
-    auto r = l.read(from, SIZE_MAX, l.next_offset(), out);
-    EXPECT_TRUE(r) << (r ? "" : r.error().to_string());
-    return out;
-  }
-
-  void sync(partition_log& l) {
-    auto s = l.begin_sync();
-    auto r = partition_log::run_sync(s);
-    l.end_sync(s, r);
-    ASSERT_TRUE(r) << r.error().to_string();
-  }
-
-  fs::path dir_;
-  manual_clock clk_;
-  std::vector<bytes> stored_;
-};
+using namespace ferry::log::test;
 
 TEST_F(log_test, append_read_round_trip_across_size_rolls) {
   auto l = open(config(2048));
@@ -309,7 +205,9 @@ TEST_P(torn_tail_test, torn_tail_at_every_byte_recovers_every_complete_batch) {
 INSTANTIATE_TEST_SUITE_P(preallocate, torn_tail_test, ::testing::Values(false, true),
                          [](const auto& i) { return i.param ? std::string("on") : std::string("off"); });
 
-TEST_F(log_test, corrupt_middle_batch_in_last_segment_fails_open) {
+// These four used to assert that open() fails (or, below, that reads after the damage are still
+// served); damage followed by valid data now opens the log in the corrupt state instead.
+TEST_F(log_test, corrupt_middle_batch_in_last_segment_opens_corrupt_and_truncates_nothing) {
   auto c = config(1 << 20);
   auto l = open(c);
   for (int i = 0; i < 5; ++i) append(*l);
@@ -318,25 +216,36 @@ TEST_F(log_test, corrupt_middle_batch_in_last_segment_fails_open) {
   uint64_t pos2 = stored_[0].size() + stored_[1].size();
   auto seg = c.dir / seg_name(0, ".log");
   flip_byte(seg, pos2 + 80);  // inside batch 2's records
-  auto r = partition_log::open(c);
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, errc::corrupt_batch);
-  EXPECT_NE(r.error().message.find(seg.string()), std::string::npos) << r.error().message;
-  EXPECT_NE(r.error().message.find("position " + std::to_string(pos2)), std::string::npos) << r.error().message;
-  // Nothing was truncated.
-  EXPECT_EQ(fs::file_size(seg), expected_from(0).size());
+  bytes damaged = read_file(seg);
+  l = open(c);
+  ASSERT_TRUE(l);
+  auto d = l->corruption();
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->at.value, 6);
+  EXPECT_NE(d->where.find(seg.string()), std::string::npos) << d->where;
+  EXPECT_NE(d->where.find("position " + std::to_string(pos2)), std::string::npos) << d->where;
+  EXPECT_EQ(l->next_offset().value, 15);
+  l.reset();
+  // Nothing was truncated or rewritten.
+  EXPECT_EQ(read_file(seg), damaged);
 }
 
-TEST_F(log_test, corrupt_header_magic_in_middle_batch_fails_open) {
+TEST_F(log_test, corrupt_header_magic_in_middle_batch_opens_corrupt) {
   auto c = config(1 << 20);
   auto l = open(c);
   for (int i = 0; i < 5; ++i) append(*l);
   ASSERT_TRUE(l->close());
   l.reset();
-  flip_byte(c.dir / seg_name(0, ".log"), stored_[0].size() + wire::hdr::magic);
-  auto r = partition_log::open(c);
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, errc::corrupt_batch);
+  auto seg = c.dir / seg_name(0, ".log");
+  flip_byte(seg, stored_[0].size() + wire::hdr::magic);
+  bytes damaged = read_file(seg);
+  l = open(c);
+  ASSERT_TRUE(l);
+  ASSERT_TRUE(l->corruption());
+  EXPECT_EQ(l->corruption()->at.value, 3);
+  EXPECT_EQ(l->next_offset().value, 15);
+  l.reset();
+  EXPECT_EQ(read_file(seg), damaged);
 }
 
 TEST_F(log_test, corrupt_batch_in_older_segment_is_detected_at_read_never_served_or_skipped) {
@@ -353,25 +262,36 @@ TEST_F(log_test, corrupt_batch_in_older_segment_is_detected_at_read_never_served
   flip_byte(seg, pos2 + 90);
   l = open(c);
   ASSERT_TRUE(l);
-  for (int64_t from : {0, 6, 7}) {
+  EXPECT_FALSE(l->corruption()) << "an older segment is trusted for its size at open";
+  bytes all = expected_from(0);
+  {
+    // The read that finds it: corrupt_batch, whole good batches before it only.
+    bytes out;
+    auto r = l->read(offset{0}, SIZE_MAX, l->next_offset(), out);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::corrupt_batch);
+    EXPECT_NE(r.error().message.find(seg.string()), std::string::npos);
+    EXPECT_NE(r.error().message.find("position " + std::to_string(pos2)), std::string::npos) << r.error().message;
+    EXPECT_EQ(out, bytes(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(pos2)));
+  }
+  ASSERT_TRUE(l->corruption());
+  EXPECT_EQ(l->corruption()->at.value, 6);
+  // From now on reads stop before it, and nothing at or after it is served.
+  EXPECT_EQ(read_all(*l, offset{0}), bytes(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(pos2)));
+  for (int64_t from : {6, 7, 9, 60}) {
     bytes out;
     auto r = l->read(offset{from}, SIZE_MAX, l->next_offset(), out);
     ASSERT_FALSE(r) << from;
     EXPECT_EQ(r.error().code, errc::corrupt_batch);
-    EXPECT_NE(r.error().message.find(seg.string()), std::string::npos);
     EXPECT_NE(r.error().message.find("position " + std::to_string(pos2)), std::string::npos) << r.error().message;
-    // Whatever was appended to `out` before the bad batch are whole good batches only.
-    bytes all = expected_from(0);
-    EXPECT_EQ(out, bytes(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(from == 0 ? pos2 : 0)));
+    EXPECT_TRUE(out.empty());
   }
-  // Batches before and after it are still served.
   bytes out;
   ASSERT_TRUE(l->read(offset{0}, 1, offset{100}, out));
   EXPECT_EQ(out, stored_[0]);
-  EXPECT_EQ(read_all(*l, offset{9}), expected_from(3));
 }
 
-TEST_F(log_test, corrupt_last_batch_of_an_old_segment_fails_open_and_truncates_nothing) {
+TEST_F(log_test, corrupt_last_batch_of_an_old_segment_opens_corrupt_and_truncates_nothing) {
   auto c = config(1024);
   auto l = open(c);
   for (int i = 0; i < 20; ++i) append(*l);
@@ -381,9 +301,12 @@ TEST_F(log_test, corrupt_last_batch_of_an_old_segment_fails_open_and_truncates_n
   l.reset();
   auto seg0 = c.dir / seg_name(0, ".log");
   flip_byte(seg0, segs[0].size_bytes - 5);
-  auto r = partition_log::open(c);
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, errc::corrupt_batch);
+  l = open(c);
+  ASSERT_TRUE(l);
+  ASSERT_TRUE(l->corruption());
+  EXPECT_EQ(l->corruption()->at.value, segs[1].base.value - 3);
+  EXPECT_EQ(l->next_offset().value, 60);
+  l.reset();
   EXPECT_EQ(fs::file_size(seg0), segs[0].size_bytes);
   EXPECT_EQ(std::distance(fs::directory_iterator(c.dir), fs::directory_iterator()), static_cast<long>(3 * segs.size()));
 }
@@ -412,7 +335,7 @@ TEST_P(index_damage_test, damaged_index_files_are_rebuilt_and_reads_are_identica
   std::mt19937 rng(mode);
   for (auto& e : fs::directory_iterator(c.dir)) {
     const auto& p = e.path();
-    if (p.extension() == ".log") continue;
+    if (p.extension() != ".index" && p.extension() != ".timeindex") continue;  // not data, not the clean marker
     auto b = read_file(p);
     originals[p] = b;
     ASSERT_FALSE(b.empty()) << p;
@@ -592,9 +515,15 @@ TEST_F(log_test, gap_between_segments_is_reported_as_corruption) {
   ASSERT_TRUE(l->close());
   l.reset();
   fs::remove(c.dir / seg_name(segs[1].base.value, ".log"));
-  auto r = partition_log::open(c);
-  ASSERT_FALSE(r);
-  EXPECT_EQ(r.error().code, errc::corrupt_batch);
+  // Used to fail open(); now the corrupt state, and every other file is kept.
+  l = open(c);
+  ASSERT_TRUE(l);
+  ASSERT_TRUE(l->corruption());
+  EXPECT_EQ(l->corruption()->at, segs[1].base);
+  EXPECT_NE(l->corruption()->why.find("gap"), std::string::npos) << l->corruption()->why;
+  EXPECT_EQ(l->next_offset().value, 60);
+  l.reset();
+  for (size_t i = 2; i < segs.size(); ++i) EXPECT_TRUE(fs::exists(c.dir / seg_name(segs[i].base.value, ".log")));
 }
 
 TEST_F(log_test, group_commit_covers_only_appends_before_begin_sync) {
@@ -818,6 +747,27 @@ TEST_F(log_test, truncate_suffix_removes_the_tail_at_a_batch_boundary) {
   EXPECT_EQ(l->next_offset().value, 0);
   stored_.clear();
   append(*l);
+  EXPECT_EQ(read_all(*l, offset{0}), expected_from(0));
+}
+
+TEST_F(log_test, truncate_suffix_back_into_an_older_segment_keeps_rolling_by_age) {
+  auto c = config(1 << 20);
+  c.segment_ms = 1000;
+  auto l = open(c);
+  for (int i = 0; i < 10; ++i) append(*l);  // several index points in segment 0
+  clk_.advance_ms(1000);
+  append(*l);
+  ASSERT_EQ(l->segment_count(), 2u);
+  auto second = l->segments()[1].base;
+  ASSERT_TRUE(l->close());
+  l.reset();
+  l = open(c);  // segment 0 is an older segment now: checked from its last index point only
+  ASSERT_TRUE(l->truncate_suffix(second));
+  ASSERT_EQ(l->segment_count(), 1u);
+  // Segment 0's first batch is more than segment_ms old: the next append starts a new segment.
+  append(*l);
+  EXPECT_EQ(l->segment_count(), 2u);
+  stored_.erase(stored_.begin() + 10);
   EXPECT_EQ(read_all(*l, offset{0}), expected_from(0));
 }
 

@@ -89,26 +89,11 @@ result<int64_t> delay_scheduler::open() {
 
 result<void> delay_scheduler::finish_replay(int64_t log_end) {
   applied_ = std::max(applied_, log_end);
-  // Replayed changes are written now, before anything is served (start-up may block on I/O).
-  while (!queued_ops_.empty() || written_applied_ < applied_) {
-    size_t n = std::min(queued_ops_.size(), max_write_ops);
-    std::vector<delay::index_op> chunk;
-    chunk.reserve(n);
-    for (size_t i = 0; i < n; ++i) {
-      posted_pending_ += queued_ops_.front().delta;
-      chunk.push_back(std::move(queued_ops_.front().op));
-      queued_ops_.pop_front();
-    }
-    int64_t upto = queued_ops_.empty() ? applied_ : queued_ops_.front().event_begin;
-    if (auto r = index_.apply(pk_, chunk, delay::index_state{upto, posted_pending_}); !r) return r.error();
-    written_applied_ = posted_applied_ = upto;
-    ops_written_ += n;
-  }
-  unwritten_far_.clear();
-  unwritten_far_due_.clear();
-  if (auto r = index_.sync(); !r) return r.error();
-  synced_upto_ = written_applied_;
-  for (auto& [o, e] : mem_) e->insert_seq = 0;
+  // The replayed changes are written like any others, on the state thread in order (never a
+  // RocksDB write or sync on a shard): changes applied after them queue behind them, the loader
+  // never passes a replayed message not yet written (unwritten_far_), and until the index is
+  // synced past them synced_upto() keeps the log they came from (the low-water mark).
+  flush_writes();
   tick();
   return {};
 }

@@ -78,9 +78,9 @@ class delay_scheduler {
   delay_scheduler(const delay_scheduler&) = delete;
   delay_scheduler& operator=(const delay_scheduler&) = delete;
 
-  // Start-up: the index's applied offset (blocking read). The partition then replays the log from
-  // there through the on_* calls and calls finish_replay(log end), which writes it (blocking)
-  // and starts the timers.
+  // Start-up: the index's applied offset (a blocking read). The partition then replays the log
+  // from there through the on_* calls and calls finish_replay(log end), which starts writing the
+  // replayed changes (on the state thread, not blocking) and starts the timers.
   [[nodiscard]] result<int64_t> open();
   [[nodiscard]] result<void> finish_replay(int64_t log_end);
 

@@ -152,7 +152,12 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
   if (!info) {
     pr.append_errors.inc();
     logger()->error("append to {}/{} failed: {}", topic_, id_.value, info.error().to_string());
+    note_append_error(info.error());
     co_return info.error();
+  }
+  if (disk_full_) {
+    disk_full_ = false;
+    refresh_health();
   }
   h.base_offset = info->base.value;
   h.append_time = info->append_time;
@@ -202,7 +207,38 @@ error partition::delay_index_failed() const {
 // Resumes held produces in arrival order, inline (this runs on the owner shard), so each appends
 // before the next: a producer's batches keep their sequence order. After a delay index failure
 // every held produce resumes (and fails) at once.
+void partition::note_append_error(const error& e) {
+  if (e.code == errc::disk_full) disk_full_ = true;
+  refresh_health();
+}
+
+void partition::refresh_health() {
+  uint32_t h = 0;
+  std::string why;
+  auto add = [&](partition_health bit, const std::string& text) {
+    h |= static_cast<uint32_t>(bit);
+    if (!why.empty()) why += "; ";
+    why += text;
+  };
+  if (log_->failed()) add(partition_health::log_failed, "a write or fsync failed: writes refused until restart");
+  if (disk_full_) add(partition_health::disk_full, "the disk is full");
+  if (delays_ && delays_->index_failed())
+    add(partition_health::delay_index_failed, "the delay index failed a write: produces refused until restart");
+  uint32_t before = health_.exchange(h, std::memory_order_acq_rel);
+  {
+    std::lock_guard lk(health_mu_);
+    health_detail_ = std::move(why);
+  }
+  if (before != h) probe::get().set_health(topic_, id_.value, h);
+}
+
+std::string partition::health_detail() const {
+  std::lock_guard lk(health_mu_);
+  return health_detail_;
+}
+
 void partition::open_gate() {
+  if (delays_ && delays_->index_failed() && (health() & partition_health::delay_index_failed) == 0) refresh_health();
   while (!gate_.empty() && (closing_ || !delays_ || !delays_->backlogged() || delays_->index_failed())) {
     auto h = std::move(gate_.front());
     gate_.pop_front();
@@ -243,6 +279,7 @@ void partition::sync_done(const log::pending_sync& s, const result<void>& r) {
   if (!r) {
     logger()->error("fsync of {}/{} failed, refusing further writes until restart: {}", topic_, id_.value,
                     r.error().to_string());
+    refresh_health();
   }
   offset durable = log_->durable_offset();
   apply_pending_controls(durable, log_->failed());
@@ -401,6 +438,7 @@ void partition::append_control(std::vector<subscription::control_op> ops, std::f
   auto info = log_->append(batch, epoch{0});
   if (!info) {
     logger()->error("appending a control batch to {}/{} failed: {}", topic_, id_.value, info.error().to_string());
+    note_append_error(info.error());
     post([done = std::move(done), e = info.error()] { done(e); });
     return;
   }

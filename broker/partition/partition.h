@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -90,6 +91,16 @@ struct produce_result {
   int64_t append_time = -1;
   bool duplicate = false;
 };
+
+// What is wrong with a partition, for /health, /ready, the metrics and topic describe. Bits.
+enum class partition_health : uint32_t {
+  ok = 0,
+  log_failed = 1,          // a write or fsync failed: the log refuses writes until restart
+  corrupt = 2,             // damaged data in the log: fenced (reads and writes across it refused)
+  disk_full = 4,           // the last append found the disk full
+  delay_index_failed = 8,  // the delay index failed a write: produces refused until restart
+};
+inline uint32_t operator&(uint32_t a, partition_health b) { return a & static_cast<uint32_t>(b); }
 
 struct partition_stats {
   offset log_start{0};
@@ -181,6 +192,9 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
 
   offset hwm() const { return offset{hwm_.load(std::memory_order_acquire)}; }  // any thread
   partition_stats stats() const;
+  // partition_health bits (any thread) and a sentence naming the problems (any thread).
+  uint32_t health() const { return health_.load(std::memory_order_acquire); }
+  std::string health_detail() const;
   // Forgets idle producers (producer_state::expire, by the broker clock). Owner shard.
   size_t expire_producers();
   size_t producer_count() const { return producers_.size(); }
@@ -263,6 +277,13 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   std::unordered_map<uint64_t, data_waiter> data_waiters_;
   uint64_t next_waiter_ = 1;
   std::atomic<int64_t> hwm_{0};
+  // Health: recomputed on the owner shard when something fails (or recovers).
+  void refresh_health();
+  void note_append_error(const error& e);
+  std::atomic<uint32_t> health_{0};
+  bool disk_full_ = false;
+  mutable std::mutex health_mu_;
+  std::string health_detail_;  // under health_mu_
   bool sync_running_ = false;
   bool closing_ = false;
   std::unique_ptr<asio::steady_timer> interval_timer_;

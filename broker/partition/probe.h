@@ -1,5 +1,8 @@
 #pragma once
 // Metrics of the partition layer (one probe for all partitions of the process).
+#include <string>
+#include <utility>
+
 #include "broker/runtime/metrics.h"
 
 namespace ferry::partition {
@@ -46,6 +49,19 @@ struct probe {
       metrics::get_counter("ferry_producers_expired_total", "Idle producer ids forgotten (producer state expiry)");
   metrics::counter& fetched_bytes =
       metrics::get_counter("ferry_fetched_bytes_total", "Bytes of record batches returned by fetch");
+
+  // ferry_partition_problem{topic, partition, problem} is 1 while the partition has the problem
+  // (partition_health bits: log_failed, corrupt, disk_full, delay_index_failed), else 0.
+  void set_health(const std::string& topic, int32_t partition, uint32_t flags) {
+    static constexpr std::pair<uint32_t, const char*> problems[] = {
+        {1, "log_failed"}, {2, "corrupt"}, {4, "disk_full"}, {8, "delay_index_failed"}};
+    for (auto [bit, name] : problems) {
+      std::string labels =
+          "topic=\"" + topic + "\",partition=\"" + std::to_string(partition) + "\",problem=\"" + name + "\"";
+      metrics::get_gauge("ferry_partition_problem", "1 while the partition has this problem", labels)
+          .set((flags & bit) != 0 ? 1 : 0);
+    }
+  }
 
   static probe& get() {
     static probe p;

@@ -49,6 +49,9 @@ class shard_set {
   asio::thread_pool& state() { return state_; }
   // Shard index of the calling thread, or size() if not a shard thread.
   static size_t current_index();
+  // How long shard `s`'s event loop has not run its 100 ms heartbeat, in ms (0..~100 when
+  // healthy): a shard stuck in a long task or blocked shows here. Any thread; 0 before start().
+  int64_t stall_ms(shard_id s) const;
 
  private:
   std::vector<std::unique_ptr<asio::io_context>> ctx_;
@@ -56,6 +59,8 @@ class shard_set {
   std::vector<std::thread> threads_;
   asio::thread_pool disk_;
   asio::thread_pool state_{1};
+  struct heartbeat;
+  std::vector<std::unique_ptr<heartbeat>> beats_;
 };
 
 // The one way broker code starts a coroutine it does not await (never co_spawn(..., detached)):

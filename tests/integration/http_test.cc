@@ -23,10 +23,14 @@ TEST(http, get_routes_answer_and_other_methods_and_garbage_are_refused) {
 
   auto health = http_get(b.http_port(), "/health");
   ASSERT_TRUE(health) << health.error().to_string();
-  EXPECT_EQ(health->status, 200);
-  EXPECT_EQ(health->body, "ok\n");
-  EXPECT_NE(health->head.find("Content-Type: text/plain"), std::string::npos) << health->head;
+  EXPECT_EQ(health->status, 200) << health->body;
+  EXPECT_EQ(health->body.substr(0, 1), "{") << health->body;
+  EXPECT_NE(health->head.find("Content-Type: application/json"), std::string::npos) << health->head;
   EXPECT_NE(health->head.find("Connection: close"), std::string::npos) << health->head;
+
+  auto ready = http_get(b.http_port(), "/ready");
+  ASSERT_TRUE(ready) << ready.error().to_string();
+  EXPECT_EQ(ready->status, 200) << ready->body;
 
   auto with_query = http_get(b.http_port(), "/health?verbose=1");
   ASSERT_TRUE(with_query) << with_query.error().to_string();
