@@ -47,7 +47,20 @@ void add_flags(CLI::App& app, broker_config& c) {
   app.add_option("--max-deliveries", c.max_deliveries,
                  "Default deliveries before the dead-letter topic for new subscriptions (0: never)")
       ->capture_default_str();
-  app.add_option("--idle-timeout-ms", c.idle_timeout_ms, "Close connections idle this long")->capture_default_str();
+  app.add_option("--idle-timeout-ms", c.idle_timeout_ms,
+                 "Close a connection with no bytes read or written this long (pending requests or not)")
+      ->capture_default_str();
+  app.add_option("--max-connections", c.max_connections,
+                 "Client connections open at once; beyond: one resource_exhausted frame, then close")
+      ->capture_default_str();
+  app.add_option("--write-timeout-ms", c.write_timeout_ms,
+                 "Close a client connection whose pending write made no progress this long (it stopped reading)")
+      ->capture_default_str();
+  app.add_option("--http-max-connections", c.http_max_connections, "HTTP connections open at once")
+      ->capture_default_str();
+  app.add_option("--http-timeout-ms", c.http_timeout_ms,
+                 "Deadline for an HTTP request to arrive, and again for its response to be taken")
+      ->capture_default_str();
 }
 
 int64_t parse_duration_ms(const std::string& s) {
@@ -106,6 +119,11 @@ void finish(broker_config& c) {
   if (c.producer_expiry_ms < 1000)
     throw std::invalid_argument("--producer-expiry must be a duration of at least 1s, got '" + c.producer_expiry + "'");
   if (c.max_producers < 100) throw std::invalid_argument("--max-producers must be at least 100");
+  if (c.idle_timeout_ms < 10) throw std::invalid_argument("--idle-timeout-ms must be at least 10");
+  if (c.max_connections < 1) throw std::invalid_argument("--max-connections must be at least 1");
+  if (c.write_timeout_ms < 10) throw std::invalid_argument("--write-timeout-ms must be at least 10");
+  if (c.http_max_connections < 1) throw std::invalid_argument("--http-max-connections must be at least 1");
+  if (c.http_timeout_ms < 10) throw std::invalid_argument("--http-timeout-ms must be at least 10");
 }
 
 }  // namespace ferry::app

@@ -36,6 +36,10 @@ struct broker_config {
   std::string producer_expiry = "1d";         // forget an idempotent producer idle this long
   size_t max_producers = 200'000;             // producer ids remembered per partition at most
   int64_t idle_timeout_ms = int64_t{10} * 60 * 1000;
+  size_t max_connections = 10'000;    // client connections open at once, broker-wide
+  int64_t write_timeout_ms = 30'000;  // close a connection whose writes made no progress this long
+  size_t http_max_connections = 64;
+  int64_t http_timeout_ms = 5000;  // deadline for an HTTP request to arrive, and for its response to be taken
 
   // Derived by finish():
   std::string listen_host;

@@ -28,6 +28,7 @@
 #include "broker/base/main_guard.h"
 #include "broker/delay/delay_index.h"
 #include "broker/meta/meta_store.h"
+#include "broker/net/http_server.h"
 #include "broker/net/server.h"
 #include "broker/partition/topics.h"
 #include "broker/protocol/handler.h"
@@ -172,6 +173,8 @@ int run(const app::broker_config& cfg) {
   sc.port = cfg.listen_port;
   sc.max_frame_bytes = cfg.max_frame_bytes;
   sc.idle_timeout_ms = cfg.idle_timeout_ms;
+  sc.max_connections = cfg.max_connections;
+  sc.write_timeout_ms = cfg.write_timeout_ms;
   net::server server(rt, handler, sc);
   auto port = server.listen();
   if (!port) {
@@ -186,21 +189,21 @@ int run(const app::broker_config& cfg) {
   std::unique_ptr<net::http_server> http;
   uint16_t http_port = 0;
   if (!cfg.http.empty()) {
+    net::http_config http_cfg;
+    http_cfg.host = cfg.http_host;
+    http_cfg.port = cfg.http_port;
+    http_cfg.max_connections = cfg.http_max_connections;
+    http_cfg.read_timeout_ms = cfg.http_timeout_ms;
+    http_cfg.write_timeout_ms = cfg.http_timeout_ms;
+    // Runs on the HTTP thread, not a shard.
     http = std::make_unique<net::http_server>(
-        rt, cfg.http_host, cfg.http_port,
-        [&health](const std::string& path, int& status, std::string& type) -> std::string {
+        http_cfg, [&health](std::string_view /*method*/, std::string_view path) -> net::http_response {
           if (path == "/health" || path == "/healthz" || path == "/ready" || path == "/readyz") {
             auto r = path.starts_with("/ready") ? health.readiness() : health.liveness();
-            status = r.status;
-            type = "application/json";
-            return r.body;
+            return {r.status, "application/json", std::move(r.body)};
           }
-          if (path == "/metrics") {
-            type = "text/plain; version=0.0.4";
-            return metrics::render_prometheus();
-          }
-          status = 404;
-          return "not found; try /health, /ready or /metrics\n";
+          if (path == "/metrics") return {200, "text/plain; version=0.0.4", metrics::render_prometheus()};
+          return {404, "text/plain; charset=utf-8", "not found; try /health, /ready or /metrics\n"};
         });
     auto hp = http->listen();
     if (!hp) {

@@ -1,10 +1,13 @@
 #pragma once
-// broker/net: the client listener. Accepts connections, spreads them over the shards, and runs a
-// session per connection: a reader coroutine (length-prefixed frames, bounded, handed to the
-// frame_handler) and a writer coroutine (responses in request order). Requests are pipelined;
-// the number and bytes of unanswered requests per connection are bounded, and when full the
-// session stops reading (backpressure). net knows frames, not what is in them: the protocol
-// layer implements frame_handler.
+// broker/net: the client listener. Accepts connections (at most `max_connections` at once,
+// broker-wide), spreads them over the shards, and runs a session per connection: a reader
+// coroutine (length-prefixed frames, bounded, handed to the frame_handler) and a writer coroutine
+// (responses in request order, pushed frames between them). Requests are pipelined; per
+// connection the number of unanswered requests and the bytes it holds (unanswered requests,
+// responses and pushes not yet sent) are bounded, and when full the session stops reading
+// (backpressure). A connection with no bytes read or written for the idle timeout, or whose
+// writes make no progress for the write timeout, is closed. net knows frames, not what is in
+// them: the protocol layer implements frame_handler. The HTTP listener is in http_server.h.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <cstddef>
@@ -27,7 +30,8 @@ namespace ferry::net {
 namespace asio = boost::asio;
 
 // One received frame: the 4-byte length prefix and the body, in one 16-byte aligned buffer
-// (the FlatBuffers verifier checks alignment relative to the frame start).
+// (the FlatBuffers verifier checks alignment relative to the frame start). The buffer grows as the
+// body's bytes arrive: a length prefix alone never allocates the length it announces.
 struct in_frame {
   std::vector<std::byte> bytes;
   std::span<const std::byte> view() const { return bytes; }
@@ -47,18 +51,38 @@ using out_frame_ptr = std::unique_ptr<out_frame>;
 class session_channel {
  public:
   virtual ~session_channel() = default;
-  // Queues `f` for sending; from any thread. False (and `f` is dropped) once the connection is closed.
+  // Queues `f` for sending; from any thread. False (and `f` is dropped) once the connection is
+  // closed. Queued frames count against the connection's byte budget (server_config), so a
+  // client that does not read its deliveries stops being read, and is closed after the write
+  // timeout.
   virtual bool push(out_frame_ptr f) = 0;
   virtual bool closed() const = 0;
   // The connection's shard.
   virtual asio::any_io_executor executor() const = 0;
 };
 
+// One request's share of its connection's byte budget (server_config::max_inflight_bytes), for a
+// handler about to build a large response. Without it, requests are handled concurrently and a
+// response counts only once built: a client pipelining fetches it never reads would make the
+// broker build them all at once.
+class response_budget {
+ public:
+  virtual ~response_budget() = default;
+  // Waits until the connection has room for a response of up to `bytes` (capped at the frame
+  // limit, which no response exceeds) and holds that room for this request until its response is
+  // queued; from then the response's real size counts. Earlier requests' reservations are granted
+  // first; a request with no unsent response ahead of it is granted at once, even over the budget,
+  // so a connection always makes progress. False if the connection closed meanwhile (the answer
+  // will never be sent: build none). Once per request, on the session's shard, inside handle().
+  virtual asio::awaitable<bool> reserve(size_t bytes) = 0;
+};
+
 struct session_info {
   uint64_t id = 0;
   std::string peer;
   shard_id shard{0};
-  std::weak_ptr<session_channel> channel;  // the connection itself (weak: it may close any time)
+  std::weak_ptr<session_channel> channel;   // the connection itself (weak: it may close any time)
+  std::shared_ptr<response_budget> budget;  // in handle(): this request's; null elsewhere
 };
 
 class frame_handler {
@@ -78,9 +102,14 @@ struct server_config {
   std::string host = "127.0.0.1";
   uint16_t port = 7070;  // 0: any free port
   uint32_t max_frame_bytes = 16u << 20;
-  size_t max_inflight_requests = 256;                 // per connection
-  size_t max_inflight_bytes = 64u << 20;              // per connection, request bytes
-  int64_t idle_timeout_ms = int64_t{10} * 60 * 1000;  // close a connection silent for this long
+  // Broker-wide: a connection beyond this gets one resource_exhausted frame and is closed.
+  size_t max_connections = 10'000;
+  size_t max_inflight_requests = 256;  // per connection
+  // Per connection: bytes of unanswered requests plus responses and pushed frames not yet sent.
+  // At or above it the session reads no further request until the client has read enough.
+  size_t max_inflight_bytes = 64u << 20;
+  int64_t idle_timeout_ms = int64_t{10} * 60 * 1000;  // close a connection with no bytes read or written this long
+  int64_t write_timeout_ms = 30'000;  // close a connection whose pending write made no progress this long
 };
 
 class server {
@@ -95,22 +124,6 @@ class server {
   [[nodiscard]] result<uint16_t> listen();
   void start();                  // starts accepting (on shard 0)
   asio::awaitable<void> stop();  // stops accepting, closes every session, waits for them
-
- private:
-  struct impl;
-  std::unique_ptr<impl> impl_;
-};
-
-// A minimal HTTP/1.1 GET listener for health and Prometheus metrics. `route(path, status)`
-// returns the body and sets the status code; every response closes the connection.
-class http_server {
- public:
-  using route_fn = std::function<std::string(const std::string& path, int& status, std::string& content_type)>;
-  http_server(runtime::shard_set& rt, std::string host, uint16_t port, route_fn route);
-  ~http_server();
-  [[nodiscard]] result<uint16_t> listen();
-  void start();
-  void stop();
 
  private:
   struct impl;

@@ -634,9 +634,18 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
       case w::RequestBody::ProduceRequest:
         out = co_await do_produce(&rt_, &topics_, shutting_down_.load(), fbb.get(), r, r->body_as_ProduceRequest(), f);
         break;
-      case w::RequestBody::FetchRequest:
+      case w::RequestBody::FetchRequest: {
+        // Room for the answer in the connection's byte budget first (net::response_budget): a
+        // client that pipelines fetches and reads nothing must not make the broker build them all.
+        auto asked = static_cast<size_t>(std::max(r->body_as_FetchRequest()->max_bytes(), 0));
+        bool room = !s.budget || co_await s.budget->reserve(std::min(asked, cfg_.max_response_bytes));
+        if (!room) {
+          out = failed(errc::connection_closed, "connection closed before the fetch could be answered");
+          break;
+        }
         out = co_await do_fetch(&rt_, &topics_, &cfg_, fbb.get(), r->body_as_FetchRequest(), f, s);
         break;
+      }
       case w::RequestBody::CreateSubscriptionRequest:
         out = co_await subs_->create(fbb.get(), r->body_as_CreateSubscriptionRequest());
         break;

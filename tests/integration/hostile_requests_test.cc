@@ -191,8 +191,10 @@ TEST_F(hostile, long_polls_per_connection_are_bounded) {
   auto c = raw_client::connect(broker_->client_port());
   ASSERT_TRUE(c);
   // 64 long polls may wait on one connection; the 65th is answered with resource_exhausted
-  // (after the others, since answers keep request order).
-  for (int i = 0; i < 65; ++i) ASSERT_TRUE(c->conn().send_bytes(fetch_frame(c->next_cid(), "lp", 0, 0, 1500, 1 << 20)));
+  // (after the others, since answers keep request order). Each reserves its max_bytes in the
+  // connection's 64 MiB byte budget before it waits: 64 KiB each lets all 65 reach the handler.
+  for (int i = 0; i < 65; ++i)
+    ASSERT_TRUE(c->conn().send_bytes(fetch_frame(c->next_cid(), "lp", 0, 0, 1500, 64 << 10)));
   for (int i = 0; i < 65; ++i) {
     auto r = c->conn().read_response(10s);
     ASSERT_TRUE(r) << i << ": " << r.error().to_string();

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -186,6 +187,8 @@ bool broker_process::alive() {
     for (auto& [k, v] : opts_.env) f << " [env " << k << '=' << v << ']';
     f << " ====\n";
   }
+  std::optional<rlimit> nofile;
+  if (opts_.max_open_files) nofile = rlimit{*opts_.max_open_files, *opts_.max_open_files};
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return ::testing::AssertionFailure() << "fork failed: " << std::strerror(errno);
@@ -193,6 +196,7 @@ bool broker_process::alive() {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (::getppid() != parent) ::_exit(127);
     ::setpgid(0, 0);  // a Ctrl-C on the test run does not reach the broker first
+    if (nofile && ::setrlimit(RLIMIT_NOFILE, &*nofile) != 0) ::_exit(125);
     int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     int devnull = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (fd < 0 || devnull < 0) ::_exit(126);

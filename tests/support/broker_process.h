@@ -60,6 +60,9 @@ struct broker_options {
   // Added to (or replacing) the test's environment, e.g. {"FERRY_FAILPOINTS", "x=crash"}.
   std::vector<std::pair<std::string, std::string>> env;
   std::chrono::milliseconds ready_timeout{30000};
+  // RLIMIT_NOFILE (soft and hard) for the ferryd process, e.g. to run it out of file descriptors;
+  // unset: inherited from the test.
+  std::optional<uint64_t> max_open_files;
 };
 
 // One ferryd process and its temporary data folder.
