@@ -16,9 +16,9 @@
 
 #include "schema/frame.h"
 #include "schema/record_batch.h"
-#include "tests/integration/net_test_helpers.h"
 #include "tests/support/broker_process.h"
 #include "tests/support/frames.h"
+#include "tests/support/observe.h"
 
 namespace ferry::test {
 namespace {
@@ -38,7 +38,7 @@ void raise_fd_limit(rlim_t want) {
 void expect_rss_below(const broker_process& b, long bound_mib, long measured_kib, const char* what) {
   std::cout << "[ measured ] ferryd VmRSS " << what << ": " << measured_kib / 1024 << " MiB (bound " << bound_mib
             << " MiB)\n";
-  if (asan_build()) {
+  if (built_with_asan()) {
     GTEST_LOG_(INFO) << "AddressSanitizer build: RSS bound not checked (" << measured_kib / 1024 << " MiB)";
     return;
   }
@@ -50,7 +50,7 @@ long max_rss_over(int pid, std::chrono::milliseconds window) {
   long peak = 0;
   auto end = clock_type::now() + window;
   do {
-    peak = std::max(peak, rss_kib(pid));
+    peak = std::max(peak, resident_kib(pid));
     std::this_thread::sleep_for(20ms);
   } while (clock_type::now() < end);
   return peak;
@@ -63,7 +63,7 @@ TEST(connection_exhaustion, five_thousand_held_connections) {
   ASSERT_TRUE(b.start());
   seeded_topic seed;
   ASSERT_TRUE(seed.write(b.client_port()));
-  std::cout << "[ measured ] ferryd VmRSS before: " << rss_kib(b.pid()) / 1024 << " MiB\n";
+  std::cout << "[ measured ] ferryd VmRSS before: " << resident_kib(b.pid()) / 1024 << " MiB\n";
 
   std::vector<raw_connection> held;
   held.reserve(connections);
@@ -99,7 +99,7 @@ TEST(connection_exhaustion, length_prefixes_announcing_16_mib_without_the_bytes)
   ASSERT_TRUE(b.start());
   seeded_topic seed;
   ASSERT_TRUE(seed.write(b.client_port()));
-  std::cout << "[ measured ] ferryd VmRSS before: " << rss_kib(b.pid()) / 1024 << " MiB\n";
+  std::cout << "[ measured ] ferryd VmRSS before: " << resident_kib(b.pid()) / 1024 << " MiB\n";
 
   bytes prefix(4);
   wire::put_le32(prefix.data(), announced);
@@ -156,7 +156,7 @@ TEST(connection_exhaustion, a_client_that_never_reads_its_responses_is_stopped_a
       ASSERT_EQ(name_of(out.error), name_of(errc::ok)) << out.message;
     }
   }
-  auto rss_before = rss_kib(b.pid());
+  auto rss_before = resident_kib(b.pid());
   std::cout << "[ measured ] ferryd VmRSS before: " << rss_before / 1024 << " MiB\n";
 
   // The attacker pipelines 500 fetches of the whole partition (4 MiB answers: 2 GB in all) and
@@ -179,7 +179,7 @@ TEST(connection_exhaustion, a_client_that_never_reads_its_responses_is_stopped_a
   double queued_peak = 0;
   bool closed = wait_until(
       [&] {
-        peak = std::max(peak, rss_kib(b.pid()));
+        peak = std::max(peak, resident_kib(b.pid()));
         queued_peak = std::max(queued_peak, broker_metric(b, "ferry_connection_queued_bytes").value_or(0));
         return broker_metric(b, "ferry_connections_write_timeouts_total").value_or(0) >= 1;
       },

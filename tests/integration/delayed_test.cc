@@ -17,6 +17,7 @@
 #include "schema/record_batch.h"
 #include "tests/support/broker_process.h"
 #include "tests/support/frames.h"
+#include "tests/support/observe.h"
 #include "tests/support/process.h"
 
 namespace ferry::test {
@@ -670,6 +671,15 @@ TEST_F(delayed, after_a_delay_index_write_fails_produces_get_storage_error_at_on
       10s, 20ms));
   EXPECT_EQ(out.error, errc::storage_error) << out.message;
   EXPECT_NE(out.message.find("delay index"), std::string::npos) << out.message;
+  // /health fails (a restart is what recovers the index) and names the partition.
+  auto h = http_get(broker_->http_port(), "/health");
+  ASSERT_TRUE(h) << h.error().to_string();
+  EXPECT_EQ(h->status, 503) << h->body;
+  EXPECT_NE(h->body.find("\"problem\":\"delay_index_failed\""), std::string::npos) << h->body;
+  EXPECT_NE(h->body.find("\"topic\":\"dfail\""), std::string::npos) << h->body;
+  auto ready = http_get(broker_->http_port(), "/ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503) << ready->body;
   // At once, every time: never a hang behind backpressure.
   for (int i = 0; i < 20; ++i) {
     auto t0 = clock_type::now();

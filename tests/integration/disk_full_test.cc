@@ -16,6 +16,7 @@
 
 #include "tests/support/broker_process.h"
 #include "tests/support/frames.h"
+#include "tests/support/observe.h"
 
 namespace ferry::test {
 namespace {
@@ -97,6 +98,11 @@ TEST_F(disk_full, produce_gets_disk_full_reads_keep_working_and_nothing_acknowle
     }
   };
   check("while the disk is full");
+  // /health names it (the broker is degraded, not failing: reads work and freeing space heals it).
+  auto h = http_get(broker_->http_port(), "/health");
+  ASSERT_TRUE(h) << h.error().to_string();
+  EXPECT_EQ(h->status, 200) << h->body;
+  EXPECT_NE(h->body.find("\"problem\":\"disk_full\""), std::string::npos) << h->body;
 
   // Free space: writes work again, at the next offset.
   std::filesystem::remove(ballast_);
@@ -112,6 +118,9 @@ TEST_F(disk_full, produce_gets_disk_full_reads_keep_working_and_nothing_acknowle
   EXPECT_EQ(ok.base_offset, static_cast<int64_t>(acked.size()));
   acked.push_back(after);
   check("after freeing space");
+  auto healed = http_get(broker_->http_port(), "/health");
+  ASSERT_TRUE(healed);
+  EXPECT_EQ(healed->body.find("disk_full"), std::string::npos) << healed->body;
 
   // A crash now loses nothing acknowledged (the tmpfs outlives the process).
   broker_->kill9();

@@ -38,7 +38,7 @@ class hostile : public ::testing::Test {
     auto [e, m] = admin_->create_topic(name, partitions);
     ASSERT_ERRC(e, errc::ok) << m;
   }
-  int64_t rss_kib() const { return resident_kib(broker_->pid()); }
+  int64_t broker_rss_kib() const { return resident_kib(broker_->pid()); }
   // A normal producer and reader on their own connection still work; returns the offset written.
   void still_serving(const std::string& t) {
     auto c = raw_client::connect(broker_->client_port());
@@ -64,7 +64,7 @@ TEST_F(hostile, a_fetch_listing_a_partition_again_and_again_is_refused_at_once) 
   test_record r;
   r.value = std::string(1 << 20, 'x');
   ASSERT_ERRC(admin_->produce("big", 0, make_batch({r})).error, errc::ok);
-  int64_t before = rss_kib();
+  int64_t before = broker_rss_kib();
   std::vector<fetch_entry> entries(500, fetch_entry{0, 0, 4 << 20});
   auto resp = admin_->call(fetch_many_frame(admin_->next_cid(), "big", entries, 0, 64 << 20));
   ASSERT_TRUE(resp) << resp.error().to_string();
@@ -77,7 +77,7 @@ TEST_F(hostile, a_fetch_listing_a_partition_again_and_again_is_refused_at_once) 
   ASSERT_TRUE(twice);
   EXPECT_ERRC(err_of(*twice), errc::invalid_argument);
   EXPECT_NE(msg_of(*twice).find("more than once"), std::string::npos) << msg_of(*twice);
-  EXPECT_LT(rss_kib() - before, 16 * 1024) << "KiB of resident memory added by refused fetches";
+  EXPECT_LT(broker_rss_kib() - before, 16 * 1024) << "KiB of resident memory added by refused fetches";
   still_serving("big");
 }
 
@@ -104,7 +104,7 @@ TEST_F(hostile, a_fetch_asking_for_a_million_entries_costs_nothing) {
   auto over = admin_->conn().roundtrip(fetch_many_frame(admin_->next_cid(), "t", entries, 1000, 64 << 20));
   ASSERT_TRUE(over) << over.error().to_string();
   EXPECT_ERRC(err_of(*over), errc::malformed_frame);
-  int64_t rss = rss_kib();
+  int64_t rss = broker_rss_kib();
   if (!built_with_asan()) {
     EXPECT_LT(rss, 150 * 1024) << "KiB resident after a million-entry fetch";
   } else {
@@ -164,9 +164,9 @@ TEST_F(hostile, long_poll_spam_leaves_nothing_behind) {
     }
   };
   spam(20'000);  // warm-up: allocator pools, coroutine frames
-  int64_t before = rss_kib();
+  int64_t before = broker_rss_kib();
   spam(200'000);
-  int64_t after = rss_kib();
+  int64_t after = broker_rss_kib();
   // Before the fix every timed-out waiter stayed on the partition (about 300 bytes each: ~57 MiB
   // for these 200,000).
   if (!built_with_asan()) EXPECT_LT(after - before, 8 * 1024) << "KiB added by 200,000 timed-out long polls";
@@ -258,7 +258,7 @@ TEST_F(hostile, join_spam_is_bounded_per_connection) {
   ASSERT_ERRC(err_of(*r), errc::ok);
   auto c = raw_client::connect(broker_->client_port());
   ASSERT_TRUE(c);
-  int64_t before = rss_kib();
+  int64_t before = broker_rss_kib();
   int ok = 0, refused = 0;
   for (int i = 0; i < 1000; ++i) {
     auto j = c->call_keeping_pushes(join_frame(c->next_cid(), "j", "s", 0));
@@ -272,7 +272,7 @@ TEST_F(hostile, join_spam_is_bounded_per_connection) {
   }
   EXPECT_EQ(ok, 100);
   EXPECT_EQ(refused, 900);
-  if (!built_with_asan()) EXPECT_LT(rss_kib() - before, 8 * 1024) << "KiB added by 1,000 joins";
+  if (!built_with_asan()) EXPECT_LT(broker_rss_kib() - before, 8 * 1024) << "KiB added by 1,000 joins";
   still_serving("j");
   // Closing the connection releases its members: another connection joins again.
   c->conn().close();

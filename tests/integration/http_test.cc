@@ -10,9 +10,9 @@
 #include <thread>
 #include <vector>
 
-#include "tests/integration/net_test_helpers.h"
 #include "tests/support/broker_process.h"
 #include "tests/support/frames.h"
+#include "tests/support/observe.h"
 
 namespace ferry::test {
 namespace {

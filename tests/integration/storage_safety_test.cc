@@ -12,6 +12,7 @@
 #include "ferry/client/client.h"
 #include "tests/support/broker_process.h"
 #include "tests/support/frames.h"
+#include "tests/support/observe.h"
 
 namespace ferry::test {
 namespace {
@@ -238,6 +239,19 @@ TEST_F(storage_safety, a_damaged_partition_is_fenced_and_the_broker_serves_the_r
   EXPECT_EQ(d->partitions[0].status, "corrupt");
   EXPECT_NE(d->partitions[0].status_detail.find("offset 20"), std::string::npos) << d->partitions[0].status_detail;
   EXPECT_EQ(d->partitions[1].status, "ok");
+  // /health and /ready name it, and still pass: the rest of the broker serves (a restart would not
+  // repair it).
+  for (const char* path : {"/health", "/ready"}) {
+    auto h = http_get(broker_.http_port(), path);
+    ASSERT_TRUE(h) << h.error().to_string();
+    EXPECT_EQ(h->status, 200) << path << ": " << h->body;
+    EXPECT_NE(h->body.find("\"status\":\"degraded\""), std::string::npos) << h->body;
+    EXPECT_NE(h->body.find("\"problem\":\"corrupt\""), std::string::npos) << h->body;
+    EXPECT_NE(h->body.find("\"topic\":\"dmg\""), std::string::npos) << h->body;
+  }
+  EXPECT_EQ(broker_metric(broker_, "ferry_partition_problem{topic=\"dmg\",partition=\"0\",problem=\"corrupt\"}"), 1.0);
+  EXPECT_EQ(broker_metric(broker_, "ferry_partition_problem{topic=\"dmg\",partition=\"1\",problem=\"corrupt\"}"),
+            std::nullopt);
   // Nothing was cut away: the file holds every byte it had (the damaged byte included).
   ASSERT_EQ(broker_.sigterm_and_wait(), 0);
   std::string after;

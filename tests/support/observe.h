@@ -1,7 +1,7 @@
 #pragma once
-// Helpers for the connection and HTTP tests (connection_limits_test, connection_exhaustion_test,
-// http_test): what /proc says about the broker process, a raw HTTP GET, Prometheus text lookups,
-// and the "keeps serving, nothing stored changed" checks every attack test ends with.
+// Test support: observing a broker from outside: what /proc says about its process (resident
+// memory and build flavour are in process.h), a raw HTTP GET, Prometheus text lookups, and the
+// "keeps serving, nothing stored changed" checks every attack test ends with.
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -23,38 +23,15 @@
 
 #include "tests/support/broker_process.h"
 #include "tests/support/frames.h"
+#include "tests/support/process.h"
 
 namespace ferry::test {
-
-// Whether this build runs under AddressSanitizer, where resident memory means little (shadow
-// memory, quarantine): RSS bounds are skipped there, every other check stays.
-constexpr bool asan_build() {
-#if defined(__SANITIZE_ADDRESS__)
-  return true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-  return true;
-#else
-  return false;
-#endif
-#else
-  return false;
-#endif
-}
 
 inline std::string read_proc(int pid, const char* what) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/" + what);
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
-}
-
-// VmRSS of `pid` in KiB (0 if unknown).
-inline long rss_kib(int pid) {
-  auto s = read_proc(pid, "status");
-  auto pos = s.find("VmRSS:");
-  if (pos == std::string::npos) return 0;
-  return std::strtol(s.c_str() + pos + 6, nullptr, 10);
 }
 
 // utime + stime of `pid` in clock ticks (fields 14 and 15 of /proc/PID/stat).
