@@ -77,6 +77,12 @@ std::optional<index_state> decode_state(std::string_view value) {
   return index_state{static_cast<int64_t>(get_be64(value.data())), static_cast<int64_t>(get_be64(value.data() + 8))};
 }
 
+size_t pending_message::bytes() const {
+  size_t n = sizeof(*this) + (key ? key->size() : 0) + (value ? value->size() : 0);
+  for (auto& [k, v] : headers) n += k.size() + (v ? v->size() : 0) + 64;
+  return n;
+}
+
 std::string encode_message(const pending_message& m) {
   byte_writer w;
   w.u8(value_version);

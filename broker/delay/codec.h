@@ -1,6 +1,7 @@
 #pragma once
 // The delay index's byte formats (schema/delay.md, "Store"): its RocksDB keys and values, apart
-// from RocksDB so that they can be tested and fuzzed alone (tests/fuzz/delay_entry.cc).
+// from RocksDB so that they can be tested and fuzzed alone (tests/fuzz/delay_entry.cc). Also
+// defines pending_message::bytes().
 //
 // Keys: a kind byte, the topic id and partition big-endian, then the rest big-endian so that
 // RocksDB's byte order is numeric order:

@@ -123,12 +123,6 @@ class rocks_index final : public delay_index {
 
 }  // namespace
 
-size_t pending_message::bytes() const {
-  size_t n = sizeof(*this) + (key ? key->size() : 0) + (value ? value->size() : 0);
-  for (auto& [k, v] : headers) n += k.size() + (v ? v->size() : 0) + 64;
-  return n;
-}
-
 result<std::unique_ptr<delay_index>> delay_index::open(const std::filesystem::path& dir, options o) {
   rocksdb::Options opts;
   opts.create_if_missing = true;
