@@ -107,7 +107,8 @@ result<batch_header> verify(std::span<const std::byte> batch, batch_delays* dela
   for (int32_t i = 0; i < h->record_count; ++i) {
     auto n = detail::decode_record(batch.subspan(pos), *h, r);
     if (!n) return n.error();
-    if (r.offset != h->base_offset + i) return fail(errc::corrupt_batch, "record offset deltas are not 0..n-1");
+    if (r.offset != detail::wrapping_add(h->base_offset, int64_t{i}))
+      return fail(errc::corrupt_batch, "record offset deltas are not 0..n-1");
     if (rule == header_rule::no_reserved) {
       for (auto& hv : r.headers)
         if (is_reserved_header(hv.key))
@@ -116,7 +117,8 @@ result<batch_header> verify(std::span<const std::byte> batch, batch_delays* dela
     }
     if (delays && r.deliver_at) {
       // The field as written: a delay (relative batches) or an absolute time.
-      int64_t raw = (h->attributes & attr_delay_relative) ? *r.deliver_at - h->append_time : *r.deliver_at;
+      int64_t raw =
+          (h->attributes & attr_delay_relative) ? detail::wrapping_sub(*r.deliver_at, h->append_time) : *r.deliver_at;
       ++delays->count;
       delays->min = std::min(delays->min, raw);
       delays->max = std::max(delays->max, raw);
@@ -151,8 +153,8 @@ result<size_t> decode_record(std::span<const std::byte> rest, const batch_header
   const std::byte* rec_end = rd.p + len;
   reader r{rd.p, rec_end};
   auto attrs = static_cast<uint8_t>(r.p < r.end ? *r.p++ : (r.ok = false, std::byte{0}));
-  out.timestamp = h.first_timestamp + r.varint();
-  out.offset = h.base_offset + static_cast<int64_t>(r.uvarint());
+  out.timestamp = wrapping_add(h.first_timestamp, r.varint());
+  out.offset = wrapping_add(h.base_offset, static_cast<int64_t>(r.uvarint()));
   out.key = r.bytes(r.varint());
   out.value = r.bytes(r.varint());
   uint64_t nh = r.uvarint();
@@ -166,7 +168,7 @@ result<size_t> decode_record(std::span<const std::byte> rest, const batch_header
   out.deliver_at.reset();
   if (attrs & 1) {
     int64_t d = r.varint();
-    out.deliver_at = (h.attributes & attr_delay_relative) ? h.append_time + d : d;
+    out.deliver_at = (h.attributes & attr_delay_relative) ? wrapping_add(h.append_time, d) : d;
   }
   if (!r.ok || r.p != rec_end) return fail(errc::corrupt_batch, "record fields do not match the record length");
   return static_cast<size_t>(rec_end - rest.data());

@@ -42,6 +42,21 @@ inline constexpr uint16_t attr_control = 1u << 4;
 // "Delayed messages"). Producers may not set it; consumers get these records like any others.
 inline constexpr uint16_t attr_released = 1u << 5;
 
+namespace detail {
+// Two's complement sums: offsets, sequences and times are header fields plus deltas, all read from
+// untrusted bytes (a client's batch, a damaged disk). A hostile pair then gives a value the checks
+// reject instead of a signed overflow, which is undefined behaviour.
+constexpr int64_t wrapping_add(int64_t a, int64_t b) noexcept {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+constexpr int64_t wrapping_sub(int64_t a, int64_t b) noexcept {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+constexpr int32_t wrapping_add(int32_t a, int32_t b) noexcept {
+  return static_cast<int32_t>(static_cast<uint32_t>(a) + static_cast<uint32_t>(b));
+}
+}  // namespace detail
+
 struct batch_header {
   int64_t base_offset = 0;
   int32_t batch_length = 0;
@@ -58,9 +73,9 @@ struct batch_header {
   int32_t base_sequence = -1;
   int32_t record_count = 0;
 
-  int64_t last_offset() const { return base_offset + last_offset_delta; }
-  int64_t next_offset() const { return base_offset + last_offset_delta + 1; }
-  int32_t last_sequence() const { return base_sequence + last_offset_delta; }
+  int64_t last_offset() const { return detail::wrapping_add(base_offset, int64_t{last_offset_delta}); }
+  int64_t next_offset() const { return detail::wrapping_add(last_offset(), int64_t{1}); }
+  int32_t last_sequence() const { return detail::wrapping_add(base_sequence, last_offset_delta); }
 };
 
 // Reads the header fields; checks only that `bytes` holds a full header with a sane length

@@ -15,6 +15,16 @@ inline int64_t zigzag_decode(uint64_t u) noexcept {
   return static_cast<int64_t>(u >> 1) ^ -static_cast<int64_t>(u & 1);
 }
 
+// `out = a + delta` for a gap or length read from bytes; false (out unchanged) if the sum does not
+// fit an int64, so that a decoder refuses a damaged record instead of overflowing.
+inline bool add_delta(int64_t a, uint64_t delta, int64_t& out) noexcept {
+  int64_t sum = 0;
+  if (delta > static_cast<uint64_t>(INT64_MAX) || __builtin_add_overflow(a, static_cast<int64_t>(delta), &sum))
+    return false;
+  out = sum;
+  return true;
+}
+
 // Appends `v` as a LEB128 varint to a container of bytes (std::string, std::vector<std::byte>).
 template <class Out>
 void append_uvarint(Out& out, uint64_t v) {

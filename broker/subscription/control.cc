@@ -62,8 +62,13 @@ result<control_op> decode_op(std::string_view value) {
       if (n > value.size()) return fail(errc::corrupt_batch, "control ack record: range count out of bounds");
       int64_t prev_end = 0;
       for (uint64_t i = 0; i < n && r.ok; ++i) {
-        int64_t from = i == 0 ? r.varint() : prev_end + static_cast<int64_t>(r.uvarint());
-        int64_t to = from + static_cast<int64_t>(r.uvarint());
+        int64_t from = 0, to = 0;
+        if (i == 0)
+          from = r.varint();
+        else if (!add_delta(prev_end, r.uvarint(), from))
+          return fail(errc::corrupt_batch, "control ack record: offset out of range");
+        if (!add_delta(from, r.uvarint(), to))
+          return fail(errc::corrupt_batch, "control ack record: offset out of range");
         if (to <= from || (i > 0 && from <= prev_end))
           return fail(errc::corrupt_batch, "control ack record: ranges not sorted and disjoint");
         op.ranges.emplace_back(from, to);
@@ -165,12 +170,21 @@ result<void> decode_delivery_record(std::string_view rec, const std::function<vo
   std::vector<std::pair<int64_t, uint64_t>> runs;
   runs.reserve(n);
   int64_t prev_end = 0;
+  uint64_t total = 0;
   for (uint64_t i = 0; i < n && r.ok; ++i) {
-    int64_t start = prev_end + r.varint();
+    int64_t gap = r.varint();
     uint64_t len = r.uvarint();
-    if (len == 0 || len > (uint64_t{1} << 32)) return fail(errc::corrupt_batch, "delivery record: bad run");
+    // Runs ascend (the encoder sorts distinct offsets), and one round of deliveries is at most one
+    // dispatcher window: a record claiming more is damaged, and must not make start-up loop over
+    // (and count) billions of offsets.
+    int64_t start = 0, end = 0;
+    if (gap < 0 || !add_delta(prev_end, static_cast<uint64_t>(gap), start) || !add_delta(start, len, end))
+      return fail(errc::corrupt_batch, "delivery record: runs out of order or out of range");
+    if (len == 0 || len > max_delivery_record_offsets - total)
+      return fail(errc::corrupt_batch, "delivery record: bad run");
+    total += len;
     runs.emplace_back(start, len);
-    prev_end = start + static_cast<int64_t>(len);
+    prev_end = end;
   }
   if (!r.ok || r.pos != rec.size()) return fail(errc::corrupt_batch, "delivery record: does not parse");
   for (auto [start, len] : runs)

@@ -46,7 +46,10 @@ std::vector<std::byte> encode_control_batch(std::span<const control_op> ops, int
 // deliveries of one subscription on one partition, kept outside the log so that delivery counts
 // survive a crash between checkpoints. `offsets` in any order, each at most once.
 std::string encode_delivery_record(std::span<const int64_t> offsets);
-// Calls fn(offset) for every offset of a record; corrupt_batch if it does not parse.
+// Calls fn(offset) for every offset of a record; corrupt_batch if it does not parse, its runs do
+// not ascend, or it holds more than max_delivery_record_offsets offsets (a round of deliveries is
+// at most one dispatcher window: window_limits::max_messages, which the dispatcher keeps below it).
+inline constexpr uint64_t max_delivery_record_offsets = uint64_t{1} << 16;
 [[nodiscard]] result<void> decode_delivery_record(std::string_view rec, const std::function<void(int64_t)>& fn);
 
 inline bool is_control(const wire::batch_header& h) { return (h.attributes & wire::attr_control) != 0; }

@@ -112,7 +112,11 @@ dispatcher::dispatcher(partition_port& port, meta::subscription_record rec, int6
       limits_(limits),
       acks_(start),
       read_pos_(start),
-      alive_(std::make_shared<bool>(true)) {}
+      alive_(std::make_shared<bool>(true)) {
+  // A round of deliveries is journaled as one record, which decoding bounds (control.h).
+  FERRY_ASSERT(limits_.max_messages <= max_delivery_record_offsets,
+               "dispatcher window larger than a delivery journal record may hold");
+}
 
 dispatcher::~dispatcher() { shutdown(); }
 
@@ -250,11 +254,12 @@ result<int64_t> dispatcher::restore(std::string_view blob) {
   int64_t cursor = r.varint();
   uint64_t n = r.uvarint();
   if (!r.ok || n > blob.size()) return bad("truncated");
+  if (applied < 0 || cursor < 0) return bad("negative offset");
   ack_set a(cursor);
   int64_t prev = cursor;
   for (uint64_t i = 0; i < n && r.ok; ++i) {
-    int64_t from = prev + static_cast<int64_t>(r.uvarint());
-    int64_t to = from + static_cast<int64_t>(r.uvarint());
+    int64_t from = 0, to = 0;
+    if (!add_delta(prev, r.uvarint(), from) || !add_delta(from, r.uvarint(), to)) return bad("offset out of range");
     a.add(from, to);
     prev = to;
   }
@@ -265,7 +270,8 @@ result<int64_t> dispatcher::restore(std::string_view blob) {
   std::unordered_map<int64_t, int32_t> counts;
   prev = cursor;
   for (uint64_t i = 0; i < nc && r.ok; ++i) {
-    int64_t o = prev + static_cast<int64_t>(r.uvarint());
+    int64_t o = 0;
+    if (!add_delta(prev, r.uvarint(), o)) return bad("offset out of range");
     counts[o] = static_cast<int32_t>(r.uvarint());
     prev = o;
   }

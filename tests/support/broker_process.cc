@@ -23,6 +23,7 @@
 #include "schema/frame.h"
 #include "schema/record_batch.h"
 #include "tests/support/process.h"
+#include "tests/support/sanitizer_report.h"
 
 namespace ferry::test {
 
@@ -88,6 +89,9 @@ broker_process::~broker_process() {
     ::kill(pid_, SIGKILL);
     reap_blocking();
   }
+  // A sanitizer build of ferryd halts on its first report; whatever the test did with the process
+  // afterwards (killed it, restarted it), the report in the log fails the test.
+  if (auto log = read_file(log_path())) fail_on_sanitizer_report("ferryd (" + log_path().string() + ")", *log);
   const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
   bool failed = info != nullptr && info->result() != nullptr && info->result()->Failed();
   if (failed) {

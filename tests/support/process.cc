@@ -13,6 +13,8 @@
 #include <fstream>
 #include <string_view>
 
+#include "tests/support/sanitizer_report.h"
+
 extern char** environ;
 
 namespace ferry::test {
@@ -165,11 +167,14 @@ run_result run_process(const std::vector<std::string>& argv, const std::string& 
   } else {
     res.exit_code = decode(status);
   }
+  fail_on_sanitizer_report(argv.empty() ? "child process" : argv[0], res.err);
   return res;
 }
 
 child_process::~child_process() {
   kill9();
+  drain_stderr();
+  fail_on_sanitizer_report("child process", err_);
   for (int fd : {out_fd_, err_fd_})
     if (fd >= 0) ::close(fd);
 }
