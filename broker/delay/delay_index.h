@@ -44,6 +44,9 @@ struct index_op {
   bool cancelled = false;   // remove: by a cancel (leaves a marker so a second cancel says so)
 };
 
+// A delayed message's place in due order: (due time, offset).
+using delay_key = std::pair<int64_t, int64_t>;
+
 struct partition_key {
   uint64_t topic_id = 0;
   int32_t partition = 0;

@@ -7,7 +7,6 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <charconv>
 #include <chrono>
 
 #include "broker/base/assert.h"
@@ -35,18 +34,21 @@ partition::partition(std::string topic, partition_id id, partition_config cfg, r
       rt_(rt),
       owner_(owner),
       log_(std::move(log)),
-      producers_(cfg_.producers) {
+      producers_(cfg_.producers),
+      pipeline_(log_->durable_offset(),
+                cfg_.fsync == fsync_policy::interval ? visibility::appended : visibility::committed,
+                [this](offset o) { on_high_watermark(o); }),
+      subs_(*this, cfg_.topic_id, cfg_.store, cfg_.window, rt_.state().get_executor()),
+      services_(subs_, nullptr) {
   hwm_.store(log_->durable_offset().value, std::memory_order_release);
   // One timing wheel per partition, shared by its subscriptions (leases, backoffs).
-  timers_ = std::make_unique<scheduler::wheel_driver>(rt_.executor(owner_), clock_, [](scheduler::timer_entry& e) {
-    static_cast<subscription::timed_entry&>(e).on_fire();
-  });
+  timers_ = std::make_unique<scheduler::wheel_driver>(rt_.executor(owner_), clock_, scheduler::fire_timed_entry);
+  pipeline_.add(subs_);
 }
 
 partition::~partition() {
-  // Dispatchers hold timer entries on timers_: they go first.
-  for (auto& [id, s] : subs_) s.d->shutdown();
-  subs_.clear();
+  // Delivery engines hold timer entries on timers_: they go first.
+  services_.stop();
   if (timers_) timers_->stop();
 }
 
@@ -76,31 +78,49 @@ result<std::shared_ptr<partition>> partition::open(std::string topic, partition_
                  p->log_->start_offset().value, p->log_->next_offset().value, p->log_->segment_count(),
                  p->producers_.size());
   if (p->cfg_.delays != nullptr) {
-    std::string prefix = p->topic_ + "/" + std::to_string(id.value) + "/";
-    partition* raw = p.get();
-    p->delays_ = std::make_unique<delay_scheduler>(
-        *p->cfg_.delays, delay::partition_key{p->cfg_.topic_id, id.value}, prefix, rt, owner, broker_clock(),
-        p->cfg_.delay, [raw](std::vector<std::byte> batch, std::vector<delay_key> released) {
-          return raw->append_release(std::move(batch), std::move(released));
-        });
-    p->delays_->set_drained_callback([raw] { raw->open_gate(); });
-    p->delays_->set_release_barrier([raw] {
-      int64_t oldest = INT64_MAX;  // (the minimum, not the first: the clock may have stepped back)
-      for (auto& ev : raw->delay_events_)
-        if (!ev.inserts.empty()) oldest = std::min(oldest, ev.append_time);
-      return oldest;
-    });
-    auto applied = p->delays_->open();
-    if (!applied) return applied.error();
-    if (auto r = p->replay_delays(offset{*applied}); !r) return r.error();
-    if (auto r = p->delays_->finish_replay(p->readable_end().value); !r) return r.error();
-    if (p->delays_->pending() > 0)
-      logger()->info("{}/{}: {} delayed messages pending", p->topic_, id.value, p->delays_->pending());
+    if (auto r = p->open_delays(); !r) return r.error();
   }
   if (p->cfg_.fsync == fsync_policy::interval) p->start_interval_sync();
   if (p->cfg_.store != nullptr) p->start_checkpoints();
   p->refresh_health();
+  // This broker leads every partition it hosts (until replication): the leader services run now.
+  p->services_.start();
   return p;
+}
+
+result<void> partition::open_delays() {
+  std::string prefix = topic_ + "/" + std::to_string(id_.value) + "/";
+  delays_ = std::make_unique<delay::delay_scheduler>(
+      *cfg_.delays, delay::partition_key{cfg_.topic_id, id_.value}, prefix, rt_.executor(owner_),
+      rt_.state().get_executor(), broker_clock(), cfg_.delay,
+      [this](std::vector<std::byte> batch, const std::vector<delay::delay_key>&) {
+        return append_release(std::move(batch));
+      });
+  delays_->set_drained_callback([this] { open_gate(); });
+  // A message due at or before the append time of the oldest batch that may hold delayed messages
+  // and is not applied yet may be released; a later one waits (due order per key).
+  delays_->set_release_barrier([this] {
+    int64_t oldest = INT64_MAX;  // (the minimum, not the first: the clock may have stepped back)
+    pipeline_.for_each_pending([&](const wire::batch_header& h, batch_hint hint) {
+      if (hint == batch_hint::maybe_delays) oldest = std::min(oldest, h.append_time);
+    });
+    return oldest;
+  });
+  delay_machine_ = std::make_unique<delay::delay_machine>(*delays_, rt_.executor(owner_), rt_.disk().get_executor());
+  auto applied = delays_->open();
+  if (!applied) return applied.error();
+  // The delay index catches up with the log through the pipeline's apply path, then follows it.
+  if (auto r = pipeline_.replay(*log_, *delay_machine_, offset{*applied}, readable_end()); !r) return r.error();
+  auto& n = delay_machine_->applied_counts();
+  if (n.inserted + n.released + n.cancelled > 0)
+    logger()->info("{}/{}: delay index caught up from offset {}: {} delayed, {} released, {} cancelled", topic_,
+                   id_.value, *applied, n.inserted, n.released, n.cancelled);
+  if (auto r = delays_->finish_replay(readable_end().value); !r) return r.error();
+  pipeline_.add(*delay_machine_);
+  services_.set_delays(delays_.get());
+  if (delays_->pending() > 0)
+    logger()->info("{}/{}: {} delayed messages pending", topic_, id_.value, delays_->pending());
+  return {};
 }
 
 size_t partition::expire_producers() {
@@ -109,6 +129,8 @@ size_t partition::expire_producers() {
   if (n > 0) logger()->info("{}/{}: forgot {} idle producers ({} remembered)", topic_, id_.value, n, producers_.size());
   return n;
 }
+
+// ---- produce ---------------------------------------------------------------------------------------
 
 asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> batch, wire::batch_header h,
                                                            ack_level acks, batch_delays delays) {
@@ -138,10 +160,10 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
     case producer_state::verdict::duplicate: {
       pr.duplicates.inc();
       // A copy (`seen`), not a reference into the producer state: expiry may change it while
-      // this waits. The original may still be waiting for its fsync: answer once it is durable.
+      // this waits. The original may still be waiting for its commit: answer once it is committed.
       offset end{seen.original.next_offset()};
-      if (acks == ack_level::durable && cfg_.fsync == fsync_policy::always && log_->durable_offset() < end) {
-        errc e = co_await wait_durable(end);
+      if (acks == ack_level::durable && cfg_.fsync == fsync_policy::always && pipeline_.committed() < end) {
+        errc e = co_await wait_committed(end);
         if (e != errc::ok) co_return fail(e, "fsync failed on " + topic_ + "/" + std::to_string(id_.value));
       }
       co_return produce_result{offset{seen.original.base_offset}, seen.original.append_time, true};
@@ -170,26 +192,18 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
   h.base_offset = info->base.value;
   h.append_time = info->append_time;
   producers_.remember(h);
-  if (delays == batch_delays::some && delays_) {
-    // The due times are known now (a relative delay counts from the append time just stamped);
-    // the delay index takes them once the batch is durable.
-    auto msgs = delayed_records(batch);
-    if (!msgs.empty()) {
-      pr.delayed_scheduled.inc(msgs.size());
-      delay_events_.push_back(delay_event{info->base, info->last, info->append_time, std::move(msgs), {}});
-    }
-  }
+  // Only batches a state machine needs are kept by the pipeline (a plain batch costs two checks).
+  pipeline_.appended(h, std::span<const std::byte>(batch),
+                     delays == batch_delays::some ? batch_hint::maybe_delays : batch_hint::none);
   pr.appended_batches.inc();
   pr.appended_records.inc(static_cast<uint64_t>(h.record_count));
   pr.appended_bytes.inc(batch.size());
   produce_result res{info->base, info->append_time, false};
-  if (cfg_.fsync == fsync_policy::interval) {
-    advance_hwm(log_->next_offset());
-  } else {
+  if (cfg_.fsync == fsync_policy::always) {
     maybe_start_sync();
     if (acks == ack_level::durable) {
       offset end{info->last.value + 1};
-      errc e = co_await wait_durable(end);
+      errc e = co_await wait_committed(end);
       if (e != errc::ok)
         co_return fail(e, "fsync failed on " + topic_ + "/" + std::to_string(id_.value) +
                               ": the log refuses writes until restart");
@@ -215,9 +229,26 @@ error partition::delay_index_failed() const {
 // Resumes held produces in arrival order, inline (this runs on the owner shard), so each appends
 // before the next: a producer's batches keep their sequence order. After a delay index failure
 // every held produce resumes (and fails) at once.
+void partition::open_gate() {
+  if (delays_ && delays_->index_failed() && (health() & partition_health::delay_index_failed) == 0) refresh_health();
+  while (!gate_.empty() && (closing_ || !delays_ || !delays_->backlogged() || delays_->index_failed())) {
+    auto h = std::move(gate_.front());
+    gate_.pop_front();
+    std::move(h)();
+  }
+}
+
+// ---- health ----------------------------------------------------------------------------------------
+
 void partition::note_append_error(const error& e) {
   if (e.code == errc::disk_full) disk_full_ = true;
   refresh_health();
+}
+
+void partition::note_read_error(const error& e) {
+  // Damage found at run time (bit rot) fences the partition from now on: show it.
+  if (e.code == errc::corrupt_batch && (health() & partition_health::corrupt) == 0 && log_->corruption())
+    refresh_health();
 }
 
 void partition::refresh_health() {
@@ -260,24 +291,12 @@ std::string partition::health_detail() const {
   return health_detail_;
 }
 
-void partition::open_gate() {
-  if (delays_ && delays_->index_failed() && (health() & partition_health::delay_index_failed) == 0) refresh_health();
-  while (!gate_.empty() && (closing_ || !delays_ || !delays_->backlogged() || delays_->index_failed())) {
-    auto h = std::move(gate_.front());
-    gate_.pop_front();
-    std::move(h)();
-  }
+offset partition::readable_end() const {
+  auto c = log_->corruption();
+  return c ? std::min(c->at, log_->next_offset()) : log_->next_offset();
 }
 
-asio::awaitable<errc> partition::wait_durable(offset upto) {
-  if (log_->durable_offset() >= upto) co_return errc::ok;
-  if (log_->failed()) co_return errc::storage_error;
-  auto enqueue = [this, upto](auto handler) {
-    durability_waiters_.push_back(durability_waiter{upto, std::move(handler)});
-  };
-  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(errc)>(std::move(enqueue),
-                                                                                      asio::use_awaitable);
-}
+// ---- group commit and the commit index --------------------------------------------------------------
 
 void partition::maybe_start_sync() {
   if (sync_running_ || log_->failed() || log_->durable_offset() >= log_->next_offset()) return;
@@ -304,26 +323,21 @@ void partition::sync_done(const log::pending_sync& s, const result<void>& r) {
                     r.error().to_string());
     refresh_health();
   }
+  // Without replication the commit index is what is durable here: the one place it moves.
   offset durable = log_->durable_offset();
-  apply_pending_controls(durable, log_->failed());
-  if (delays_) delays_->set_applied(durable.value);
-  auto ex = rt_.executor(owner_);
-  while (!durability_waiters_.empty() && (durability_waiters_.front().upto <= durable || log_->failed())) {
-    auto w = std::move(durability_waiters_.front());
-    durability_waiters_.pop_front();
-    errc e = w.upto <= durable ? errc::ok : errc::storage_error;
-    // Waiters are produce() coroutines, which run on this shard: resume them from the queue, not
-    // from inside this loop.
-    asio::post(ex, [h = std::move(w.handler), e]() mutable { std::move(h)(e); });
+  if (log_->failed()) {
+    // Not durable and never will be (the log refuses writes after a failed fsync): these batches
+    // are not in the log a restart recovers, so no state machine may take them.
+    pipeline_.discard_from(durable);
   }
-  if (cfg_.fsync == fsync_policy::always) advance_hwm(durable);
+  pipeline_.commit(durable);
+  run_commit_waiters(false);
   maybe_start_sync();
 }
 
-void partition::advance_hwm(offset to) {
-  if (to.value <= hwm_.load(std::memory_order_relaxed)) return;
+void partition::on_high_watermark(offset to) {
   hwm_.store(to.value, std::memory_order_release);
-  for (auto& [id, sub] : subs_) sub.d->wake();
+  subs_.wake();
   if (data_waiters_.empty()) return;
   std::vector<std::function<void()>> woken;
   for (auto it = data_waiters_.begin(); it != data_waiters_.end();) {
@@ -336,6 +350,66 @@ void partition::advance_hwm(offset to) {
   }
   for (auto& w : woken) w();
 }
+
+void partition::run_commit_waiters(bool closed) {
+  offset committed = pipeline_.committed();
+  bool failed = log_->failed();
+  auto ex = rt_.executor(owner_);
+  while (!commit_waiters_.empty() && (commit_waiters_.front().upto <= committed || failed || closed)) {
+    auto w = std::move(commit_waiters_.front());
+    commit_waiters_.pop_front();
+    errc e = w.upto <= committed ? errc::ok : failed ? errc::storage_error : errc::shutting_down;
+    // Waiters resume from the queue, not from inside this loop (they may append again).
+    asio::post(ex, [h = std::move(w.handler), e]() mutable { std::move(h)(e); });
+  }
+}
+
+asio::awaitable<errc> partition::wait_committed(offset upto) {
+  if (pipeline_.committed() >= upto) co_return errc::ok;
+  if (log_->failed()) co_return errc::storage_error;
+  auto enqueue = [this, upto](auto handler) { commit_waiters_.push_back(commit_waiter{upto, std::move(handler)}); };
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(errc)>(std::move(enqueue),
+                                                                                      asio::use_awaitable);
+}
+
+void partition::wait_commit(offset upto, std::function<void(result<void>)> done) {
+  auto finish = [this, done = std::move(done)](errc e) {
+    if (e == errc::ok) return done({});
+    done(fail(e, "control batch on " + topic_ + "/" + std::to_string(id_.value) + " is not durable"));
+  };
+  if (pipeline_.committed() >= upto) return post([finish] { finish(errc::ok); });
+  if (log_->failed()) return post([finish] { finish(errc::storage_error); });
+  commit_waiters_.push_back(commit_waiter{upto, asio::any_completion_handler<void(errc)>(std::move(finish))});
+}
+
+result<log::append_info> partition::append_own(std::vector<std::byte> batch) {
+  auto info = log_->append(batch, epoch{0});
+  if (!info) {
+    note_append_error(info.error());
+    return info.error();
+  }
+  auto h = wire::parse_batch_header(batch);
+  FERRY_ASSERT(h, "a broker-built batch parses after its append");
+  pipeline_.appended(*h, std::move(batch), batch_hint::none);
+  maybe_start_sync();
+  return info;
+}
+
+void partition::start_interval_sync() {
+  interval_timer_ = std::make_unique<asio::steady_timer>(rt_.executor(owner_));
+  auto self = shared_from_this();
+  auto loop = [](std::shared_ptr<partition> p) -> asio::awaitable<void> {
+    while (!p->closing_) {
+      p->interval_timer_->expires_after(std::chrono::milliseconds(p->cfg_.fsync_interval_ms));
+      co_await p->interval_timer_->async_wait(boost::asio::as_tuple(asio::use_awaitable));
+      if (p->closing_) break;
+      p->maybe_start_sync();
+    }
+  };
+  runtime::spawn_logged(rt_.executor(owner_), loop(self), "interval fsync of " + topic_);
+}
+
+// ---- reads -----------------------------------------------------------------------------------------
 
 result<uint64_t> partition::on_data(offset from, std::function<void()> wake) {
   if (from < hwm() || closing_) {
@@ -359,15 +433,8 @@ result<void> partition::read(offset from, size_t max_bytes, std::vector<std::byt
   return r;
 }
 
-void partition::note_read_error(const error& e) {
-  // Damage found at run time (bit rot) fences the partition from now on: show it.
-  if (e.code == errc::corrupt_batch && (health() & partition_health::corrupt) == 0 && log_->corruption())
-    refresh_health();
-}
-
-offset partition::readable_end() const {
-  auto c = log_->corruption();
-  return c ? std::min(c->at, log_->next_offset()) : log_->next_offset();
+result<void> partition::read(int64_t from, size_t max_bytes, std::vector<std::byte>& out) {
+  return read(offset{from}, max_bytes, out);
 }
 
 result<offset> partition::offset_for_timestamp(int64_t ts) { return log_->offset_for_timestamp(ts); }
@@ -376,289 +443,9 @@ partition_stats partition::stats() const {
   return partition_stats{log_->start_offset(), hwm(), log_->next_offset(), log_->size_bytes(), log_->segment_count()};
 }
 
-void partition::start_interval_sync() {
-  interval_timer_ = std::make_unique<asio::steady_timer>(rt_.executor(owner_));
-  auto self = shared_from_this();
-  auto loop = [](std::shared_ptr<partition> p) -> asio::awaitable<void> {
-    while (!p->closing_) {
-      p->interval_timer_->expires_after(std::chrono::milliseconds(p->cfg_.fsync_interval_ms));
-      co_await p->interval_timer_->async_wait(boost::asio::as_tuple(asio::use_awaitable));
-      if (p->closing_) break;
-      p->maybe_start_sync();
-    }
-  };
-  runtime::spawn_logged(rt_.executor(owner_), loop(self), "interval fsync of " + topic_);
-}
-
-asio::awaitable<void> partition::close() {
-  closing_ = true;
-  open_gate();
-  if (interval_timer_) interval_timer_->cancel();
-  // Let the sync chain finish: it covers everything appended so far.
-  if (!log_->failed() && log_->durable_offset() < log_->next_offset()) {
-    maybe_start_sync();
-    (void)co_await wait_durable(log_->next_offset());
-  }
-  while (sync_running_) {
-    // A sync can still be running after a failure; wait for its completion to be processed.
-    asio::steady_timer t(rt_.executor(owner_), std::chrono::milliseconds(1));
-    co_await t.async_wait(asio::use_awaitable);
-  }
-  // Every control batch is durable and applied now: the checkpoints cover all of it.
-  if (checkpoint_timer_) checkpoint_timer_->cancel();
-  while (checkpoint_running_) {
-    asio::steady_timer t(rt_.executor(owner_), std::chrono::milliseconds(1));
-    co_await t.async_wait(asio::use_awaitable);
-  }
-  co_await save_checkpoints(true);
-  if (delays_) co_await delays_->close();
-  for (auto& [id, sub] : subs_) sub.d->shutdown();
-  apply_pending_controls(log_->durable_offset(), true);
-  timers_->stop();
-  auto r = log_->close();
-  if (!r) logger()->error("closing {}/{}: {}", topic_, id_.value, r.error().to_string());
-  auto waiters = std::move(data_waiters_);
-  data_waiters_.clear();
-  for (auto& [id, w] : waiters) w.wake();
-}
-
-// ---- subscriptions -------------------------------------------------------------------------------
-
 int64_t partition::log_start() const { return log_->start_offset().value; }
 
-result<void> partition::read(int64_t from, size_t max_bytes, std::vector<std::byte>& out) {
-  auto r = log_->read(offset{from}, max_bytes, hwm(), out);
-  if (!r) note_read_error(r.error());
-  return r;
-}
-
 void partition::post(std::function<void()> fn) { asio::post(rt_.executor(owner_), std::move(fn)); }
-
-namespace {
-std::string journal_seq(uint64_t seq) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "%020llu", static_cast<unsigned long long>(seq));
-  return buf;
-}
-}  // namespace
-
-void partition::record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) {
-  if (cfg_.store == nullptr || offsets.empty()) return;
-  auto it = subs_.find(sub_id);
-  if (it == subs_.end()) return;
-  // Unsynced, on the state thread (never a RocksDB write on the shard): it runs before any later
-  // checkpoint write of this partition (the same FIFO thread), so a checkpoint erases only journal
-  // records already written. The deliveries go out meanwhile: a kill -9 within the microseconds
-  // before the write lands can undercount this round by one (documented in schema/control.md).
-  auto key = it->second.journal_key + journal_seq(it->second.journal_next);
-  ++it->second.journal_next;
-  auto record = subscription::encode_delivery_record(offsets);
-  auto* store = cfg_.store;
-  auto write = [store, key = std::move(key), record = std::move(record), topic = topic_, id = id_.value] {
-    auto r = store->put_journal(key, record);
-    if (!r) {
-      probe::get().journal_errors.inc();
-      logger()->warn("{}/{}: delivery journal write failed (delivery counts may be low after a crash): {}", topic, id,
-                     r.error().to_string());
-      return;
-    }
-    probe::get().journal_records.inc();
-  };
-  asio::post(rt_.state(), std::move(write));
-}
-
-void partition::append_control(std::vector<subscription::control_op> ops, std::function<void(result<void>)> done) {
-  if (closing_) {
-    post([done = std::move(done)] { done(fail(errc::shutting_down, "the partition is closing")); });
-    return;
-  }
-  auto batch = subscription::encode_control_batch(ops, clock_.now_ms());
-  auto info = log_->append(batch, epoch{0});
-  if (!info) {
-    logger()->error("appending a control batch to {}/{} failed: {}", topic_, id_.value, info.error().to_string());
-    note_append_error(info.error());
-    post([done = std::move(done), e = info.error()] { done(e); });
-    return;
-  }
-  probe::get().control_batches.inc();
-  pending_controls_.push_back(pending_control{info->base, info->last, std::move(ops), std::move(done)});
-  if (cfg_.fsync == fsync_policy::interval) advance_hwm(log_->next_offset());
-  // Acks are answered once durable, whatever the topic's fsync policy.
-  maybe_start_sync();
-}
-
-// Durable control batches and delay events, merged in log order: a cancel must meet the insert
-// it cancels already applied, and a release after it.
-void partition::apply_pending_controls(offset durable, bool failed) {
-  for (;;) {
-    bool ctl = !pending_controls_.empty() && pending_controls_.front().last < durable;
-    bool dly = !delay_events_.empty() && delay_events_.front().last < durable;
-    if (dly && (!ctl || delay_events_.front().base < pending_controls_.front().base)) {
-      auto ev = std::move(delay_events_.front());
-      delay_events_.pop_front();
-      apply_delay_event(ev);
-      continue;
-    }
-    if (!ctl) break;
-    auto& pc = pending_controls_.front();
-    for (auto& [id, sub] : subs_) sub.d->apply_control(pc.base.value, pc.last.value, pc.ops);
-    for (auto& op : pc.ops)
-      if (op.type == subscription::control_type::cancel && delays_)
-        cancel_outcomes_[op.offset] = delays_->on_cancelled(pc.base.value, op.offset, op.due);
-    auto done = std::move(pc.done);
-    pending_controls_.pop_front();
-    done({});
-  }
-  if (failed || closing_) {
-    // Not durable and never will be (the log refuses writes after a failed fsync): these batches
-    // are not in the log a restart recovers, so the delay index must not take them either.
-    if (failed) delay_events_.clear();
-  }
-  while (!pending_controls_.empty()) {
-    auto& pc = pending_controls_.front();
-    if (failed || closing_) {
-      auto done = std::move(pc.done);
-      pending_controls_.pop_front();
-      done(fail(failed ? errc::storage_error : errc::shutting_down,
-                "control batch on " + topic_ + "/" + std::to_string(id_.value) + " is not durable"));
-    } else {
-      break;
-    }
-  }
-}
-
-offset partition::applied_upto() const { return pending_controls_.empty() ? hwm() : pending_controls_.front().base; }
-
-result<void> partition::replay_controls(sub_slot& s, offset from) {
-  std::vector<std::pair<offset, offset>> controls;
-  if (from < log_->start_offset()) from = log_->start_offset();
-  if (from >= log_->next_offset()) return {};
-  auto scan = log_->for_each_batch_header(from, [&](const wire::batch_header& h) {
-    if (subscription::is_control(h) && h.base_offset >= from.value)
-      controls.emplace_back(offset{h.base_offset}, offset{h.last_offset()});
-  });
-  if (!scan) return scan.error();
-  std::vector<std::byte> buf;
-  for (auto [base, last] : controls) {
-    buf.clear();
-    if (auto r = log_->read(base, 1, log_->next_offset(), buf); !r) return r.error();
-    auto h = wire::parse_batch_header(buf);
-    if (!h) return h.error();
-    std::vector<subscription::control_op> ops;
-    auto bytes = std::span<const std::byte>(buf).first(static_cast<size_t>(h->batch_length));
-    auto dec =
-        subscription::decode_control_batch(bytes, [&](const subscription::control_op& op) { ops.push_back(op); });
-    if (!dec)
-      return fail(dec.error().code, topic_ + "/" + std::to_string(id_.value) + " control batch at " +
-                                        std::to_string(base.value) + ": " + dec.error().message);
-    s.d->apply_control(base.value, last.value, ops);
-  }
-  if (!controls.empty())
-    logger()->info("{}/{} subscription {}: applied {} control batches from offset {}", topic_, id_.value,
-                   s.d->record().name, controls.size(), from.value);
-  return {};
-}
-
-result<void> partition::add_subscription(const meta::subscription_record& rec, saved_subscription saved,
-                                         subscription_origin origin) {
-  auto& checkpoint = saved.checkpoint;
-  if (subs_.contains(rec.id)) return {};
-  int64_t start = static_cast<size_t>(id_.value) < rec.start_offsets.size() ? rec.start_offsets[id_.value] : 0;
-  start = std::clamp(start, log_->start_offset().value, log_->next_offset().value);
-  subscription::partition_port& port = *this;
-  auto d = std::make_unique<subscription::dispatcher>(port, rec, start, cfg_.window);
-  offset replay_from{start};
-  bool restored = false;
-  if (checkpoint) {
-    auto a = d->restore(*checkpoint);
-    if (!a) return a.error();
-    replay_from = offset{*a};
-    restored = true;
-  }
-  sub_slot slot{std::move(d), replay_from, 0, journal_prefix(rec.id)};
-  // Deliveries after the checkpoint: their counts (the journal is newer than the checkpoint, and
-  // older than every control batch replayed below, which only removes counts).
-  const std::string& jp = slot.journal_key;
-  for (auto& [k, v] : saved.journal) {
-    if (auto r = slot.d->restore_deliveries(v); !r) return r.error();
-    if (k.size() > jp.size() && k.compare(0, jp.size(), jp) == 0)
-      slot.journal_next = std::max<uint64_t>(slot.journal_next, std::strtoull(k.c_str() + jp.size(), nullptr, 10) + 1);
-  }
-  if (!saved.journal.empty())
-    logger()->info("{}/{} subscription {}: {} delivery journal records after its checkpoint", topic_, id_.value,
-                   rec.name, saved.journal.size());
-  // A new subscription has no control records of its own yet; an existing one applies what came
-  // after its checkpoint (acks that were durable but not yet saved), or after its start offset if
-  // no checkpoint was saved before a crash.
-  if (origin == subscription_origin::existing) {
-    if (auto r = replay_controls(slot, replay_from); !r) return r.error();
-  }
-  // A log shorter than the saved state (its tail was lost) must not hide the new messages that
-  // will take those offsets again.
-  if (slot.d->clamp_to_log_end(log_->next_offset().value))
-    slot.saved_applied = std::min(slot.saved_applied, log_->next_offset());
-  slot.d->expire_below(log_->start_offset().value);
-  logger()->info("{}/{} subscription {}: cursor {} ({})", topic_, id_.value, rec.name, slot.d->cursor(),
-                 restored ? "from its checkpoint" : "new");
-  subs_.emplace(rec.id, std::move(slot));
-  return {};
-}
-
-void partition::remove_subscription(uint64_t sub_id) {
-  auto it = subs_.find(sub_id);
-  if (it == subs_.end()) return;
-  it->second.d->shutdown();
-  subs_.erase(it);
-}
-
-subscription::dispatcher* partition::find_subscription(uint64_t sub_id) {
-  auto it = subs_.find(sub_id);
-  return it == subs_.end() ? nullptr : it->second.d.get();
-}
-
-void partition::seek_subscription(uint64_t sub_id, int64_t new_cursor, std::function<void(result<void>)> done) {
-  subscription::control_op op;
-  op.type = subscription::control_type::seek;
-  op.sub_id = sub_id;
-  op.offset = new_cursor;
-  std::vector<subscription::control_op> ops{std::move(op)};
-  append_control(std::move(ops), std::move(done));
-}
-
-void partition::dead_letter(subscription::dead_letter_request r, std::function<void(result<void>)> done) {
-  if (cfg_.dead_letters == nullptr) {
-    post([done = std::move(done)] { done(fail(errc::unknown, "no dead-letter sink configured")); });
-    return;
-  }
-  std::weak_ptr<partition> weak = weak_from_this();
-  auto ex = rt_.executor(owner_);
-  cfg_.dead_letters->write_dead_letter(std::move(r), [weak, ex, done = std::move(done)](result<void> res) mutable {
-    asio::post(ex, [weak, done = std::move(done), res = std::move(res)]() mutable {
-      if (weak.lock()) done(std::move(res));
-    });
-  });
-}
-
-offset partition::low_water_mark() const {
-  if (subs_.empty()) return log_->start_offset();
-  int64_t lwm = INT64_MAX;
-  for (auto& [id, s] : subs_) lwm = std::min({lwm, s.d->cursor(), s.saved_applied.value});
-  if (delays_) lwm = std::min(lwm, delays_->synced_upto());
-  return offset{std::max(lwm, log_->start_offset().value)};
-}
-
-result<log::retention_result> partition::apply_retention_with_subscriptions() {
-  // Whatever the time and size limits say, keep what a restart must read again: the log after the
-  // subscriptions' saved checkpoints and after the delay index's synced state.
-  int64_t keep = INT64_MAX;
-  for (auto& [id, s] : subs_) keep = std::min(keep, s.saved_applied.value);
-  if (delays_) keep = std::min(keep, delays_->synced_upto());
-  result<log::retention_result> r = log_->detach_for_retention(low_water_mark(), offset{keep});
-  int64_t start = log_->start_offset().value;
-  for (auto& [id, s] : subs_)
-    if (s.d->cursor() < start) s.d->expire_below(start);
-  return r;
-}
 
 int64_t partition::messages_from(offset from) {
   offset end = hwm();
@@ -679,181 +466,127 @@ int64_t partition::append_time_at(offset o) {
   return h ? h->append_time : -1;
 }
 
-// ---- delayed messages ------------------------------------------------------------------------------
+// ---- close -----------------------------------------------------------------------------------------
 
-std::vector<delay::pending_message> partition::delayed_records(std::span<const std::byte> batch) {
-  std::vector<delay::pending_message> out;
-  auto h = wire::parse_batch_header(batch);
-  if (!h || (h->attributes & (wire::attr_control | wire::attr_released)) != 0) return out;
-  int64_t append_time = h->append_time;
-  (void)wire::for_each_record(batch, [&](const wire::record_view& rv) {
-    if (!rv.deliver_at || *rv.deliver_at <= append_time) return;  // due at once: an ordinary message
-    delay::pending_message m;
-    m.due = *rv.deliver_at;
-    m.offset = rv.offset;
-    m.append_time = append_time;
-    m.timestamp = rv.timestamp;
-    if (rv.key) m.key = std::string(*rv.key);
-    if (rv.value) m.value = std::string(*rv.value);
-    for (auto& hv : rv.headers)
-      m.headers.emplace_back(std::string(hv.key), hv.value ? std::optional<std::string>(*hv.value) : std::nullopt);
-    out.push_back(std::move(m));
-  });
-  return out;
+asio::awaitable<void> partition::close() {
+  closing_ = true;
+  open_gate();
+  if (interval_timer_) interval_timer_->cancel();
+  // Let the sync chain finish: it covers everything appended so far.
+  if (!log_->failed() && log_->durable_offset() < log_->next_offset()) {
+    maybe_start_sync();
+    (void)co_await wait_committed(log_->next_offset());
+  }
+  while (sync_running_) {
+    // A sync can still be running after a failure; wait for its completion to be processed.
+    asio::steady_timer t(rt_.executor(owner_), std::chrono::milliseconds(1));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  // Every control batch is committed and applied now: the checkpoints cover all of it.
+  if (checkpoint_timer_) checkpoint_timer_->cancel();
+  while (subs_.saving()) {
+    asio::steady_timer t(rt_.executor(owner_), std::chrono::milliseconds(1));
+    co_await t.async_wait(asio::use_awaitable);
+  }
+  co_await save_checkpoints(true);
+  services_.stop();
+  if (delays_) co_await delays_->close();
+  run_commit_waiters(true);  // whatever still waits will not commit now
+  timers_->stop();
+  auto r = log_->close();
+  if (!r) logger()->error("closing {}/{}: {}", topic_, id_.value, r.error().to_string());
+  auto waiters = std::move(data_waiters_);
+  data_waiters_.clear();
+  for (auto& [id, w] : waiters) w.wake();
 }
 
-void partition::apply_delay_event(delay_event& ev) {
-  if (!delays_) return;
-  if (!ev.inserts.empty()) delays_->on_inserted(ev.base.value, std::move(ev.inserts));
-  if (!ev.released.empty()) delays_->on_released(ev.base.value, ev.released);
-}
+// ---- subscriptions ---------------------------------------------------------------------------------
 
-result<void> partition::append_release(std::vector<std::byte> batch, std::vector<delay_key> released) {
-  if (closing_) return fail(errc::shutting_down, "partition is closing");
-  auto info = log_->append(batch, epoch{0});
-  if (!info) return info.error();
-  delay_events_.push_back(delay_event{info->base, info->last, info->append_time, {}, std::move(released)});
-  if (cfg_.fsync == fsync_policy::interval) advance_hwm(log_->next_offset());
-  maybe_start_sync();
+result<void> partition::add_subscription(const meta::subscription_record& rec, saved_subscription saved,
+                                         subscription_origin origin) {
+  int64_t start = static_cast<size_t>(id_.value) < rec.start_offsets.size() ? rec.start_offsets[id_.value] : 0;
+  start = std::clamp(start, log_->start_offset().value, log_->next_offset().value);
+  bool restored = saved.checkpoint.has_value();
+  auto from = subs_.add(rec, start, std::move(saved), readable_end());
+  if (!from) return from.error();
+  if (!*from) return {};  // here already
+  // A new subscription has no control records of its own yet; an existing one applies what came
+  // after its checkpoint (acks that were committed but not yet saved), or after its start offset
+  // if no checkpoint was saved before a crash: the pipeline's apply path, from the log.
+  if (origin == subscription_origin::existing) {
+    auto* m = subs_.replay_machine(rec.id);
+    if (auto r = pipeline_.replay(*log_, *m, **from, std::min(pipeline_.committed(), readable_end())); !r)
+      return fail(r.error().code, topic_ + "/" + std::to_string(id_.value) + " subscription " + rec.name +
+                                      ": replaying control batches from " + std::to_string((*from)->value) + ": " +
+                                      r.error().message);
+  }
+  subs_.expire_below(log_->start_offset().value);
+  logger()->info("{}/{} subscription {}: {}", topic_, id_.value, rec.name, restored ? "from its checkpoint" : "new");
   return {};
 }
 
-result<void> partition::replay_delays(offset from) {
-  if (from < log_->start_offset()) from = log_->start_offset();
-  offset end = readable_end();
-  size_t inserted = 0, released = 0, cancels = 0;
-  std::vector<std::byte> buf;
-  offset pos = from;
-  while (pos < end) {
-    buf.clear();
-    if (auto r = log_->read(pos, 1u << 20, end, buf); !r) return r.error();
-    if (buf.empty()) break;
-    size_t at = 0;
-    offset next = pos;
-    while (at + wire::batch_header_size <= buf.size()) {
-      auto h = wire::parse_batch_header(std::span<const std::byte>(buf).subspan(at));
-      if (!h || at + static_cast<size_t>(h->batch_length) > buf.size()) break;
-      auto bytes = std::span<const std::byte>(buf).subspan(at, static_cast<size_t>(h->batch_length));
-      at += static_cast<size_t>(h->batch_length);
-      next = offset{h->next_offset()};
-      if (h->base_offset < from.value) continue;
-      if (subscription::is_control(*h)) {
-        auto dec = subscription::decode_control_batch(bytes, [&](const subscription::control_op& op) {
-          if (op.type != subscription::control_type::cancel) return;
-          delays_->on_cancelled(h->base_offset, op.offset, op.due);
-          ++cancels;
-        });
-        if (!dec) return dec.error();
-      } else if (h->attributes & wire::attr_released) {
-        std::vector<delay_key> keys;
-        (void)wire::for_each_record(bytes, [&](const wire::record_view& rv) {
-          for (auto& hv : rv.headers) {
-            if (hv.key != "ferry-delayed-id" || !hv.value) continue;
-            auto slash = hv.value->rfind('/');
-            int64_t off = -1;
-            auto digits = hv.value->substr(slash + 1);
-            std::from_chars(digits.data(), digits.data() + digits.size(), off);
-            if (off >= 0) keys.emplace_back(rv.deliver_at.value_or(0), off);
-          }
-        });
-        released += keys.size();
-        delays_->on_released(h->base_offset, keys);
-      } else {
-        auto msgs = delayed_records(bytes);
-        inserted += msgs.size();
-        if (!msgs.empty()) delays_->on_inserted(h->base_offset, std::move(msgs));
-      }
-    }
-    if (next <= pos) break;
-    pos = next;
-  }
-  if (inserted + released + cancels > 0)
-    logger()->info("{}/{}: delay index caught up from offset {}: {} delayed, {} released, {} cancelled", topic_,
-                   id_.value, from.value, inserted, released, cancels);
-  return {};
-}
+void partition::remove_subscription(uint64_t sub_id) { subs_.remove(sub_id); }
 
-void partition::cancel(int64_t off, std::function<void(result<cancel_result>)> done) {
-  auto answer = [&](cancel_outcome o, std::string why) {
-    post([done, o, why = std::move(why)] { done(cancel_result{o, why}); });
-  };
-  std::string id = topic_ + "/" + std::to_string(id_.value) + "/" + std::to_string(off);
-  if (!delays_) return answer(cancel_outcome::unknown, "delayed delivery is not enabled on this broker");
-  if (off < 0 || off >= hwm().value) return answer(cancel_outcome::unknown, id + " is beyond the log end");
-  auto pc = delays_->begin_cancel(off);
-  if (pc.answer) {
-    return answer(*pc.answer, *pc.answer == cancel_outcome::cancelled ? id + " was cancelled already"
-                                                                      : id + " is already due (released)");
-  }
-  if (pc.due) return finish_cancel(off, pc.due, false, std::move(done));
-  // Not in memory: the index knows whether it is pending (RocksDB, on the disk pool).
-  auto* index = &delays_->index();
-  auto pk = delays_->key();
-  auto self = shared_from_this();
-  asio::post(rt_.disk(), [self, index, pk, off, done = std::move(done)]() mutable {
-    auto due = index->due_of(pk, off);
-    auto was = index->cancelled(pk, off);
-    asio::post(self->rt_.executor(self->owner_),
-               [self, off, due = std::move(due), was = std::move(was), done = std::move(done)]() mutable {
-                 if (!due || !was) {
-                   self->delays_->end_cancel(off);
-                   return done(!due ? due.error() : was.error());
-                 }
-                 self->finish_cancel(off, *due, *was, std::move(done));
-               });
-  });
-}
+subscription::dispatcher* partition::find_subscription(uint64_t sub_id) { return subs_.engine(sub_id); }
 
-void partition::finish_cancel(int64_t off, std::optional<int64_t> due, bool cancelled_before,
-                              std::function<void(result<cancel_result>)> done) {
-  std::string id = topic_ + "/" + std::to_string(id_.value) + "/" + std::to_string(off);
-  if (!due) {
-    delays_->end_cancel(off);
-    if (cancelled_before) return done(cancel_result{cancel_outcome::cancelled, id + " was cancelled already"});
-    // Not pending: was it a delayed message at all? The log says, if it still has it.
-    std::vector<std::byte> buf;
-    if (off < log_->start_offset().value || !log_->read(offset{off}, 1, hwm(), buf))
-      return done(
-          cancel_result{cancel_outcome::too_late, id + " is no longer in the log (delivered and retained no more)"});
-    auto h = wire::parse_batch_header(buf);
-    std::optional<cancel_result> res;
-    if (h && subscription::is_control(*h)) {
-      res = cancel_result{cancel_outcome::unknown, id + " is not a message (a control record)"};
-    } else if (h) {
-      auto bytes = std::span<const std::byte>(buf).first(static_cast<size_t>(h->batch_length));
-      (void)wire::for_each_record(bytes, [&](const wire::record_view& rv) {
-        if (rv.offset != off) return;
-        if (h->attributes & wire::attr_released)
-          res = cancel_result{cancel_outcome::too_late, id + " is a delayed message released when it fell due"};
-        else if (rv.deliver_at && *rv.deliver_at > h->append_time)
-          res = cancel_result{cancel_outcome::too_late, id + " is already due (released)"};
-        else
-          res = cancel_result{cancel_outcome::unknown, id + " is not a delayed message"};
-      });
-    }
-    return done(res.value_or(cancel_result{cancel_outcome::unknown, id + " was not found"}));
-  }
+void partition::seek_subscription(uint64_t sub_id, int64_t new_cursor, std::function<void(result<void>)> done) {
   subscription::control_op op;
-  op.type = subscription::control_type::cancel;
-  op.offset = off;
-  op.due = *due;
+  op.type = subscription::control_type::seek;
+  op.sub_id = sub_id;
+  op.offset = new_cursor;
   std::vector<subscription::control_op> ops{std::move(op)};
-  append_control(std::move(ops), [this, off, id, done = std::move(done)](const result<void>& r) {
-    if (!r) {
-      if (delays_) delays_->end_cancel(off);
-      return done(r.error());
-    }
-    auto it = cancel_outcomes_.find(off);
-    cancel_outcome o = it == cancel_outcomes_.end() ? cancel_outcome::too_late : it->second;
-    if (it != cancel_outcomes_.end()) cancel_outcomes_.erase(it);
-    done(cancel_result{o, o == cancel_outcome::cancelled ? "" : id + " fell due before the cancel was recorded"});
+  append_control(std::move(ops), std::move(done));
+}
+
+void partition::record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) {
+  subs_.record_deliveries(sub_id, offsets);
+}
+
+void partition::append_control(std::vector<subscription::control_op> ops, std::function<void(result<void>)> done) {
+  if (closing_) {
+    post([done = std::move(done)] { done(fail(errc::shutting_down, "the partition is closing")); });
+    return;
+  }
+  auto info = append_own(subscription::encode_control_batch(ops, clock_.now_ms()));
+  if (!info) {
+    logger()->error("appending a control batch to {}/{} failed: {}", topic_, id_.value, info.error().to_string());
+    post([done = std::move(done), e = info.error()] { done(e); });
+    return;
+  }
+  probe::get().control_batches.inc();
+  // Answered once committed and applied (acks are answered once durable, whatever the fsync policy).
+  wait_commit(offset{info->last.value + 1}, std::move(done));
+}
+
+void partition::dead_letter(subscription::dead_letter_request r, std::function<void(result<void>)> done) {
+  if (cfg_.dead_letters == nullptr) {
+    post([done = std::move(done)] { done(fail(errc::unknown, "no dead-letter sink configured")); });
+    return;
+  }
+  std::weak_ptr<partition> weak = weak_from_this();
+  auto ex = rt_.executor(owner_);
+  cfg_.dead_letters->write_dead_letter(std::move(r), [weak, ex, done = std::move(done)](result<void> res) mutable {
+    asio::post(ex, [weak, done = std::move(done), res = std::move(res)]() mutable {
+      if (weak.lock()) done(std::move(res));
+    });
   });
 }
 
-std::string partition::checkpoint_prefix(uint64_t topic_id) { return "ckpt/" + std::to_string(topic_id) + "/"; }
+offset partition::low_water_mark() const {
+  if (subs_.size() == 0) return log_->start_offset();
+  int64_t lwm = subs_.low_water_mark();
+  if (delays_) lwm = std::min(lwm, delays_->synced_upto());
+  return offset{std::max(lwm, log_->start_offset().value)};
+}
 
-std::string partition::checkpoint_key(uint64_t sub_id) const {
-  return checkpoint_prefix(cfg_.topic_id) + std::to_string(id_.value) + "/" + std::to_string(sub_id);
+result<log::retention_result> partition::apply_retention_with_subscriptions() {
+  // Whatever the time and size limits say, keep what a restart must read again: the log after the
+  // subscriptions' saved checkpoints and after the delay index's synced state.
+  int64_t keep = subs_.keep_from();
+  if (delays_) keep = std::min(keep, delays_->synced_upto());
+  result<log::retention_result> r = log_->detach_for_retention(low_water_mark(), offset{keep});
+  subs_.expire_below(log_->start_offset().value);
+  return r;
 }
 
 void partition::start_checkpoints() {
@@ -873,32 +606,44 @@ void partition::start_checkpoints() {
 }
 
 asio::awaitable<void> partition::save_checkpoints(bool all) {
-  if (cfg_.store == nullptr || subs_.empty() || checkpoint_running_) co_return;
-  offset applied = applied_upto();
-  std::vector<std::pair<std::string, std::string>> kvs;
-  std::vector<std::pair<std::string, std::string>> erase;  // journal records the checkpoints cover
-  std::vector<uint64_t> ids;
-  for (auto& [id, s] : subs_) {
-    if (!s.d->dirty() && !(all && s.saved_applied < applied)) continue;
-    kvs.emplace_back(checkpoint_key(id), s.d->checkpoint(applied.value));
-    if (s.journal_next > 0) erase.emplace_back(s.journal_key, s.journal_key + journal_seq(s.journal_next));
-    s.d->clear_dirty();
-    ids.push_back(id);
+  // Every control batch below the commit index is applied: that is the checkpoints' offset.
+  co_await subs_.save_checkpoints(all, pipeline_.committed());
+}
+
+// ---- delayed messages ------------------------------------------------------------------------------
+
+result<void> partition::append_release(std::vector<std::byte> batch) {
+  if (closing_) return fail(errc::shutting_down, "partition is closing");
+  auto info = append_own(std::move(batch));
+  if (!info) return info.error();
+  return {};
+}
+
+void partition::cancel(int64_t off, std::function<void(result<cancel_result>)> done) {
+  if (!delay_machine_) {
+    post([done = std::move(done), id = message_id(off)] {
+      done(cancel_result{cancel_outcome::unknown, "delayed delivery is not enabled on this broker (" + id + ")"});
+    });
+    return;
   }
-  if (kvs.empty()) co_return;
-  checkpoint_running_ = true;
-  auto* store = cfg_.store;
-  auto write = [store, kvs = std::move(kvs), erase = std::move(erase)] { return store->put_checkpoints(kvs, erase); };
-  auto r = co_await runtime::on_disk(rt_.state(), std::move(write));
-  checkpoint_running_ = false;
-  if (!r) {
-    logger()->warn("saving subscription checkpoints of {}/{} failed (the log still has everything): {}", topic_,
-                   id_.value, r.error().to_string());
-    co_return;
-  }
-  probe::get().checkpoints.inc(ids.size());
-  for (auto id : ids)
-    if (auto it = subs_.find(id); it != subs_.end()) it->second.saved_applied = applied;
+  delay_machine_->cancel(*this, off, std::move(done));
+}
+
+std::string partition::message_id(int64_t off) const {
+  return topic_ + "/" + std::to_string(id_.value) + "/" + std::to_string(off);
+}
+
+result<void> partition::read_batch(int64_t off, std::vector<std::byte>& out) {
+  return log_->read(offset{off}, 1, hwm(), out);
+}
+
+void partition::append_cancel(int64_t off, int64_t due, std::function<void(result<void>)> done) {
+  subscription::control_op op;
+  op.type = subscription::control_type::cancel;
+  op.offset = off;
+  op.due = due;
+  std::vector<subscription::control_op> ops{std::move(op)};
+  append_control(std::move(ops), std::move(done));
 }
 
 }  // namespace ferry::partition

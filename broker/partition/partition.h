@@ -1,13 +1,20 @@
 #pragma once
-// partition: one partition of a topic on this broker: its log, its producer (deduplication)
-// state, group commit, the readers waiting for new data, and its subscriptions (one dispatcher
-// each, see broker/subscription/dispatcher.h) with the control records that change them.
+// partition: one partition of a topic hosted on this broker (a replica). It owns, and joins:
+//   - the segmented log (broker/log) and group commit: appends are made durable by one fdatasync
+//     for everything queued behind it;
+//   - producer state (producer_state.h): idempotent produce, updated at append;
+//   - the commit pipeline (commit_pipeline.h): the one apply path. When the commit index moves
+//     (today: durable on this broker), the state machines are applied from the committed batches
+//     in offset order, and the high-water mark moves. The machines: the subscriptions' state
+//     (subscription_host.h) and the delay index (broker/delay/delay_machine.h);
+//   - the leader services (leader_services.h): subscription delivery and delayed-message releases,
+//     started and stopped with leadership (today: started once the partition is open);
+//   - the readers waiting for new data, retention, health.
 //
-// Control records: acks, dead-letter moves and seeks are appended to this log as control batches.
-// When one is durable it is applied, in log order, to every subscription of the partition, then
-// the caller is answered. On open, each subscription loads its checkpoint (meta store) and the
-// control batches after it are applied again. `applied_upto()`: every control batch below it has
-// been applied.
+// Control records: acks, dead-letter moves, seeks and cancels are appended to this log as control
+// batches; the caller is answered once the batch is committed and applied. On open, each state
+// machine resumes from its own saved state (checkpoint, delay index) and the pipeline replays the
+// log after it through the same apply code.
 //
 // Threading: a partition belongs to one shard (owner()); every member function must be called on
 // that shard's thread, except the const accessors marked "any thread". Cross-shard callers
@@ -20,7 +27,6 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -32,10 +38,13 @@
 #include "broker/base/clock.h"
 #include "broker/base/result.h"
 #include "broker/base/types.h"
+#include "broker/delay/delay_machine.h"
 #include "broker/log/log.h"
 #include "broker/meta/subscription_config.h"
-#include "broker/partition/delay_scheduler.h"
+#include "broker/partition/commit_pipeline.h"
+#include "broker/partition/leader_services.h"
 #include "broker/partition/producer_state.h"
+#include "broker/partition/subscription_host.h"
 #include "broker/subscription/dispatcher.h"
 #include "schema/record_batch.h"
 
@@ -74,17 +83,15 @@ struct partition_config {
   int64_t checkpoint_interval_ms = 1000;     // how often dirty subscription state is saved
   subscription::window_limits window;        // per subscription
   delay::delay_index* delays = nullptr;      // delayed messages; must outlive the partition
-  delay_limits delay;                        // memory and release rate of delayed messages
+  delay::delay_limits delay;                 // memory and release rate of delayed messages
   producer_limits producers;                 // idempotent-producer state: window, expiry, bound
 };
 
 // Whether a produced batch has deliver_at fields (the protocol layer knows from verify_batch).
 enum class batch_delays { none, some };
 
-struct cancel_result {
-  cancel_outcome outcome = cancel_outcome::unknown;
-  std::string message;
-};
+using delay::cancel_outcome;
+using delay::cancel_result;
 
 struct produce_result {
   offset base{-1};
@@ -110,18 +117,21 @@ struct partition_stats {
   size_t segments = 0;
 };
 
-class partition : public std::enable_shared_from_this<partition>, private subscription::partition_port {
+class partition : public std::enable_shared_from_this<partition>,
+                  private subscription::partition_port,
+                  private delay::cancel_port {
  public:
-  // Opens and recovers the partition's log in cfg.log.dir and rebuilds producer state from it.
-  // Call on the owner shard. `rt` must outlive the partition.
+  // Opens and recovers the partition's log in cfg.log.dir, rebuilds producer state from it, brings
+  // the delay index up to date and starts the leader services. Call on the owner shard. `rt` must
+  // outlive the partition.
   [[nodiscard]] static result<std::shared_ptr<partition>> open(std::string topic, partition_id id, partition_config cfg,
                                                                runtime::shard_set& rt, shard_id owner);
-  ~partition();
+  ~partition() override;
   partition(const partition&) = delete;
   partition& operator=(const partition&) = delete;
 
   // Appends a verified batch (wire::verify_batch passed; `h` is its header). Deduplicates by
-  // (producer id, sequence). Completes after the batch is durable (ack_level::durable, with
+  // (producer id, sequence). Completes after the batch is committed (ack_level::durable, with
   // fsync=always) or written (otherwise). The bytes are stamped in place.
   asio::awaitable<result<produce_result>> produce(std::span<std::byte> batch, wire::batch_header h, ack_level acks,
                                                   batch_delays delays = batch_delays::none);
@@ -141,24 +151,21 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
 
   [[nodiscard]] result<offset> offset_for_timestamp(int64_t ts);
 
-  // Stops accepting produces, waits for the sync in flight, saves the subscriptions' checkpoints,
-  // syncs and closes the log.
+  // Stops accepting produces, waits for the sync in flight, stops the leader services, saves the
+  // subscriptions' checkpoints, syncs and closes the log.
   asio::awaitable<void> close();
 
   // ---- subscriptions (owner shard) ----
-  // Adds a subscription: from `checkpoint` (its saved state) if there is one, else from its start
-  // offset on this partition. `existing`: it existed before (start-up), so control batches after
-  // the checkpoint (or after its start offset, without one) are applied again from the log; a
-  // brand-new subscription has none.
-  // `journal`: its delivery journal records written after the checkpoint (key, value), in order.
+  // Adds a subscription: from `saved` (its checkpoint and delivery journal) if there is one, else
+  // from its start offset on this partition. `existing`: it existed before (start-up), so the
+  // control batches after the checkpoint (or after its start offset, without one) are applied
+  // again from the log; a brand-new subscription has none.
   enum class subscription_origin { created, existing };
-  struct saved_subscription {
-    std::optional<std::string> checkpoint;
-    std::vector<std::pair<std::string, std::string>> journal;
-  };
+  using saved_subscription = subscription_host::saved_subscription;
   [[nodiscard]] result<void> add_subscription(const meta::subscription_record& rec, saved_subscription saved,
                                               subscription_origin origin);
   void remove_subscription(uint64_t sub_id);
+  // The subscription's delivery engine, or null (unknown here, or this broker does not lead).
   subscription::dispatcher* find_subscription(uint64_t sub_id);
   size_t subscription_count() const { return subs_.size(); }
   // A seek of one subscription: appends the seek control record; `done` once it is applied.
@@ -175,20 +182,17 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   int64_t messages_from(offset from);
   // Append time of the batch holding `o`, or -1 (for "oldest unacked" in describe).
   int64_t append_time_at(offset o);
-  // ---- delayed messages (owner shard) ----
-  // Cancels the delayed message at `offset` (see delay_scheduler.h); `done` on this shard with the
-  // outcome once decided (after the cancel record is durable when one is needed).
-  void cancel(int64_t offset, std::function<void(result<cancel_result>)> done);
-  int64_t delayed_pending() const { return delays_ ? delays_->pending() : 0; }
-  // Earliest due time in memory (-1: none there; the delay index may still have later ones).
-  int64_t next_due_in_memory() const { return delays_ ? delays_->next_due_in_memory() : -1; }
-  delay_scheduler* delays() { return delays_.get(); }
 
-  // Key of this partition's checkpoint for `sub_id` in the meta store.
-  std::string checkpoint_key(uint64_t sub_id) const;
-  // Delivery journal records of a subscription are keyed journal_prefix + 20-digit sequence.
-  std::string journal_prefix(uint64_t sub_id) const { return checkpoint_key(sub_id) + "/d/"; }
-  static std::string checkpoint_prefix(uint64_t topic_id);
+  // ---- delayed messages (owner shard) ----
+  // Cancels the delayed message at `offset` (delay_machine.h); `done` on this shard with the
+  // outcome once decided (after the cancel record is committed when one is needed).
+  void cancel(int64_t offset, std::function<void(result<cancel_result>)> done);
+  delay::delay_scheduler* delays() { return delays_.get(); }
+
+  // Key of this partition's checkpoint for `sub_id` in the meta store, and of its journal records.
+  std::string checkpoint_key(uint64_t sub_id) const { return subs_.checkpoint_key(sub_id); }
+  std::string journal_prefix(uint64_t sub_id) const { return subs_.journal_prefix(sub_id); }
+  static std::string checkpoint_prefix(uint64_t topic_id) { return subscription_host::checkpoint_prefix(topic_id); }
 
   offset hwm() const { return offset{hwm_.load(std::memory_order_acquire)}; }  // any thread
   partition_stats stats() const;
@@ -200,27 +204,16 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   // Forgets idle producers (producer_state::expire, by the broker clock). Owner shard.
   size_t expire_producers();
   size_t producer_count() const { return producers_.size(); }
+  leader_services& services() { return services_; }
+
   shard_id owner() const { return owner_; }                     // any thread
   const std::string& topic() const override { return topic_; }  // any thread
   partition_id id() const { return id_; }                       // any thread
 
  private:
-  struct durability_waiter {
+  struct commit_waiter {
     offset upto;
     asio::any_completion_handler<void(errc)> handler;
-  };
-
-  struct pending_control {
-    offset base;
-    offset last;
-    std::vector<subscription::control_op> ops;
-    std::function<void(result<void>)> done;
-  };
-  struct sub_slot {
-    std::unique_ptr<subscription::dispatcher> d;
-    offset saved_applied{0};    // applied_upto of its newest checkpoint on disk
-    uint64_t journal_next = 0;  // sequence of its next delivery journal record
-    std::string journal_key;    // journal_prefix(id), kept: a record is written per delivery round
   };
 
   partition(std::string topic, partition_id id, partition_config cfg, runtime::shard_set& rt, shard_id owner,
@@ -238,30 +231,26 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   void post(std::function<void()> fn) override;
   void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) override;
 
-  struct delay_event {
-    offset base;
-    offset last;
-    int64_t append_time = 0;
-    std::vector<delay::pending_message> inserts;  // a produced batch's delayed messages
-    std::vector<delay_key> released;              // a release batch's originals
-  };
-  void apply_pending_controls(offset durable, bool failed);
-  void apply_delay_event(delay_event& ev);
-  // Delayed messages of a stamped batch (due later than its append time).
-  static std::vector<delay::pending_message> delayed_records(std::span<const std::byte> batch);
-  [[nodiscard]] result<void> replay_delays(offset from);
-  result<void> append_release(std::vector<std::byte> batch, std::vector<delay_key> released);
-  void finish_cancel(int64_t offset, std::optional<int64_t> due, bool cancelled_before,
-                     std::function<void(result<cancel_result>)> done);
-  [[nodiscard]] result<void> replay_controls(sub_slot& s, offset from);
-  offset applied_upto() const;
+  // delay::cancel_port
+  std::string message_id(int64_t offset) const override;
+  [[nodiscard]] result<void> read_batch(int64_t offset, std::vector<std::byte>& out) override;
+  void append_cancel(int64_t offset, int64_t due, std::function<void(result<void>)> done) override;
+
+  [[nodiscard]] result<void> open_delays();
+  result<void> append_release(std::vector<std::byte> batch);
   void start_checkpoints();
   asio::awaitable<void> save_checkpoints(bool all);
 
+  // Appends a broker-built batch (control, release) and queues it in the pipeline.
+  result<log::append_info> append_own(std::vector<std::byte> batch);
   void maybe_start_sync();
   void sync_done(const log::pending_sync& s, const result<void>& r);
-  void advance_hwm(offset to);
-  asio::awaitable<errc> wait_durable(offset upto);
+  void on_high_watermark(offset to);
+  // Resolves commit waiters up to the commit index; the rest with the error after a log failure or
+  // when `closed` (the partition closes: they will not commit now).
+  void run_commit_waiters(bool closed);
+  void wait_commit(offset upto, std::function<void(result<void>)> done);
+  asio::awaitable<errc> wait_committed(offset upto);
   void start_interval_sync();
 
   std::string topic_;
@@ -271,7 +260,7 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   shard_id owner_;
   std::unique_ptr<log::partition_log> log_;
   producer_state producers_;
-  std::deque<durability_waiter> durability_waiters_;
+  std::deque<commit_waiter> commit_waiters_;
   struct data_waiter {
     offset from;
     std::function<void()> wake;
@@ -281,10 +270,10 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   std::atomic<int64_t> hwm_{0};
   // Health: recomputed on the owner shard when something fails (or recovers).
   void refresh_health();
+  void note_append_error(const error& e);
   void note_read_error(const error& e);
   // The log end, or where damage starts if the log is corrupt (what start-up may replay).
   offset readable_end() const;
-  void note_append_error(const error& e);
   std::atomic<uint32_t> health_{0};
   bool disk_full_ = false;
   mutable std::mutex health_mu_;
@@ -294,20 +283,19 @@ class partition : public std::enable_shared_from_this<partition>, private subscr
   std::unique_ptr<asio::steady_timer> interval_timer_;
 
   const ferry::clock& clock_ = broker_clock();
-  std::unique_ptr<scheduler::wheel_driver> timers_;
-  std::map<uint64_t, sub_slot> subs_;
-  std::deque<pending_control> pending_controls_;  // appended, not yet durable, in offset order
+  std::unique_ptr<scheduler::wheel_driver> timers_;  // leases and backoffs of the subscriptions
+  commit_pipeline pipeline_;
+  subscription_host subs_;
   std::unique_ptr<asio::steady_timer> checkpoint_timer_;
-  bool checkpoint_running_ = false;
 
-  std::unique_ptr<delay_scheduler> delays_;
+  std::unique_ptr<delay::delay_scheduler> delays_;
+  std::unique_ptr<delay::delay_machine> delay_machine_;
+  leader_services services_;
   // Produces held back while the delay index is too far behind (in arrival order).
   std::deque<asio::any_completion_handler<void()>> gate_;
   asio::awaitable<void> wait_gate();
   void open_gate();
   error delay_index_failed() const;
-  std::deque<delay_event> delay_events_;                         // appended, not yet durable, in offset order
-  std::unordered_map<int64_t, cancel_outcome> cancel_outcomes_;  // decided at apply, read by the caller
 };
 
 }  // namespace ferry::partition

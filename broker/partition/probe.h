@@ -29,22 +29,8 @@ struct probe {
       "ferry_delivery_journal_records_total", "Delivery journal records written (one per round of deliveries)");
   metrics::counter& journal_errors =
       metrics::get_counter("ferry_delivery_journal_errors_total", "Delivery journal writes that failed");
-  metrics::counter& delayed_scheduled =
-      metrics::get_counter("ferry_delayed_scheduled_total", "Delayed messages stored for later delivery");
-  metrics::counter& delayed_released =
-      metrics::get_counter("ferry_delayed_released_total", "Delayed messages released (fell due, re-appended)");
-  metrics::counter& delayed_cancelled =
-      metrics::get_counter("ferry_delayed_cancelled_total", "Delayed messages cancelled");
-  metrics::counter& delayed_loaded =
-      metrics::get_counter("ferry_delayed_loaded_total", "Delayed messages loaded from the delay index into memory");
-  metrics::counter& delayed_evicted =
-      metrics::get_counter("ferry_delayed_evicted_total", "Delayed messages dropped from memory (still in the index)");
-  metrics::histogram& delayed_release_lateness = metrics::get_histogram(
-      "ferry_delayed_release_lateness_seconds", "Release time minus due time of the first message of a release batch");
   metrics::counter& backpressure_waits = metrics::get_counter(
       "ferry_delay_backpressure_waits_total", "Produces held back because the delay index's writes were behind");
-  metrics::counter& delay_index_failures = metrics::get_counter(
-      "ferry_delay_index_failures_total", "Delay index writes that failed (the partition then refuses produces)");
   metrics::counter& producers_expired =
       metrics::get_counter("ferry_producers_expired_total", "Idle producer ids forgotten (producer state expiry)");
   metrics::counter& fetched_bytes =

@@ -41,7 +41,7 @@ struct broker_defaults {
   int64_t retention_check_ms = 30000;
   int64_t checkpoint_interval_ms = 1000;
   delay::delay_index* delays = nullptr;  // the broker's delay index; must outlive the manager
-  delay_limits delay;
+  delay::delay_limits delay;
   producer_limits producers;
 };
 

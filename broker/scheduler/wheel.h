@@ -80,6 +80,17 @@ class timer_entry : private detail::link {
   uint16_t where_ = where_none;
 };
 
+// A timer entry that knows what to do when it fires: a driver whose fire handler is
+// `static_cast<timed_entry&>(e).on_fire()` (fire_timed_entry) serves any mix of them.
+class timed_entry : public timer_entry {
+ public:
+  virtual void on_fire() = 0;
+
+ protected:
+  ~timed_entry() = default;
+};
+inline void fire_timed_entry(timer_entry& e) { static_cast<timed_entry&>(e).on_fire(); }
+
 class timer_wheel {
  public:
   static constexpr int level_bits = 6;

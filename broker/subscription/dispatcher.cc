@@ -20,7 +20,6 @@ std::shared_ptr<spdlog::logger> logger() {
   return l;
 }
 
-constexpr uint8_t checkpoint_version = 1;
 constexpr size_t entries_per_pool = 1024;
 constexpr int64_t dead_letter_retry_ms = 1000;
 constexpr int64_t credit_cap = int64_t{1} << 40;
@@ -106,16 +105,28 @@ void dispatcher::free_entry(entry* e) {
 
 // ---- construction --------------------------------------------------------------------------------
 
+namespace {
+std::string state_name(const partition_port& port, const meta::subscription_record& rec) {
+  return rec.name + " on " + port.topic() + "/" + std::to_string(port.partition_number());
+}
+}  // namespace
+
 dispatcher::dispatcher(partition_port& port, meta::subscription_record rec, int64_t start, window_limits limits)
+    : port_(port), rec_(std::move(rec)), limits_(limits), read_pos_(start), alive_(std::make_shared<bool>(true)) {
+  own_state_ = std::make_unique<subscription_state>(rec_.id, state_name(port_, rec_), start);
+  state_ = own_state_.get();
+  state_->set_listener(this);
+}
+
+dispatcher::dispatcher(partition_port& port, meta::subscription_record rec, subscription_state& state,
+                       window_limits limits)
     : port_(port),
       rec_(std::move(rec)),
       limits_(limits),
-      acks_(start),
-      read_pos_(start),
+      state_(&state),
+      read_pos_(state.cursor()),
       alive_(std::make_shared<bool>(true)) {
-  // A round of deliveries is journaled as one record, which decoding bounds (control.h).
-  FERRY_ASSERT(limits_.max_messages <= max_delivery_record_offsets,
-               "dispatcher window larger than a delivery journal record may hold");
+  state_->set_listener(this);
 }
 
 dispatcher::~dispatcher() { shutdown(); }
@@ -126,171 +137,62 @@ void dispatcher::shutdown() {
   *alive_ = false;
   drop_all();
   members_.clear();
+  if (state_->listener() == this) state_->set_listener(nullptr);
 }
 
 int64_t dispatcher::now_ms() const { return port_.timers().now(); }
 
-// ---- state machine -------------------------------------------------------------------------------
+// ---- the state machine: subscription_state; what its changes mean for deliveries -------------------
 
 void dispatcher::apply_control(int64_t base, int64_t last, std::span<const control_op> ops) {
-  // The control batch's own offsets are never delivered: they count as acknowledged.
-  acks_.add(base, last + 1);
-  bool moved = false;
-  for (const auto& op : ops) {
-    if (op.sub_id != rec_.id) continue;
-    dirty_ = true;
-    moved = true;
-    switch (op.type) {
-      case control_type::ack:
-        for (auto [from, to] : op.ranges) {
-          acks_.add(from, to);
-          for (int64_t o = from; o < to; ++o) {
-            restored_counts_.erase(o);
-            if (auto it = entries_.find(o); it != entries_.end()) finish(*it->second);
-          }
-        }
-        break;
-      case control_type::dead_letter:
-        if (!acks_.contains(op.offset)) {
-          acks_.add(op.offset);
-          ++dead_lettered_;
-          probe::get().dead_lettered.inc();
-        }
-        restored_counts_.erase(op.offset);
-        if (auto it = entries_.find(op.offset); it != entries_.end()) finish(*it->second);
-        break;
-      case control_type::seek:
-        drop_all();
-        acks_.reset(op.offset);
-        read_pos_ = op.offset;
-        restored_counts_.clear();
-        break;
-      case control_type::cancel:
-        break;  // the delay index's, not a subscription's
-    }
-  }
-  if (moved) schedule_pass();
+  state_->apply_control(base, last, ops);
+}
+int64_t dispatcher::expire_below(int64_t log_start) { return state_->expire_below(log_start); }
+bool dispatcher::clamp_to_log_end(int64_t log_end) { return state_->clamp_to_log_end(log_end); }
+result<int64_t> dispatcher::restore(std::string_view blob) { return state_->restore(blob); }
+result<void> dispatcher::restore_deliveries(std::string_view record) { return state_->restore_deliveries(record); }
+
+std::string dispatcher::checkpoint(int64_t applied_upto) const {
+  return state_->checkpoint(applied_upto, delivery_counts());
 }
 
-void dispatcher::expire_below(int64_t log_start) {
-  if (acks_.cursor() >= log_start) return;
-  int64_t lost = acks_.advance_to(log_start);
-  if (lost > 0) {
-    expired_ += lost;
-    probe::get().expired.inc(static_cast<uint64_t>(lost));
-    logger()->warn("{}/{} subscription {}: retention deleted {} unacknowledged messages below offset {}", port_.topic(),
-                   port_.partition_number(), rec_.name, lost, log_start);
+std::vector<std::pair<int64_t, int32_t>> dispatcher::delivery_counts() const {
+  std::vector<std::pair<int64_t, int32_t>> counts;
+  for (auto& [o, e] : entries_)
+    if (e->deliveries > 0 && e->st != state::acking) counts.emplace_back(o, e->deliveries);
+  return counts;
+}
+
+void dispatcher::on_settled(int64_t from, int64_t to) {
+  if (entries_.empty()) return;
+  if (to - from > static_cast<int64_t>(entries_.size())) {
+    // A wide range: walk the window instead of the range.
+    std::vector<entry*> done;
+    for (auto& [o, e] : entries_)
+      if (o >= from && o < to) done.push_back(e);
+    std::sort(done.begin(), done.end(), [](entry* a, entry* b) { return a->offset < b->offset; });
+    for (auto* e : done) finish(*e);
+    return;
   }
+  for (int64_t o = from; o < to; ++o)
+    if (auto it = entries_.find(o); it != entries_.end()) finish(*it->second);
+}
+
+void dispatcher::on_seek(int64_t cursor) {
+  drop_all();
+  read_pos_ = cursor;
+}
+
+void dispatcher::on_expired_below(int64_t log_start) {
   std::vector<entry*> gone;
   for (auto& [o, e] : entries_)
     if (o < log_start) gone.push_back(e);
   std::sort(gone.begin(), gone.end(), [](entry* a, entry* b) { return a->offset < b->offset; });
   for (auto* e : gone) finish(*e);
-  for (auto it = restored_counts_.begin(); it != restored_counts_.end();)
-    it = it->first < log_start ? restored_counts_.erase(it) : std::next(it);
   if (read_pos_ < log_start) read_pos_ = log_start;
-  dirty_ = true;
 }
 
-bool dispatcher::clamp_to_log_end(int64_t log_end) {
-  const auto& r = acks_.ranges();
-  bool beyond = acks_.cursor() > log_end || (!r.empty() && std::prev(r.end())->second > log_end);
-  for (auto it = restored_counts_.begin(); it != restored_counts_.end();)
-    if (it->first >= log_end) {
-      beyond = true;
-      it = restored_counts_.erase(it);
-    } else {
-      ++it;
-    }
-  if (!beyond) return false;
-  logger()->warn(
-      "{}/{} subscription {}: its saved state reaches offset {} but the log ends at {}; "
-      "forgetting what lies beyond the log end",
-      port_.topic(), port_.partition_number(), rec_.name, std::max(acks_.cursor(), log_end), log_end);
-  acks_.truncate_from(log_end);
-  read_pos_ = std::min(read_pos_, acks_.cursor());
-  dirty_ = true;
-  return true;
-}
-
-std::string dispatcher::checkpoint(int64_t applied_upto) const {
-  byte_writer w;
-  w.u8(checkpoint_version);
-  w.varint(applied_upto);
-  w.varint(acks_.cursor());
-  w.uvarint(acks_.ranges().size());
-  int64_t prev = acks_.cursor();
-  for (auto [from, to] : acks_.ranges()) {
-    w.uvarint(static_cast<uint64_t>(from - prev));
-    w.uvarint(static_cast<uint64_t>(to - from));
-    prev = to;
-  }
-  w.varint(dead_lettered_);
-  w.varint(expired_);
-  std::vector<std::pair<int64_t, int32_t>> counts;
-  for (auto& [o, e] : entries_)
-    if (e->deliveries > 0 && e->st != state::acking) counts.emplace_back(o, e->deliveries);
-  for (auto& [o, n] : restored_counts_)
-    if (o >= acks_.cursor() && !entries_.contains(o)) counts.emplace_back(o, n);
-  std::sort(counts.begin(), counts.end());
-  w.uvarint(counts.size());
-  prev = acks_.cursor();
-  for (auto [o, n] : counts) {
-    w.uvarint(static_cast<uint64_t>(o - prev));
-    w.uvarint(static_cast<uint64_t>(n));
-    prev = o;
-  }
-  return std::move(w).str();
-}
-
-result<int64_t> dispatcher::restore(std::string_view blob) {
-  byte_reader r{blob};
-  auto bad = [&](const char* what) {
-    return fail(errc::storage_error, "checkpoint of subscription " + rec_.name + " on " + port_.topic() + "/" +
-                                         std::to_string(port_.partition_number()) + ": " + what);
-  };
-  if (r.u8() != checkpoint_version) return bad("unknown version");
-  int64_t applied = r.varint();
-  int64_t cursor = r.varint();
-  uint64_t n = r.uvarint();
-  if (!r.ok || n > blob.size()) return bad("truncated");
-  if (applied < 0 || cursor < 0) return bad("negative offset");
-  ack_set a(cursor);
-  int64_t prev = cursor;
-  for (uint64_t i = 0; i < n && r.ok; ++i) {
-    int64_t from = 0, to = 0;
-    if (!add_delta(prev, r.uvarint(), from) || !add_delta(from, r.uvarint(), to)) return bad("offset out of range");
-    a.add(from, to);
-    prev = to;
-  }
-  int64_t dl = r.varint();
-  int64_t ex = r.varint();
-  uint64_t nc = r.uvarint();
-  if (!r.ok || nc > blob.size()) return bad("truncated");
-  std::unordered_map<int64_t, int32_t> counts;
-  prev = cursor;
-  for (uint64_t i = 0; i < nc && r.ok; ++i) {
-    int64_t o = 0;
-    if (!add_delta(prev, r.uvarint(), o)) return bad("offset out of range");
-    counts[o] = static_cast<int32_t>(r.uvarint());
-    prev = o;
-  }
-  if (!r.ok || r.pos != blob.size()) return bad("does not parse");
-  drop_all();
-  acks_ = std::move(a);
-  dead_lettered_ = dl;
-  expired_ = ex;
-  restored_counts_ = std::move(counts);
-  read_pos_ = acks_.cursor();
-  return applied;
-}
-
-result<void> dispatcher::restore_deliveries(std::string_view record) {
-  dirty_ = true;  // the next checkpoint covers (and erases) the journal records
-  return decode_delivery_record(record, [this](int64_t o) {
-    if (o >= acks_.cursor() && !acks_.contains(o)) ++restored_counts_[o];
-  });
-}
+void dispatcher::on_changed() { schedule_pass(); }
 
 // ---- members -------------------------------------------------------------------------------------
 
@@ -355,7 +257,7 @@ void dispatcher::pass() {
 
 void dispatcher::fill_window() {
   int64_t hwm = port_.high_watermark();
-  read_pos_ = std::max({read_pos_, acks_.cursor(), port_.log_start()});
+  read_pos_ = std::max({read_pos_, state_->cursor(), port_.log_start()});
   const bool ordered = rec_.config.ordered;
   while (read_pos_ < hwm && entries_.size() < limits_.max_messages && window_bytes_ < limits_.max_bytes) {
     auto c = std::make_shared<chunk>();
@@ -380,7 +282,7 @@ void dispatcher::fill_window() {
       size_t end = pos + static_cast<size_t>(h->batch_length);
       if (is_control(*h)) {
         // Never delivered: acknowledged for every subscription (also again after a seek below it).
-        acks_.add(h->base_offset, h->next_offset());
+        state_->mark_skipped(h->base_offset, h->next_offset());
       } else if (h->next_offset() > read_pos_) {
         size_t rpos = pos + wire::batch_header_size;
         wire::record_view rv;
@@ -395,8 +297,8 @@ void dispatcher::fill_window() {
           if (off >= read_pos_ && rv.deliver_at && *rv.deliver_at > h->append_time &&
               (h->attributes & wire::attr_released) == 0) {
             // A delayed message: the delay index has it and releases a copy when it is due.
-            acks_.add(off);
-          } else if (off >= read_pos_ && !acks_.contains(off) && !entries_.contains(off)) {
+            state_->mark_skipped(off, off + 1);
+          } else if (off >= read_pos_ && !state_->acks().contains(off) && !entries_.contains(off)) {
             if (entries_.size() >= limits_.max_messages || window_bytes_ >= limits_.max_bytes) {
               read_pos_ = off;  // the rest of this batch waits for room
               full = true;
@@ -413,10 +315,7 @@ void dispatcher::fill_window() {
             e->data = c;
             e->pos = static_cast<uint32_t>(rpos);
             e->len = static_cast<uint32_t>(*n);
-            if (auto rc = restored_counts_.find(off); rc != restored_counts_.end()) {
-              e->deliveries = rc->second;
-              restored_counts_.erase(rc);
-            }
+            if (auto rc = state_->take_restored_count(off)) e->deliveries = *rc;
             entries_.emplace(off, e);
             window_bytes_ += e->len;
             if (e->keyed) {
@@ -505,7 +404,7 @@ void dispatcher::deliver_ready() {
       ++redeliveries_;
       pr.redeliveries.inc();
     }
-    dirty_ = true;  // delivery counts are part of the checkpoint
+    state_->mark_dirty();  // delivery counts are part of the checkpoint
     port_.timers().reschedule(*e, now + lease_ms(*m));
     ++m->in_flight;
     auto slot = std::find_if(out.begin(), out.end(), [&](auto& p) { return p.first == m; });
@@ -689,7 +588,7 @@ errc dispatcher::check_lease(uint64_t member_id, int64_t offset, entry*& out, st
   if (it == entries_.end()) {
     if (offset < 0 || offset >= port_.high_watermark()) {
       why = name + " is beyond the log end (" + std::to_string(port_.high_watermark()) + ")";
-    } else if (acks_.contains(offset)) {
+    } else if (state_->acks().contains(offset)) {
       why = name + " is already acknowledged in subscription " + rec_.name;
     } else {
       why = name + " was not delivered in subscription " + rec_.name;
@@ -829,18 +728,19 @@ dispatcher::seek_preview dispatcher::preview_seek(int64_t new_cursor) const {
 
 dispatcher_stats dispatcher::stats() const {
   dispatcher_stats s;
-  s.cursor = acks_.cursor();
+  const ack_set& acks = state_->acks();
+  s.cursor = acks.cursor();
   s.log_start = port_.log_start();
   s.high_watermark = port_.high_watermark();
   int64_t hwm = std::max(s.high_watermark, s.cursor);
-  s.acked_above_cursor = acks_.acked_above_cursor();
-  s.backlog = std::max<int64_t>(0, (hwm - s.cursor) - acks_.acked_in(s.cursor, hwm));
+  s.acked_above_cursor = acks.acked_above_cursor();
+  s.backlog = std::max<int64_t>(0, (hwm - s.cursor) - acks.acked_in(s.cursor, hwm));
   for (auto& m : members_) s.in_flight += m.in_flight;
   s.redeliveries = redeliveries_;
-  s.dead_lettered = dead_lettered_;
-  s.expired = expired_;
+  s.dead_lettered = state_->dead_lettered();
+  s.expired = state_->expired();
   if (s.backlog > 0) {
-    int64_t first = acks_.next_unacked(s.cursor);
+    int64_t first = acks.next_unacked(s.cursor);
     if (auto it = entries_.find(first); it != entries_.end()) s.oldest_unacked_time = it->second->append_time;
   }
   s.window = entries_.size();

@@ -1,14 +1,15 @@
 #pragma once
-// dispatcher: one subscription on one partition (DESIGN.md "Subscription"): which messages are
-// acknowledged (the state machine), and which are out with which member (leases, redeliveries,
-// ordered keys, dead letters).
+// dispatcher: the leader-only delivery engine of one subscription on one partition (DESIGN.md
+// "Subscription"): which messages are out with which member (leases, redeliveries, ordered keys,
+// dead letters), reading the subscription's replicated state.
 //
-// State machine. The durable state is an ack_set (cursor + acknowledged ranges above it), the
-// dead-letter and expiry counts, and the delivery counts of unacknowledged messages. It changes
-// only through apply_control(), called by the partition, in log order, for every control batch
-// once it is durable (and, on start-up, for every control batch after the checkpoint), and through
-// expire_below() after retention deleted messages. checkpoint() encodes it with the offset below
-// which every control batch has been applied; restore() loads that on start-up.
+// State machine. The durable state is a subscription_state (state.h): the ack_set, dead-letter
+// and expiry counts, restored delivery counts. It changes only through apply_control() (control
+// batches once committed, in log order), expire_below(), clamp_to_log_end() and restore(); the
+// engine listens to it and finishes the deliveries those changes end. A dispatcher either owns its
+// state (tests, the convenience constructor) or borrows one that outlives it (the partition keeps
+// the state while engines start and stop with leadership). The methods below that change the
+// state forward to it.
 //
 // Deliveries. Messages from the cursor on are read from the log into a bounded window of entries.
 // Each entry is ready (to be sent), in flight (leased to one member until its deadline), backing
@@ -56,6 +57,7 @@
 #include "broker/scheduler/wheel.h"
 #include "broker/subscription/ack_set.h"
 #include "broker/subscription/control.h"
+#include "broker/subscription/state.h"
 
 namespace ferry::scheduler {
 class wheel_driver;
@@ -63,15 +65,8 @@ class wheel_driver;
 
 namespace ferry::subscription {
 
-// A timer entry that knows what to do when it fires; the partition's wheel_driver calls
-// on_fire() for every entry (the fire handler is `static_cast<timed_entry&>(e).on_fire()`).
-class timed_entry : public scheduler::timer_entry {
- public:
-  virtual void on_fire() = 0;
-
- protected:
-  ~timed_entry() = default;
-};
+// Timer entries of the partition's timing wheel (scheduler/wheel.h).
+using scheduler::timed_entry;
 
 // Log bytes read by a dispatcher; deliveries point into it, so it is shared with members' shards.
 struct chunk {
@@ -221,11 +216,14 @@ struct extend_item {
   int64_t extend_ms = -1;  // -1: the member's ack timeout
 };
 
-class dispatcher {
+class dispatcher final : private state_listener {
  public:
-  // `port` must outlive the dispatcher. Starts with cursor `start` (a new subscription) until
-  // restore() loads a checkpoint.
+  // `port` must outlive the dispatcher. With its own state, starting with cursor `start` (a new
+  // subscription) until restore() loads a checkpoint.
   dispatcher(partition_port& port, meta::subscription_record rec, int64_t start, window_limits limits = {});
+  // The delivery engine of `state`, which outlives it (the partition keeps the state, replicated,
+  // while delivery engines come and go with leadership).
+  dispatcher(partition_port& port, meta::subscription_record rec, subscription_state& state, window_limits limits = {});
   ~dispatcher();
   dispatcher(const dispatcher&) = delete;
   dispatcher& operator=(const dispatcher&) = delete;
@@ -233,14 +231,15 @@ class dispatcher {
   uint64_t sub_id() const { return rec_.id; }
   const meta::subscription_record& record() const { return rec_; }
 
-  // ---- state machine ----
+  // ---- the state machine (subscription_state; these forward to it) ----
+  subscription_state& sub_state() { return *state_; }
   // Applies a durable control batch at offsets [base, last]: its own offsets count as
   // acknowledged (they are never delivered), and the operations for this subscription change
   // the state.
   void apply_control(int64_t base, int64_t last, std::span<const control_op> ops);
   // Retention deleted everything below `log_start`: unacknowledged messages there are counted as
-  // expired and the cursor moves up.
-  void expire_below(int64_t log_start);
+  // expired and the cursor moves up. Returns how many were lost.
+  int64_t expire_below(int64_t log_start);
   // The checkpoint of the state, given the offset below which every control batch is applied.
   std::string checkpoint(int64_t applied_upto) const;
   // Loads a checkpoint; returns its applied_upto (control batches from there on must be applied
@@ -254,9 +253,11 @@ class dispatcher {
   // was lost). State at or above it is dropped, so new messages at those offsets are delivered.
   // Returns true if anything was dropped. Call before any delivery.
   bool clamp_to_log_end(int64_t log_end);
-  int64_t cursor() const { return acks_.cursor(); }
-  bool dirty() const { return dirty_; }
-  void clear_dirty() { dirty_ = false; }
+  int64_t cursor() const { return state_->cursor(); }
+  bool dirty() const { return state_->dirty(); }
+  void clear_dirty() { state_->clear_dirty(); }
+  // Delivery counts of the messages in the window (for the state's checkpoint).
+  std::vector<std::pair<int64_t, int32_t>> delivery_counts() const;
 
   // ---- members and deliveries ----
   void add_member(std::shared_ptr<member_link> m);
@@ -315,17 +316,19 @@ class dispatcher {
   void free_entry(entry* e);
   int64_t now_ms() const;
 
+  // state_listener
+  void on_settled(int64_t from, int64_t to) override;
+  void on_seek(int64_t cursor) override;
+  void on_expired_below(int64_t log_start) override;
+  void on_changed() override;
+
   partition_port& port_;
   meta::subscription_record rec_;
   window_limits limits_;
-  ack_set acks_;
-  int64_t dead_lettered_ = 0;
-  int64_t expired_ = 0;
+  std::unique_ptr<subscription_state> own_state_;  // when constructed with a start offset
+  subscription_state* state_ = nullptr;
   int64_t redeliveries_ = 0;
-  // Delivery counts of unacknowledged messages not (yet) in the window: from the checkpoint.
-  std::unordered_map<int64_t, int32_t> restored_counts_;
   std::vector<int64_t> journal_offsets_;  // reused by deliver_ready()
-  bool dirty_ = false;
 
   int64_t read_pos_;  // next offset to read into the window
   std::unordered_map<int64_t, entry*> entries_;

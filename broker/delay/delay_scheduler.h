@@ -13,13 +13,18 @@
 // and is loaded, in due order, as the horizon moves. Releases are rate-limited (`release_rate`),
 // so a catch-up after a restart does not starve immediate messages.
 //
-// The index is a state machine of the log: the partition calls on_inserted / on_released /
-// on_cancelled for every durable change in log order (and again, on start-up, for the log after
-// the index's applied offset), then set_applied(durable). Writes to the index and its syncs run
-// on the disk pool; synced_upto() is the log offset the index is safe up to (the low-water mark
-// must not pass it).
+// The index is a state machine of the log: delay_machine (delay_machine.h) calls on_inserted /
+// on_released / on_cancelled for every committed change in log order (and again, on start-up, for
+// the log after the index's applied offset), then set_applied(committed). Writes to the index, its
+// loads and syncs run on the `state` executor, in order; synced_upto() is the log offset the index
+// is safe up to (the low-water mark must not pass it). Releases are leader-only work: they happen
+// only while set_releasing(true) (the partition's leader services turn it on and off).
 //
-// Threading: every member function on the owner shard.
+// Time comes from the injected clock only: due times on a wall-clock wheel, the periodic tick
+// (loads, writes, syncs, clock-step checks) and the release rate limit on a monotonic wheel. A
+// test drives both with a manual clock and wake(), running the executors to idle: no sleeps.
+//
+// Threading: every member function on the owner executor's thread.
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
 #include <deque>
@@ -33,19 +38,18 @@
 #include <utility>
 #include <vector>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include "broker/base/clock.h"
 #include "broker/base/result.h"
 #include "broker/base/types.h"
 #include "broker/delay/delay_index.h"
 
-namespace ferry::runtime {
-class shard_set;
-}
 namespace ferry::scheduler {
 class wheel_driver;
 }
 
-namespace ferry::partition {
+namespace ferry::delay {
 
 struct delay_limits {
   int64_t horizon_ms = 60'000;          // load what falls due within this
@@ -62,18 +66,17 @@ struct delay_limits {
 
 enum class cancel_outcome { cancelled, too_late, unknown };
 
-// A due (or not yet due) delayed message, as (due, offset).
-using delay_key = std::pair<int64_t, int64_t>;
-
 class delay_scheduler {
  public:
   // Appends a release batch to the log (not durable yet) naming the released (due, offset)s; the
   // partition reports them back through on_released once durable.
   using release_fn = std::function<result<void>(std::vector<std::byte> batch, std::vector<delay_key> released)>;
 
-  // `index`, `rt` and `clk` must outlive the scheduler. `id_prefix` is "topic/partition/".
-  delay_scheduler(delay::delay_index& index, delay::partition_key pk, std::string id_prefix, runtime::shard_set& rt,
-                  shard_id owner, const ferry::clock& clk, delay_limits limits, release_fn release);
+  // `index` and `clk` must outlive the scheduler. `id_prefix` is "topic/partition/". `owner`: the
+  // partition's executor (every call and callback runs there); `state`: where index writes, loads
+  // and syncs run (a thread of their own in the broker: they block on RocksDB).
+  delay_scheduler(delay_index& index, partition_key pk, std::string id_prefix, boost::asio::any_io_executor owner,
+                  boost::asio::any_io_executor state, const ferry::clock& clk, delay_limits limits, release_fn release);
   ~delay_scheduler();
   delay_scheduler(const delay_scheduler&) = delete;
   delay_scheduler& operator=(const delay_scheduler&) = delete;
@@ -85,7 +88,7 @@ class delay_scheduler {
   [[nodiscard]] result<void> finish_replay(int64_t log_end);
 
   // Durable changes, in log order; `base` is the log offset of the batch they come from.
-  void on_inserted(int64_t base, std::vector<delay::pending_message> msgs);
+  void on_inserted(int64_t base, std::vector<pending_message> msgs);
   void on_released(int64_t base, const std::vector<delay_key>& released);
   cancel_outcome on_cancelled(int64_t base, int64_t offset, int64_t due);
   void set_applied(int64_t durable);
@@ -120,8 +123,14 @@ class delay_scheduler {
   int64_t next_due_in_memory() const;
   size_t loaded() const { return mem_.size(); }
   size_t loaded_bytes() const { return mem_bytes_; }
-  delay::delay_index& index() { return index_; }
-  const delay::partition_key& key() const { return pk_; }
+  delay_index& index() { return index_; }
+  const partition_key& key() const { return pk_; }
+
+  // Leader-only: releases happen only while on (off at construction).
+  void set_releasing(bool on);
+  bool releasing() const { return releasing_; }
+  // Re-reads the clock now (a test's manual clock, a clock step): fires what is due.
+  void wake();
 
   // Stops the timers, writes what is left and syncs the index.
   boost::asio::awaitable<void> close();
@@ -135,14 +144,14 @@ class delay_scheduler {
     int64_t at_mono_ms;
   };
   struct queued_op {
-    delay::index_op op;
+    index_op op;
     int64_t event_begin;  // log offset of the batch it comes from
     int delta;            // +1 insert, -1 remove (the pending count)
     bool far;             // an insert not in memory: unwritten_far_ holds its key until written
   };
-  uint64_t queue_op(delay::index_op op, int64_t event_begin, int delta, bool far);
+  uint64_t queue_op(index_op op, int64_t event_begin, int delta, bool far);
 
-  void add_to_memory(delay::pending_message m, bool written);
+  void add_to_memory(pending_message m, bool written);
   void erase_from_memory(std::unordered_map<int64_t, std::unique_ptr<entry>>::iterator it);
   // How full memory is: the larger of the count and byte fractions of their limits.
   double fill() const;
@@ -158,15 +167,16 @@ class delay_scheduler {
   void forget(entry& e);
   int64_t mono_ms() const;
 
-  delay::delay_index& index_;
-  delay::partition_key pk_;
+  delay_index& index_;
+  partition_key pk_;
   std::string id_prefix_;
-  runtime::shard_set& rt_;
-  shard_id owner_;
+  boost::asio::any_io_executor owner_;
+  boost::asio::any_io_executor state_ex_;
   const ferry::clock& clk_;
   delay_limits lim_;
   release_fn release_;
-  std::unique_ptr<scheduler::wheel_driver> timers_;
+  std::unique_ptr<scheduler::wheel_driver> timers_;  // due times (wall clock)
+  std::unique_ptr<scheduler::wheel_driver> ticks_;   // the tick and release waits (monotonic)
 
   // In memory: loaded or inserted messages, by offset; ordered key sets by state.
   std::unordered_map<int64_t, std::unique_ptr<entry>> mem_;
@@ -210,10 +220,16 @@ class delay_scheduler {
   double tokens_;
   int64_t tokens_at_mono_ms_;
   bool pass_scheduled_ = false;
-  struct tick_timer;  // an Asio steady_timer, kept out of this header
-  std::unique_ptr<tick_timer> tick_timer_;
+  struct timed;  // the tick and release-wait entries on ticks_
+  std::unique_ptr<timed> tick_entry_;
+  std::unique_ptr<timed> release_entry_;
+  struct idle_signal;  // wakes close() when the last write, load or sync in flight completes
+  std::unique_ptr<idle_signal> idle_;
+  void note_done();
+  bool busy() const { return inflight_writes_ > 0 || syncing_ || loading_; }
+  bool releasing_ = false;
   bool closed_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-}  // namespace ferry::partition
+}  // namespace ferry::delay

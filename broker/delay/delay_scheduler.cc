@@ -1,4 +1,4 @@
-#include "broker/partition/delay_scheduler.h"
+#include "broker/delay/delay_scheduler.h"
 
 #include <spdlog/spdlog.h>
 
@@ -9,14 +9,14 @@
 
 #include "broker/base/assert.h"
 #include "broker/base/failpoint.h"
-#include "broker/partition/probe.h"
+#include "broker/delay/probe.h"
+#include "broker/delay/release.h"
 #include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
 #include "broker/scheduler/wheel_driver.h"
-#include "broker/subscription/dispatcher.h"
 #include "schema/record_batch.h"
 
-namespace ferry::partition {
+namespace ferry::delay {
 
 namespace asio = boost::asio;
 
@@ -29,29 +29,34 @@ constexpr size_t max_load_bytes = 32u << 20;
 constexpr size_t max_write_ops = 4'000;
 }  // namespace
 
-struct delay_scheduler::entry final : subscription::timed_entry {
+struct delay_scheduler::entry final : scheduler::timed_entry {
   delay_scheduler* owner = nullptr;
-  delay::pending_message m;
+  pending_message m;
   state st = state::waiting;
   uint64_t insert_seq = 0;  // the index write that holds it (0: loaded from the index)
   delay_key key() const { return {m.due, m.offset}; }
   void on_fire() override { owner->on_fire(*this); }
 };
 
-struct delay_scheduler::tick_timer {
-  explicit tick_timer(const asio::any_io_executor& ex) : t(ex), release(ex) {}
-  asio::steady_timer t;
-  asio::steady_timer release;
+struct delay_scheduler::timed final : scheduler::timed_entry {
+  explicit timed(std::function<void()> f) : fire(std::move(f)) {}
+  std::function<void()> fire;
+  void on_fire() override { fire(); }
 };
 
-delay_scheduler::delay_scheduler(delay::delay_index& index, delay::partition_key pk, std::string id_prefix,
-                                 runtime::shard_set& rt, shard_id owner, const ferry::clock& clk, delay_limits limits,
-                                 release_fn release)
+struct delay_scheduler::idle_signal {
+  explicit idle_signal(const asio::any_io_executor& ex) : timer(ex, std::chrono::steady_clock::time_point::max()) {}
+  asio::steady_timer timer;
+};
+
+delay_scheduler::delay_scheduler(delay_index& index, partition_key pk, std::string id_prefix,
+                                 asio::any_io_executor owner, asio::any_io_executor state, const ferry::clock& clk,
+                                 delay_limits limits, release_fn release)
     : index_(index),
       pk_(pk),
       id_prefix_(std::move(id_prefix)),
-      rt_(rt),
-      owner_(owner),
+      owner_(std::move(owner)),
+      state_ex_(std::move(state)),
       clk_(clk),
       lim_(limits),
       release_(std::move(release)),
@@ -59,11 +64,12 @@ delay_scheduler::delay_scheduler(delay::delay_index& index, delay::partition_key
       tokens_at_mono_ms_(0) {
   // Due times are wall-clock times: the wheel runs on the broker's wall clock (never firing before
   // a due time even if the clock steps back; tick() re-reads it for steps forward).
-  timers_ = std::make_unique<scheduler::wheel_driver>(
-      rt_.executor(owner_), clk_,
-      [](scheduler::timer_entry& e) { static_cast<subscription::timed_entry&>(e).on_fire(); },
-      scheduler::timebase::wall);
-  tick_timer_ = std::make_unique<tick_timer>(rt_.executor(owner_));
+  timers_ =
+      std::make_unique<scheduler::wheel_driver>(owner_, clk_, scheduler::fire_timed_entry, scheduler::timebase::wall);
+  ticks_ = std::make_unique<scheduler::wheel_driver>(owner_, clk_, scheduler::fire_timed_entry);
+  tick_entry_ = std::make_unique<timed>([this] { tick(); });
+  release_entry_ = std::make_unique<timed>([this] { schedule_release_pass(); });
+  idle_ = std::make_unique<idle_signal>(owner_);
   tokens_at_mono_ms_ = mono_ms();
 }
 
@@ -73,6 +79,23 @@ delay_scheduler::~delay_scheduler() {
   mem_.clear();
   mem_bytes_ = 0;
   timers_->stop();
+  ticks_->cancel(*tick_entry_);
+  ticks_->cancel(*release_entry_);
+  ticks_->stop();
+}
+
+void delay_scheduler::set_releasing(bool on) {
+  releasing_ = on;
+  if (on && !due_.empty()) schedule_release_pass();
+}
+
+void delay_scheduler::wake() {
+  timers_->wake();
+  ticks_->wake();
+}
+
+void delay_scheduler::note_done() {
+  if (closed_ && !busy()) idle_->timer.cancel();
 }
 
 int64_t delay_scheduler::mono_ms() const { return clk_.monotonic_ns() / 1'000'000; }
@@ -98,14 +121,14 @@ result<void> delay_scheduler::finish_replay(int64_t log_end) {
   return {};
 }
 
-uint64_t delay_scheduler::queue_op(delay::index_op op, int64_t event_begin, int delta, bool far) {
+uint64_t delay_scheduler::queue_op(index_op op, int64_t event_begin, int delta, bool far) {
   queued_ops_.push_back(queued_op{std::move(op), event_begin, delta, far});
   return ++ops_queued_;
 }
 
 // ---- durable changes -------------------------------------------------------------------------------
 
-void delay_scheduler::on_inserted(int64_t base, std::vector<delay::pending_message> msgs) {
+void delay_scheduler::on_inserted(int64_t base, std::vector<pending_message> msgs) {
   // Straight into memory only what is due very soon (the loader could not bring it in time);
   // the rest reaches memory through the loader, in due order, which keeps memory bounded without
   // churning it.
@@ -114,8 +137,8 @@ void delay_scheduler::on_inserted(int64_t base, std::vector<delay::pending_messa
     ++pending_;
     delay_key k{m.due, m.offset};
     bool memory = k <= loaded_upto_ || (m.due < direct_end && fill() < 1.0);
-    delay::index_op op;
-    op.what = delay::index_op::kind::insert;
+    index_op op;
+    op.what = index_op::kind::insert;
     op.message = m;
     uint64_t pos = queue_op(std::move(op), base, +1, !memory);
     if (memory) {
@@ -138,8 +161,8 @@ void delay_scheduler::on_released(int64_t base, const std::vector<delay_key>& re
       erase_from_memory(it);
     }
     cancel_pending_.erase(off);
-    delay::index_op op;
-    op.what = delay::index_op::kind::remove;
+    index_op op;
+    op.what = index_op::kind::remove;
     op.message.due = due;
     op.message.offset = off;
     uint64_t pos = queue_op(std::move(op), base, -1, false);
@@ -187,8 +210,8 @@ cancel_outcome delay_scheduler::on_cancelled(int64_t base, int64_t offset, int64
     forget(*it->second);
     erase_from_memory(it);
   }
-  delay::index_op op;
-  op.what = delay::index_op::kind::remove;
+  index_op op;
+  op.what = index_op::kind::remove;
   op.message.due = due;
   op.message.offset = offset;
   op.cancelled = true;
@@ -208,7 +231,7 @@ void delay_scheduler::set_applied(int64_t durable) {
 
 // ---- memory ------------------------------------------------------------------------------------
 
-void delay_scheduler::add_to_memory(delay::pending_message m, bool written) {
+void delay_scheduler::add_to_memory(pending_message m, bool written) {
   if (mem_.contains(m.offset)) return;
   auto e = std::make_unique<entry>();
   e->owner = this;
@@ -285,7 +308,7 @@ void delay_scheduler::schedule_release_pass() {
   if (pass_scheduled_ || closed_) return;
   pass_scheduled_ = true;
   auto alive = alive_;
-  asio::post(rt_.executor(owner_), [this, alive] {
+  asio::post(owner_, [this, alive] {
     if (!*alive) return;
     pass_scheduled_ = false;
     release_pass();
@@ -293,7 +316,7 @@ void delay_scheduler::schedule_release_pass() {
 }
 
 void delay_scheduler::release_pass() {
-  if (closed_) return;
+  if (closed_ || !releasing_) return;
   // Everything due by now goes to due_ first, so a release batch is cut from all of it, in order
   // (not only from what the wheel has fired so far).
   timers_->wake();
@@ -305,12 +328,8 @@ void delay_scheduler::release_pass() {
   size_t n = std::min({static_cast<size_t>(tokens_), due_.size(), lim_.max_release_batch});
   if (n == 0) {
     // Out of tokens: come back when one is there.
-    auto wait = std::chrono::milliseconds(std::max<int64_t>(1, static_cast<int64_t>(1000.0 / lim_.release_rate)));
-    tick_timer_->release.expires_after(wait);
-    auto alive = alive_;
-    tick_timer_->release.async_wait([this, alive](const boost::system::error_code& ec) {
-      if (!ec && *alive) schedule_release_pass();
-    });
+    ticks_->reschedule(*release_entry_,
+                       ticks_->now() + std::max<int64_t>(1, static_cast<int64_t>(1000.0 / lim_.release_rate)));
     return;
   }
   const int64_t now = clk_.now_ms();
@@ -349,14 +368,7 @@ void delay_scheduler::release_pass() {
       timers_->schedule(e, e.m.due);
       continue;
     }
-    std::string original = id_prefix_ + std::to_string(e.m.offset);
-    std::vector<wire::header_view> hs;
-    hs.reserve(e.m.headers.size() + 1);
-    for (auto& [k, v] : e.m.headers)
-      hs.push_back(wire::header_view{k, v ? std::optional<std::string_view>(*v) : std::nullopt});
-    hs.push_back(wire::header_view{"ferry-delayed-id", original});
-    b.add(e.m.key ? std::optional<std::string_view>(*e.m.key) : std::nullopt,
-          e.m.value ? std::optional<std::string_view>(*e.m.value) : std::nullopt, hs, e.m.timestamp, e.m.due);
+    add_release_record(b, e.m, id_prefix_);
     keys.push_back(e.key());
     taken.push_back(&e);
     it = due_.erase(it);
@@ -372,11 +384,7 @@ void delay_scheduler::release_pass() {
       e->st = state::due;
       due_.insert(e->key());
     }
-    tick_timer_->release.expires_after(std::chrono::milliseconds(100));
-    auto alive = alive_;
-    tick_timer_->release.async_wait([this, alive](const boost::system::error_code& ec) {
-      if (!ec && *alive) schedule_release_pass();
-    });
+    ticks_->reschedule(*release_entry_, ticks_->now() + 100);
     return;
   }
   tokens_ -= static_cast<double>(keys.size());
@@ -408,11 +416,7 @@ void delay_scheduler::tick() {
         now - it->second.at_mono_ms > lim_.removed_memory_ms)
       removed_.erase(it);
   }
-  tick_timer_->t.expires_after(std::chrono::milliseconds(lim_.tick_ms));
-  auto alive = alive_;
-  tick_timer_->t.async_wait([this, alive](const boost::system::error_code& ec) {
-    if (!ec && *alive) tick();
-  });
+  ticks_->reschedule(*tick_entry_, ticks_->now() + lim_.tick_ms);
 }
 
 void delay_scheduler::maybe_load() {
@@ -449,12 +453,13 @@ void delay_scheduler::maybe_load() {
   };
   auto alive = alive_;
   // The load runs on the disk pool; its result comes back to this shard.
-  auto ex = rt_.executor(owner_);
-  asio::post(rt_.state(), [load, alive, ex, this, upper, room, load_bytes]() mutable {
+  auto ex = owner_;
+  asio::post(state_ex_, [load, alive, ex, this, upper, room, load_bytes]() mutable {
     auto got = load();
     asio::post(ex, [got = std::move(got), alive, this, upper, room, load_bytes]() mutable {
       if (!*alive) return;
       loading_ = false;
+      note_done();
       if (!got) {
         logger()->error("{}: loading delayed messages failed: {}", id_prefix_, got.error().to_string());
         return;
@@ -505,7 +510,7 @@ void delay_scheduler::flush_writes() {
   constexpr int max_inflight_writes = 4;
   while (inflight_writes_ < max_inflight_writes && (!queued_ops_.empty() || posted_applied_ < applied_)) {
     size_t n = std::min(queued_ops_.size(), max_write_ops);
-    auto chunk = std::make_shared<std::vector<delay::index_op>>();
+    auto chunk = std::make_shared<std::vector<index_op>>();
     chunk->reserve(n);
     std::vector<delay_key> far;
     for (size_t i = 0; i < n; ++i) {
@@ -518,46 +523,46 @@ void delay_scheduler::flush_writes() {
     // Every batch below the next queued op's batch is in this write or an earlier one.
     int64_t upto = queued_ops_.empty() ? applied_ : queued_ops_.front().event_begin;
     posted_applied_ = std::max(posted_applied_, upto);
-    delay::index_state after{posted_applied_, posted_pending_};
+    index_state after{posted_applied_, posted_pending_};
     ++inflight_writes_;
     inflight_ops_ += n;
     auto* index = &index_;
     auto pk = pk_;
     auto alive = alive_;
-    auto ex = rt_.executor(owner_);
+    auto ex = owner_;
     int64_t written_upto = posted_applied_;
     // The state thread runs writes in the order they are posted; completions come back in order.
-    asio::post(rt_.state(),
-               [index, pk, chunk, after, alive, ex, this, n, written_upto, far = std::move(far)]() mutable {
-                 auto r = FERRY_FAILPOINT("delay.index_write")
-                              ? result<void>(fail(errc::storage_error, "failpoint delay.index_write"))
-                              : index->apply(pk, *chunk, after);
-                 chunk.reset();
-                 asio::post(ex, [r = std::move(r), alive, this, n, written_upto, far = std::move(far)]() mutable {
-                   if (!*alive) return;
-                   --inflight_writes_;
-                   inflight_ops_ -= n;
-                   if (!r) {
-                     // The index stays at its last good state; a restart applies the log again from there.
-                     index_failed_ = true;
-                     logger()->error(
-                         "{}: writing the delay index failed; it is not written again until restart (the log "
-                         "keeps everything): {}",
-                         id_prefix_, r.error().to_string());
-                     probe::get().delay_index_failures.inc();
-                     if (drained_) drained_();
-                     return;
-                   }
-                   ops_written_ += n;
-                   written_applied_ = std::max(written_applied_, written_upto);
-                   for (auto& k : far) {
-                     unwritten_far_.erase(k);
-                     unwritten_far_due_.erase(k.second);
-                   }
-                   if (!queued_ops_.empty()) flush_writes();
-                   if (drained_ && queued_ops_.size() + inflight_ops_ <= max_backlog_ops / 2) drained_();
-                 });
-               });
+    asio::post(state_ex_, [index, pk, chunk, after, alive, ex, this, n, written_upto, far = std::move(far)]() mutable {
+      auto r = FERRY_FAILPOINT("delay.index_write")
+                   ? result<void>(fail(errc::storage_error, "failpoint delay.index_write"))
+                   : index->apply(pk, *chunk, after);
+      chunk.reset();
+      asio::post(ex, [r = std::move(r), alive, this, n, written_upto, far = std::move(far)]() mutable {
+        if (!*alive) return;
+        --inflight_writes_;
+        inflight_ops_ -= n;
+        note_done();
+        if (!r) {
+          // The index stays at its last good state; a restart applies the log again from there.
+          index_failed_ = true;
+          logger()->error(
+              "{}: writing the delay index failed; it is not written again until restart (the log "
+              "keeps everything): {}",
+              id_prefix_, r.error().to_string());
+          probe::get().delay_index_failures.inc();
+          if (drained_) drained_();
+          return;
+        }
+        ops_written_ += n;
+        written_applied_ = std::max(written_applied_, written_upto);
+        for (auto& k : far) {
+          unwritten_far_.erase(k);
+          unwritten_far_due_.erase(k.second);
+        }
+        if (!queued_ops_.empty()) flush_writes();
+        if (drained_ && queued_ops_.size() + inflight_ops_ <= max_backlog_ops / 2) drained_();
+      });
+    });
   }
 }
 
@@ -570,12 +575,13 @@ void delay_scheduler::maybe_sync() {
   int64_t upto = written_applied_;
   auto* index = &index_;
   auto alive = alive_;
-  auto ex = rt_.executor(owner_);
-  asio::post(rt_.state(), [index, alive, ex, this, upto] {
+  auto ex = owner_;
+  asio::post(state_ex_, [index, alive, ex, this, upto] {
     auto r = index->sync();
     asio::post(ex, [r = std::move(r), alive, this, upto] {
       if (!*alive) return;
       syncing_ = false;
+      note_done();
       if (r)
         synced_upto_ = std::max(synced_upto_, upto);
       else
@@ -586,31 +592,32 @@ void delay_scheduler::maybe_sync() {
 
 asio::awaitable<void> delay_scheduler::close() {
   closed_ = true;
-  tick_timer_->t.cancel();
-  tick_timer_->release.cancel();
+  ticks_->cancel(*tick_entry_);
+  ticks_->cancel(*release_entry_);
+  ticks_->stop();
   timers_->stop();
-  // Wait for the write and sync in flight, then write and sync what is left.
-  asio::steady_timer wait(rt_.executor(owner_));
-  while (inflight_writes_ > 0 || syncing_ || loading_) {
-    wait.expires_after(std::chrono::milliseconds(1));
-    co_await wait.async_wait(asio::as_tuple(asio::use_awaitable));
+  // Wait for the write, load and sync in flight (each completion calls note_done()), then write
+  // and sync what is left.
+  while (busy()) {
+    idle_->timer.expires_at(std::chrono::steady_clock::time_point::max());
+    co_await idle_->timer.async_wait(asio::as_tuple(asio::use_awaitable));
   }
   auto* index = &index_;
   auto pk = pk_;
-  std::vector<delay::index_op> ops;
+  std::vector<index_op> ops;
   for (auto& q : queued_ops_) ops.push_back(std::move(q.op));
   queued_ops_.clear();
-  delay::index_state after{applied_, pending_};
+  index_state after{applied_, pending_};
   if (index_failed_) co_return;
   auto final_write = [index, pk, ops = std::move(ops), after] {
     if (auto r = index->apply(pk, ops, after); !r) return r;
     return index->sync();
   };
-  auto r = co_await runtime::on_disk(rt_.disk(), std::move(final_write));
+  auto r = co_await runtime::run_on(state_ex_, std::move(final_write));
   if (!r)
     logger()->error("{}: final delay index write failed: {}", id_prefix_, r.error().to_string());
   else
     synced_upto_ = applied_;
 }
 
-}  // namespace ferry::partition
+}  // namespace ferry::delay
