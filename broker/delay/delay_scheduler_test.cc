@@ -100,7 +100,7 @@ class delay_scheduler_test : public ::testing::Test {
 
   // Appends one batch of delayed messages (due times as given) to the fake log, durable at once.
   // Returns the offset of the first.
-  int64_t insert(const std::vector<int64_t>& dues, std::optional<std::string> key = std::nullopt) {
+  int64_t insert(const std::vector<int64_t>& dues, const std::optional<std::string>& key = std::nullopt) {
     {
       int64_t base = log_end_;
       std::vector<pending_message> msgs;
@@ -258,6 +258,7 @@ TEST_F(delay_scheduler_test, memory_is_bounded_in_bytes_too) {
   lim.horizon_ms = 60'000;
   make(lim);
   std::vector<int64_t> dues;
+  dues.reserve(2000);
   for (int i = 0; i < 2000; ++i) dues.push_back(start_ms + 10'000 + i);
   for (size_t i = 0; i < dues.size(); i += 100) insert(std::vector<int64_t>(dues.begin() + i, dues.begin() + i + 100));
   for (int i = 0; i < 20; ++i) {

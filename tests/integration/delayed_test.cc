@@ -572,6 +572,7 @@ TEST_F(delayed, produce_then_cancel_at_once_is_always_cancelled_and_never_delive
   std::mutex mu;
   std::vector<std::string> wrong;
   std::vector<std::thread> ts;
+  ts.reserve(threads);
   for (int t = 0; t < threads; ++t) {
     ts.emplace_back([&, t] {
       auto p = producer();
@@ -605,7 +606,7 @@ TEST_F(delayed, produce_then_cancel_at_once_is_always_cancelled_and_never_delive
   for (size_t i = 0; i < wrong.size() && i < 10; ++i) ADD_FAILURE() << wrong[i];
   EXPECT_EQ(pending("race"), 0);
   // Past every due time (the broker's clock moved 3 hours on), nothing is delivered.
-  set_clock_offset(3 * 3600 * 1000);
+  set_clock_offset(int64_t{3} * 3600 * 1000);
   auto c = consumer("race", "s");
   auto got = receive(*c, 1, 5s);
   EXPECT_TRUE(got.empty()) << got.size() << " cancelled messages delivered, e.g. " << got.front().d.id();

@@ -123,6 +123,7 @@ TEST_F(hostile, a_fetch_response_is_bounded_by_its_max_bytes_across_partitions) 
   for (int p = 0; p < 4; ++p) ASSERT_ERRC(admin_->produce("mb", p, batch).error, errc::ok);
   auto fetch = [&](int32_t max_bytes) {
     std::vector<fetch_entry> all;
+    all.reserve(4);
     for (int p = 0; p < 4; ++p) all.push_back(fetch_entry{p, 0, 8 << 20});
     auto resp = admin_->call(fetch_many_frame(admin_->next_cid(), "mb", all, 0, max_bytes));
     EXPECT_TRUE(resp);
@@ -169,7 +170,9 @@ TEST_F(hostile, long_poll_spam_leaves_nothing_behind) {
   int64_t after = broker_rss_kib();
   // Before the fix every timed-out waiter stayed on the partition (about 300 bytes each: ~57 MiB
   // for these 200,000).
-  if (!built_with_asan()) EXPECT_LT(after - before, 8 * 1024) << "KiB added by 200,000 timed-out long polls";
+  if (!built_with_asan()) {
+    EXPECT_LT(after - before, 8 * 1024) << "KiB added by 200,000 timed-out long polls";
+  }
   // Long polls still wake up on new data.
   auto waiter = raw_client::connect(broker_->client_port());
   ASSERT_TRUE(waiter);
@@ -272,7 +275,9 @@ TEST_F(hostile, join_spam_is_bounded_per_connection) {
   }
   EXPECT_EQ(ok, 100);
   EXPECT_EQ(refused, 900);
-  if (!built_with_asan()) EXPECT_LT(broker_rss_kib() - before, 8 * 1024) << "KiB added by 1,000 joins";
+  if (!built_with_asan()) {
+    EXPECT_LT(broker_rss_kib() - before, 8 * 1024) << "KiB added by 1,000 joins";
+  }
   still_serving("j");
   // Closing the connection releases its members: another connection joins again.
   c->conn().close();
