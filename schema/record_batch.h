@@ -57,6 +57,25 @@ constexpr int32_t wrapping_add(int32_t a, int32_t b) noexcept {
 }
 }  // namespace detail
 
+// Producer sequences run from 0 to INT32_MAX and then wrap to 0, as Kafka's do. `seq` + `n`
+// on that circle (negative inputs, never valid sequences, just wrap).
+constexpr int32_t increment_sequence(int32_t seq, int32_t n) noexcept {
+  if (seq >= 0 && n >= 0 && seq > INT32_MAX - n) return n - (INT32_MAX - seq) - 1;
+  return detail::wrapping_add(seq, n);
+}
+// `seq` - `n` on the circle (seq >= 0, 0 <= n).
+constexpr int32_t decrement_sequence(int32_t seq, int32_t n) noexcept {
+  int64_t v = int64_t{seq} - n;
+  if (v < 0) v += int64_t{1} << 31;
+  return static_cast<int32_t>(v);
+}
+// How far `to` is after `from` on the circle, in [0, 2^31).
+constexpr int64_t sequence_distance(int32_t from, int32_t to) noexcept {
+  int64_t d = int64_t{to} - from;
+  if (d < 0) d += int64_t{1} << 31;
+  return d;
+}
+
 struct batch_header {
   int64_t base_offset = 0;
   int32_t batch_length = 0;
@@ -75,7 +94,7 @@ struct batch_header {
 
   int64_t last_offset() const { return detail::wrapping_add(base_offset, int64_t{last_offset_delta}); }
   int64_t next_offset() const { return detail::wrapping_add(last_offset(), int64_t{1}); }
-  int32_t last_sequence() const { return detail::wrapping_add(base_sequence, last_offset_delta); }
+  int32_t last_sequence() const { return increment_sequence(base_sequence, last_offset_delta); }
 };
 
 // Reads the header fields; checks only that `bytes` holds a full header with a sane length

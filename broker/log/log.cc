@@ -495,6 +495,8 @@ result<append_info> partition_log::append(std::span<std::byte> batch, epoch lead
   if (static_cast<size_t>(h->batch_length) != batch.size())
     return fail(errc::corrupt_batch, "batch length field " + std::to_string(h->batch_length) + " but " +
                                          std::to_string(batch.size()) + " bytes");
+  if (h->record_count < 0 || m.next() > max_log_offset - h->record_count)
+    return fail(errc::resource_exhausted, "the log's offsets would pass 2^62");
   int64_t now = m.clk->now_ms();
   {
     segment& a = m.active();

@@ -33,6 +33,9 @@ struct tentry {
 
 std::string base_name(int64_t base);  // 20 digits, zero-padded
 
+// The largest offset a log holds: offset sums (next + record_count, base + deltas) never overflow.
+inline constexpr int64_t max_log_offset = int64_t{1} << 62;
+
 // One segment: its data file and, in memory, its sparse indexes (the files are caches of these).
 struct segment {
   int64_t base = 0;

@@ -279,6 +279,12 @@ result<void> partition_log::impl::recover() {
   }
   if (ec) return fail(errc::storage_error, "list directory '" + dir() + "': " + ec.message());
 
+  // Offsets stay below 2^62 (at a million messages a second that is 146,000 years), so offset
+  // sums can never overflow. A segment named beyond that is damage, not a log we wrote: refuse
+  // before anything in the folder is touched.
+  if (auto hi = found.upper_bound(max_log_offset); hi != found.end())
+    return fail(errc::corrupt_batch, "segment file " + base_name(hi->first) + " in '" + dir() +
+                                         "' starts beyond the largest offset a log holds (2^62)");
   std::vector<int64_t> bases;
   for (auto [base, bits] : found) {
     if (bits & 1) {

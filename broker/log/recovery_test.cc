@@ -508,5 +508,22 @@ TEST_F(recovery_test, retention_never_deletes_segments_at_or_after_the_damage) {
   EXPECT_EQ(l->start_offset(), segs[1].base);
 }
 
+// Found by fuzzing (segment_recovery): a segment named with a base offset near 2^63 was accepted,
+// and offset sums on it overflowed. Such a name is damage: the log refuses to open and touches
+// nothing.
+TEST_F(recovery_test, segment_named_beyond_2_to_the_62_refuses_to_open_and_deletes_nothing) {
+  auto c = config(4096);
+  auto l = fill(c, 3, 5);
+  l.reset();
+  auto p = c.dir / seg_name(0, ".log");
+  fs::rename(p, c.dir / "09223372036854775807.log");
+  auto before = data_files(c.dir);
+  auto r = partition_log::open(c);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, errc::corrupt_batch);
+  EXPECT_NE(r.error().message.find("09223372036854775807"), std::string::npos) << r.error().message;
+  EXPECT_EQ(data_files(c.dir), before);
+}
+
 }  // namespace
 }  // namespace ferry::log

@@ -10,7 +10,7 @@ producer_state::check_result producer_state::check(const wire::batch_header& h) 
   auto it = producers_.find(h.producer_id);
   if (it == producers_.end() || it->second.recent.empty()) return r;
   const auto& recent = it->second.recent;
-  r.expected = recent.back().last_seq + 1;
+  r.expected = wire::increment_sequence(recent.back().last_seq, 1);
   if (h.base_sequence == r.expected) return r;
   for (const auto& b : recent) {
     if (b.first_seq == h.base_sequence && b.last_seq == h.last_sequence()) {
@@ -19,7 +19,10 @@ producer_state::check_result producer_state::check(const wire::batch_header& h) 
       return r;
     }
   }
-  r.v = h.base_sequence < r.expected ? verdict::too_old : verdict::out_of_order;
+  // Behind the expected sequence (by less than half the circle): an old batch, not a gap.
+  int64_t behind = wire::sequence_distance(h.base_sequence, r.expected);
+  bool old = h.base_sequence < 0 || (behind > 0 && behind < (int64_t{1} << 30));
+  r.v = old ? verdict::too_old : verdict::out_of_order;
   return r;
 }
 

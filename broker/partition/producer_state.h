@@ -36,7 +36,7 @@ class producer_state {
     int32_t last_seq = 0;
     int64_t base_offset = 0;
     int64_t append_time = 0;
-    int64_t next_offset() const { return base_offset + (last_seq - first_seq) + 1; }
+    int64_t next_offset() const { return base_offset + wire::sequence_distance(first_seq, last_seq) + 1; }
   };
 
   enum class verdict {

@@ -40,6 +40,27 @@ TEST(producer_state, gap_is_out_of_order_and_older_than_the_window_is_too_old) {
   EXPECT_EQ(ps.check(batch_of(1, 2, 1, 0, 0)).v, producer_state::verdict::too_old);
 }
 
+TEST(producer_state, sequences_wrap_from_int32_max_to_zero_as_in_kafka) {
+  // Found by fuzzing: `last_seq + 1` overflowed past 2^31 records from one producer.
+  constexpr int32_t top = INT32_MAX;
+  EXPECT_EQ(batch_of(3, top - 2, 5, 0, 0).last_sequence(), 1);  // top-2, top-1, top, 0, 1
+  producer_state ps;
+  ps.remember(batch_of(3, top - 2, 5, 1000, 1));
+  auto next = ps.check(batch_of(3, 2, 1, 0, 0));
+  EXPECT_EQ(next.v, producer_state::verdict::accept);
+  auto dup = ps.check(batch_of(3, top - 2, 5, 0, 0));
+  ASSERT_EQ(dup.v, producer_state::verdict::duplicate);
+  EXPECT_EQ(dup.original.next_offset(), 1005);
+  EXPECT_EQ(ps.check(batch_of(3, top - 10, 1, 0, 0)).v, producer_state::verdict::too_old);
+  auto gap = ps.check(batch_of(3, 9, 1, 0, 0));
+  EXPECT_EQ(gap.v, producer_state::verdict::out_of_order);
+  EXPECT_EQ(gap.expected, 2);
+  ps.remember(batch_of(3, 2, 1, 1005, 2));
+  EXPECT_EQ(ps.check(batch_of(3, 3, 1, 0, 0)).v, producer_state::verdict::accept);
+  EXPECT_EQ(wire::decrement_sequence(1, 5), top - 3);
+  EXPECT_EQ(wire::sequence_distance(top - 1, 2), 4);
+}
+
 TEST(producer_state, batches_without_a_producer_id_are_always_accepted_and_not_remembered) {
   producer_state ps;
   ps.remember(batch_of(-1, -1, 5, 0, 0));

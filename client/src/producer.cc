@@ -308,7 +308,7 @@ void producer_impl::seal_locked(topic_state& t, int32_t p) {
   b->partition = p;
   b->record_count = ps.builder.record_count();
   b->base_sequence = ps.next_sequence;
-  ps.next_sequence += b->record_count;
+  ps.next_sequence = w::increment_sequence(ps.next_sequence, b->record_count);
   auto bytes = ps.builder.finish(producer_id_, 0, b->base_sequence);
   b->bytes.assign(bytes.begin(), bytes.end());
   size_t n = ps.open_cbs.size();
@@ -598,13 +598,15 @@ void producer_impl::handle_item_locked(topic_state& t, const produce_item& it, c
     // out_of_order_sequence until it expired. Later batches were not stored either (the broker
     // refuses anything after a gap), so renumbering them cannot duplicate.
     for (auto& q : ps.queue) {
-      if (q->base_sequence <= removed_seq) continue;
-      q->base_sequence -= removed_count;
+      // Only the batches after the removed one (sequences wrap at INT32_MAX).
+      int64_t after = w::sequence_distance(removed_seq, q->base_sequence);
+      if (after == 0 || after >= (int64_t{1} << 30)) continue;
+      q->base_sequence = w::decrement_sequence(q->base_sequence, removed_count);
       std::memcpy(q->bytes.data() + w::hdr::base_sequence, &q->base_sequence, sizeof(int32_t));
       uint32_t crc = w::compute_batch_crc(q->bytes);
       std::memcpy(q->bytes.data() + w::hdr::crc, &crc, sizeof(uint32_t));
     }
-    ps.next_sequence -= removed_count;
+    ps.next_sequence = w::decrement_sequence(ps.next_sequence, removed_count);
   }
 }
 
