@@ -230,3 +230,11 @@ bool hit(std::string_view name) {
 }  // namespace failpoint
 
 }  // namespace ferry
+
+namespace ferry {
+namespace {
+thread_local bool event_loop_thread = false;
+}
+void mark_event_loop_thread() noexcept { event_loop_thread = true; }
+bool on_event_loop_thread() noexcept { return event_loop_thread; }
+}  // namespace ferry

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
 
+#include "broker/base/assert.h"
 #include "broker/base/crc32c.h"
 #include "broker/base/result.h"
 #include "broker/base/types.h"
@@ -10,6 +12,26 @@ namespace ferry {
 namespace {
 
 // RFC 3720 B.4 test vectors.
+// The shards mark their threads; a RocksDB write (metadata store, delay index) checks it is not
+// on one. The whole integration suite runs with the check on.
+TEST(event_loop_thread, blocking_work_on_a_marked_thread_aborts_and_elsewhere_runs) {
+  EXPECT_FALSE(on_event_loop_thread());
+  FERRY_ASSERT_OFF_EVENT_LOOP("a test write");  // not marked: passes
+  bool marked_elsewhere = false;
+  std::thread([&] {
+    mark_event_loop_thread();
+    marked_elsewhere = on_event_loop_thread();
+  }).join();
+  EXPECT_TRUE(marked_elsewhere);
+  EXPECT_FALSE(on_event_loop_thread()) << "the mark is per thread";
+  EXPECT_DEATH(
+      {
+        mark_event_loop_thread();
+        FERRY_ASSERT_OFF_EVENT_LOOP("a test write");
+      },
+      "a test write must not run on a shard's event loop");
+}
+
 TEST(crc32c, matches_rfc3720_vectors) {
   unsigned char zeros[32] = {};
   unsigned char ones[32];

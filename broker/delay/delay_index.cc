@@ -7,6 +7,7 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include "broker/base/assert.h"
 #include "broker/delay/codec.h"
 
 namespace ferry::delay {
@@ -37,6 +38,7 @@ class rocks_index final : public delay_index {
       }
     }
     b.Put(key_prefix('A', p), encode_state(after));
+    FERRY_ASSERT_OFF_EVENT_LOOP("a delay index write");
     auto s = db_->Write(rocksdb::WriteOptions(), &b);
     if (!s.ok()) return from_status(s, "writing " + std::to_string(ops.size()) + " changes");
     return {};
@@ -100,6 +102,7 @@ class rocks_index final : public delay_index {
   }
 
   result<void> sync() override {
+    FERRY_ASSERT_OFF_EVENT_LOOP("a delay index write");
     auto s = db_->SyncWAL();
     if (!s.ok()) return from_status(s, "syncing");
     return {};
@@ -112,6 +115,7 @@ class rocks_index final : public delay_index {
     }
     rocksdb::WriteOptions wo;
     wo.sync = true;
+    FERRY_ASSERT_OFF_EVENT_LOOP("a delay index write");
     auto s = db_->Write(wo, &b);
     if (!s.ok()) return from_status(s, "dropping topic " + std::to_string(topic_id));
     return {};

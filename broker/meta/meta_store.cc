@@ -9,6 +9,8 @@
 #include <charconv>
 #include <mutex>
 
+#include "broker/base/assert.h"
+
 namespace ferry::meta {
 namespace {
 
@@ -29,6 +31,7 @@ class rocks_store final : public meta_store {
   explicit rocks_store(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) { wo_.sync = true; }
 
   result<void> put_topic(const topic_record& r) override {
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
     auto s = db_->Put(wo_, topic_prefix + r.name, encode_topic_record(r));
     if (!s.ok()) return from_status(s, "writing topic " + r.name);
     return {};
@@ -38,6 +41,7 @@ class rocks_store final : public meta_store {
     rocksdb::WriteBatch b;
     b.Delete(topic_prefix + name);
     b.Put(deleted_prefix + folder, "");
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
     auto s = db_->Write(wo_, &b);
     if (!s.ok()) return from_status(s, "deleting topic " + name);
     return {};
@@ -53,6 +57,7 @@ class rocks_store final : public meta_store {
   }
 
   result<void> forget_deleted_folder(const std::string& folder) override {
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
     auto s = db_->Delete(wo_, deleted_prefix + folder);
     if (!s.ok()) return from_status(s, "forgetting deleted folder " + folder);
     return {};
@@ -81,18 +86,21 @@ class rocks_store final : public meta_store {
     } else if (!s.IsNotFound()) {
       return from_status(s, "reading the id counter");
     }
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
     s = db_->Put(wo_, id_key, std::to_string(id + 1));
     if (!s.ok()) return from_status(s, "writing the id counter");
     return id;
   }
 
   result<void> put_subscription(const subscription_record& r) override {
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
     auto s = db_->Put(wo_, sub_key(r.topic, r.name), encode_subscription_record(r));
     if (!s.ok()) return from_status(s, "writing subscription " + r.topic + "/" + r.name);
     return {};
   }
 
   result<void> delete_subscription(const std::string& topic, const std::string& name) override {
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
     auto s = db_->Delete(wo_, sub_key(topic, name));
     if (!s.ok()) return from_status(s, "deleting subscription " + topic + "/" + name);
     return {};
@@ -115,6 +123,7 @@ class rocks_store final : public meta_store {
     rocksdb::WriteBatch b;
     for (auto& [k, v] : kvs) b.Put(k, v);
     for (auto& [from, to] : erase) b.DeleteRange(from, to);
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
     auto s = db_->Write(unsynced_, &b);
     if (!s.ok()) return from_status(s, "writing checkpoints");
     return {};
@@ -133,6 +142,7 @@ class rocks_store final : public meta_store {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) b.Delete(it->key());
     if (!it->status().ok()) return from_status(it->status(), "listing checkpoints " + prefix);
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
     auto s = db_->Write(wo_, &b);
     if (!s.ok()) return from_status(s, "deleting checkpoints " + prefix);
     return {};
@@ -142,12 +152,14 @@ class rocks_store final : public meta_store {
     rocksdb::WriteBatch b;
     b.Delete(key);
     b.DeleteRange(key + "/", key + "0");  // '0' follows '/': exactly the keys under key + "/"
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
     auto s = db_->Write(wo_, &b);
     if (!s.ok()) return from_status(s, "deleting checkpoint " + key);
     return {};
   }
 
   result<void> put_journal(const std::string& key, const std::string& value) override {
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
     auto s = db_->Put(unsynced_, key, value);
     if (!s.ok()) return from_status(s, "writing delivery journal " + key);
     return {};

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <exception>
 
+#include "broker/base/assert.h"
+
 namespace ferry::runtime {
 
 namespace {
@@ -45,6 +47,7 @@ void shard_set::start() {
     asio::post(*ctx_[i], [b = beats_.back().get()] { b->beat(); });
     threads_.emplace_back([this, i] {
       this_shard = i;
+      mark_event_loop_thread();
       ctx_[i]->run();
     });
   }

@@ -167,6 +167,16 @@ TEST_F(subscription_bad_input, bad_acks_get_typed_failures_and_change_nothing) {
   ASSERT_EQ(nf.size(), 2u);
   EXPECT_ERRC(nf[0].second, errc::invalid_argument);
   EXPECT_ERRC(nf[1].second, errc::invalid_argument);
+  // A nack delay or a lease extension beyond a day: refused the same way (they would pin the
+  // message for as long as the client asked).
+  constexpr int64_t over_a_day = int64_t{24} * 3600 * 1000 + 1;
+  auto longer = a.client.call_keeping_pushes(
+      ack_frame(a.client.next_cid(), a.member, 0, {}, {{0, 0, over_a_day}}, {{0, 1, over_a_day}}));
+  ASSERT_TRUE(longer);
+  auto lf = failures_of(*longer);
+  ASSERT_EQ(lf.size(), 2u);
+  EXPECT_ERRC(lf[0].second, errc::invalid_argument);
+  EXPECT_ERRC(lf[1].second, errc::invalid_argument);
   auto credit = a.client.call_keeping_pushes(ack_frame(a.client.next_cid(), a.member, 0, {}, {}, {}, -1, 0));
   ASSERT_TRUE(credit);
   EXPECT_ERRC(err_of(*credit), errc::invalid_argument);
