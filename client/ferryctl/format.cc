@@ -219,66 +219,28 @@ std::optional<std::pair<int32_t, int64_t>> parse_partition_offset(std::string_vi
   return std::pair{static_cast<int32_t>(*p), *o};
 }
 
-bool is_dlq_header(std::string_view key) { return key.starts_with(dlq_header_prefix); }
-
 std::optional<std::pair<std::string, std::string>> parse_header(std::string_view s) {
   auto eq = s.find('=');
   if (eq == std::string_view::npos || eq == 0) return std::nullopt;
   return std::pair{std::string(s.substr(0, eq)), std::string(s.substr(eq + 1))};
 }
 
-std::string json_string(std::string_view s) {
+std::string utf8_or_latin1(std::string_view s) {
   std::string out;
-  out.reserve(s.size() + 2);
-  out.push_back('"');
-  char buf[8];
+  out.reserve(s.size());
   for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x80) {
-      size_t n = utf8_sequence(s, i);
-      if (n == 0) {
-        std::snprintf(buf, sizeof buf, "\\u%04x", c);
-        out += buf;
-        ++i;
-      } else {
-        out.append(s.substr(i, n));
-        i += n;
-      }
+    size_t n = utf8_sequence(s, i);
+    if (n > 0) {
+      out.append(s.substr(i, n));
+      i += n;
       continue;
     }
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (c < 0x20) {
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
+    // U+0080..U+00FF in UTF-8: two bytes.
+    auto c = static_cast<unsigned char>(s[i]);
+    out.push_back(static_cast<char>(0xC0 | (c >> 6)));
+    out.push_back(static_cast<char>(0x80 | (c & 0x3F)));
     ++i;
   }
-  out.push_back('"');
   return out;
 }
 
@@ -303,6 +265,44 @@ std::string printable(std::string_view s) {
     ++i;
   }
   return out;
+}
+
+std::optional<std::string> whole_number_problem(std::string_view text, int64_t lo, int64_t hi, int64_t type_min,
+                                                int64_t type_max) {
+  const bool no_lo = lo <= type_min, no_hi = hi >= type_max;
+  const std::string range = no_lo && no_hi ? ""
+                            : no_hi        ? std::to_string(lo) + " or more"
+                            : no_lo        ? std::to_string(hi) + " or less"
+                                           : "between " + std::to_string(lo) + " and " + std::to_string(hi);
+  int64_t v = 0;
+  const char* end = text.data() + text.size();
+  auto r = std::from_chars(text.data(), end, v);
+  const bool overflow = r.ec == std::errc::result_out_of_range;
+  if (text.empty() || r.ptr != end || (r.ec != std::errc{} && !overflow))
+    return "must be a whole number" + (range.empty() ? "" : " " + range) + ", got '" + printable(text) + "'";
+  const bool negative = text[0] == '-';
+  const bool too_big = overflow ? !negative : v > hi;
+  const bool too_small = overflow ? negative : v < lo;
+  // A side without a bound of its own: the limit of the option's type.
+  if (too_big && no_hi) return "must be at most " + std::to_string(type_max) + ", got " + std::string(text);
+  if (too_small && no_lo) return "must be at least " + std::to_string(type_min) + ", got " + std::string(text);
+  if (too_big || too_small) return "must be " + range + ", got " + std::string(text);
+  return std::nullopt;
+}
+
+std::string one_of_text(const std::vector<std::string>& choices) {
+  std::string out;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (i > 0) out += i + 1 == choices.size() ? " or " : ", ";
+    out += choices[i];
+  }
+  return out;
+}
+
+std::optional<std::string> choice_problem(std::string_view text, const std::vector<std::string>& choices) {
+  for (const auto& c : choices)
+    if (text == c) return std::nullopt;
+  return "must be " + one_of_text(choices) + ", got '" + printable(text) + "'";
 }
 
 std::string table::str() const {

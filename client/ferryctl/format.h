@@ -1,7 +1,7 @@
 #pragma once
 // ferryctl's parsing and formatting helpers: durations, ages, time left, RFC 3339 times, header
-// flags, seek targets, dead-letter ids, JSON strings, aligned tables. Pure functions, unit tested in
-// client/src/client_test.cc.
+// flags, seek targets, dead-letter ids, text for JSON, aligned tables, argument errors. Pure
+// functions, unit tested in client/test/client_test.cc.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -47,19 +47,13 @@ std::optional<seek_to> parse_seek_to(std::string_view s);
 // "PARTITION/OFFSET" (a message's position in the dead-letter topic); nullopt if malformed.
 std::optional<std::pair<int32_t, int64_t>> parse_partition_offset(std::string_view s);
 
-// Headers the broker puts on dead letters ("ferry-dlq-original-id", "ferry-dlq-reason", ...);
-// a replay removes them.
-inline constexpr std::string_view dlq_header_prefix = "ferry-dlq-";
-bool is_dlq_header(std::string_view key);
-
 // "k=v" to {k, v} (the value may contain '='; the key may not be empty); nullopt if malformed.
 std::optional<std::pair<std::string, std::string>> parse_header(std::string_view s);
 
-// `s` as a JSON string literal, quotes included. Escapes '"', '\\' and control characters;
-// valid UTF-8 passes through unchanged. A byte that is not part of valid UTF-8 is written as
-// \u00XX (its value as a code point, i.e. read as Latin-1): the output is always valid JSON, but
-// such bytes do not round-trip exactly. Values meant for scripts should be UTF-8.
-std::string json_string(std::string_view s);
+// `s` as valid UTF-8: unchanged if it is; otherwise each byte that is not part of a valid UTF-8
+// sequence (overlong forms, surrogates and code points above U+10FFFF are not) becomes the code
+// point of the same value, i.e. the byte read as Latin-1 (0xFF -> U+00FF, "\xc3\xbf").
+std::string utf8_or_latin1(std::string_view s);
 
 // A table for people: columns padded to the widest cell, two spaces apart.
 class table {
@@ -74,5 +68,20 @@ class table {
 
 // For table cells: control characters and invalid UTF-8 as \xNN, so a value cannot break a row.
 std::string printable(std::string_view s);
+
+// ---- argument errors, as a person would write them ----
+
+// What is wrong with `text` as a whole number from `lo` to `hi` (decimal, an optional '-') for an
+// option of a type holding type_min..type_max, or nullopt if nothing is. The bounds in words:
+// "must be between 1 and 10000, got 0"; "must be 0 or more, got -1" (hi == type_max: no upper
+// bound of its own, and then "must be at most 2147483647, got 3000000000"); "must be a whole
+// number between 1 and 10000, got 'abc'".
+std::optional<std::string> whole_number_problem(std::string_view text, int64_t lo, int64_t hi, int64_t type_min,
+                                                int64_t type_max);
+
+// "a", "a or b", "a, b or c".
+std::string one_of_text(const std::vector<std::string>& choices);
+// What is wrong with `text` as one of `choices`, or nullopt: "must be table or json, got 'yaml'".
+std::optional<std::string> choice_problem(std::string_view text, const std::vector<std::string>& choices);
 
 }  // namespace ferry::ctl

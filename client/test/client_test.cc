@@ -1,10 +1,15 @@
-// Unit tests of the client library's pure parts and of ferryctl's helpers. The producer, reader,
-// admin and consumer against a broker: client/src/fake_broker_test.cc, client/src/consumer_test.cc
-// and tests/integration.
+// Unit tests of the client library's pure parts (partitioning, ids, dead-letter headers and
+// replayed messages) and of ferryctl's helpers (parsing, formatting, JSON text, argument errors).
+// The producer, reader, admin and consumer against a broker: client/test/producer_test.cc,
+// consumer_test.cc, delayed_test.cc, shared_test.cc (fake and real broker) and tests/integration.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "client/ferryctl/format.h"
+#include "client/ferryctl/json.h"
 #include "ferry/client/client.h"
+#include "ferry/client/dlq.h"
 
 namespace fc = ferry::client;
 namespace ctl = ferry::ctl;
@@ -33,7 +38,14 @@ TEST(partition_for_key, is_positive_murmur2_modulo_partitions) {
   }
 }
 
-TEST(partition_for_key, empty_key_is_stable) { EXPECT_EQ(fc::partition_for_key("", 3), fc::partition_for_key("", 3)); }
+TEST(partition_for_key, empty_key_is_hashed_like_any_key) {
+  // An empty key is a key (not "keyless"): murmur2 of zero bytes is the seed mixed alone,
+  // 0x9747b28c -> 275646681 (Kafka's Utils.murmur2(new byte[0])), and the partition follows.
+  EXPECT_EQ(fc::murmur2(""), 275646681u);
+  EXPECT_EQ(fc::partition_for_key("", 7), 275646681 % 7);  // 2
+  EXPECT_EQ(fc::partition_for_key("", 10), 275646681 % 10);  // 1
+  EXPECT_EQ(fc::partition_for_key("", 1), 0);
+}
 
 TEST(message_id, prints_and_parses) {
   fc::message_id id{"orders", 3, 42};
@@ -125,23 +137,41 @@ TEST(header_flag, splits_at_first_equals) {
   EXPECT_FALSE(ctl::parse_header("=v"));
 }
 
-TEST(json_string, escapes_quotes_backslashes_and_controls) {
-  EXPECT_EQ(ctl::json_string(""), "\"\"");
-  EXPECT_EQ(ctl::json_string("plain"), "\"plain\"");
-  EXPECT_EQ(ctl::json_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
-  EXPECT_EQ(ctl::json_string("l1\nl2\r\t\b\f"), "\"l1\\nl2\\r\\t\\b\\f\"");
-  EXPECT_EQ(ctl::json_string(std::string("\x01\x1f", 2)), "\"\\u0001\\u001f\"");
-  EXPECT_EQ(ctl::json_string(std::string("a\0b", 3)), "\"a\\u0000b\"");
-  EXPECT_EQ(ctl::json_string("/<>'"), "\"/<>'\"");
+std::string json_of(std::string_view s) { return ctl::json_line(ctl::json_text(s)); }
+
+TEST(json_text, escapes_quotes_backslashes_and_controls) {
+  EXPECT_EQ(json_of(""), "\"\"");
+  EXPECT_EQ(json_of("plain"), "\"plain\"");
+  EXPECT_EQ(json_of("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(json_of("l1\nl2\r\t\b\f"), "\"l1\\nl2\\r\\t\\b\\f\"");
+  EXPECT_EQ(json_of(std::string("\x01\x1f", 2)), "\"\\u0001\\u001f\"");
+  EXPECT_EQ(json_of(std::string("a\0b", 3)), "\"a\\u0000b\"");
+  EXPECT_EQ(json_of("/<>'"), "\"/<>'\"");
 }
 
-TEST(json_string, keeps_valid_utf8_and_escapes_invalid_bytes) {
-  EXPECT_EQ(ctl::json_string("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"),
-            "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
-  EXPECT_EQ(ctl::json_string("\xff"), "\"\\u00ff\"");
-  EXPECT_EQ(ctl::json_string("\xc3"), "\"\\u00c3\"");                        // truncated sequence
-  EXPECT_EQ(ctl::json_string("\xc0\xaf"), "\"\\u00c0\\u00af\"");             // overlong '/'
-  EXPECT_EQ(ctl::json_string("\xed\xa0\x80"), "\"\\u00ed\\u00a0\\u0080\"");  // surrogate
+TEST(json_text, keeps_valid_utf8_and_reads_invalid_bytes_as_latin1) {
+  EXPECT_EQ(json_of("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
+  EXPECT_EQ(json_of("\xff"), "\"\xc3\xbf\"");                                // U+00FF
+  EXPECT_EQ(json_of("\xc3"), "\"\xc3\x83\"");                                // truncated sequence: U+00C3
+  EXPECT_EQ(json_of("\xc0\xaf"), "\"\xc3\x80\xc2\xaf\"");                     // overlong '/'
+  EXPECT_EQ(json_of("\xed\xa0\x80"), "\"\xc3\xad\xc2\xa0\xc2\x80\"");          // surrogate
+  // What a JSON parser reads back: the bytes as code points.
+  EXPECT_EQ(ctl::json::parse(json_of("x\xffy")).get<std::string>(), "x\u00ffy");
+  EXPECT_EQ(ctl::utf8_or_latin1("ok \xc3\xa9"), "ok \xc3\xa9");
+}
+
+TEST(json_text, documents_keep_field_order_and_types) {
+  ctl::json j;
+  j["topic"] = ctl::json_text("t");
+  j["partition"] = 3;
+  j["offset"] = int64_t{9'000'000'000};
+  j["key"] = ctl::json_text_or_null(std::nullopt);
+  j["value"] = ctl::json_text_or_null(std::string("v"));
+  j["dry_run"] = true;
+  j["ratio"] = 0.5;
+  EXPECT_EQ(ctl::json_line(j),
+            "{\"topic\":\"t\",\"partition\":3,\"offset\":9000000000,\"key\":null,\"value\":\"v\",\"dry_run\":true,"
+            "\"ratio\":0.5}");
 }
 
 TEST(table, pads_columns_to_widest_cell) {
@@ -237,9 +267,115 @@ TEST(partition_offset, parses_dlq_positions) {
 TEST(dlq_header, recognises_the_broker_headers) {
   for (const char* k : {"ferry-dlq-original-id", "ferry-dlq-subscription", "ferry-dlq-delivery-count",
                         "ferry-dlq-reason", "ferry-dlq-time"})
-    EXPECT_TRUE(ctl::is_dlq_header(k)) << k;
+    EXPECT_TRUE(fc::is_dlq_header(k)) << k;
   for (const char* k : {"trace", "ferry-dlq", "Ferry-dlq-reason", "x-ferry-dlq-reason", ""})
-    EXPECT_FALSE(ctl::is_dlq_header(k)) << k;
+    EXPECT_FALSE(fc::is_dlq_header(k)) << k;
+}
+
+fc::received_message dead_letter_message() {
+  fc::received_message m;
+  m.topic = "orders.billing.dlq";
+  m.partition = 1;
+  m.offset = 7;
+  m.key = "k";
+  m.value = "v";
+  m.headers = {{"trace", "abc"},
+               {"ferry-dlq-original-id", "orders/2/40"},
+               {"ferry-dlq-subscription", "billing"},
+               {"ferry-dlq-delivery-count", "3"},
+               {"ferry-dlq-reason", "nacked"},
+               {"ferry-dlq-time", "1714564800000"},
+               {"ferry-delayed-id", "orders/2/11"},
+               {"empty", std::nullopt}};
+  return m;
+}
+
+TEST(dead_letter, reads_the_broker_headers) {
+  auto d = fc::to_dead_letter(dead_letter_message());
+  EXPECT_EQ(d.original_id, "orders/2/40");
+  EXPECT_EQ(d.subscription, "billing");
+  EXPECT_EQ(d.delivery_count, 3);
+  EXPECT_EQ(d.reason, "nacked");
+  EXPECT_EQ(d.time_ms, 1714564800000);
+  EXPECT_EQ(d.message.id(), "orders.billing.dlq/1/7");
+  EXPECT_EQ(d.message.headers.size(), 8u) << "the message keeps every header";
+
+  fc::received_message odd;
+  odd.headers = {{"ferry-dlq-delivery-count", "x3"}, {"ferry-dlq-time", "-5"}, {"ferry-dlq-original-id", std::nullopt}};
+  auto o = fc::to_dead_letter(odd);
+  EXPECT_FALSE(o.delivery_count);
+  EXPECT_FALSE(o.time_ms);
+  EXPECT_EQ(o.original_id, "");
+}
+
+TEST(dead_letter, of_subscription_by_name_or_topic_and_name) {
+  fc::dead_letter d;
+  EXPECT_TRUE(fc::of_subscription(d, "orders", "billing")) << "no subscription header: an older broker's";
+  d.subscription = "billing";
+  EXPECT_TRUE(fc::of_subscription(d, "orders", "billing"));
+  d.subscription = "orders/billing";
+  EXPECT_TRUE(fc::of_subscription(d, "orders", "billing"));
+  for (const char* other : {"audit", "orders/audit", "other/billing", "orders/billing2", "ordersbilling"}) {
+    d.subscription = other;
+    EXPECT_FALSE(fc::of_subscription(d, "orders", "billing")) << other;
+  }
+}
+
+TEST(dead_letter, topic_of_a_subscription) {
+  fc::subscription_config c;
+  EXPECT_EQ(fc::dead_letter_topic_of("orders", "billing", c), "orders.billing.dlq");
+  c.dead_letter_topic = "shared-dlq";
+  EXPECT_EQ(fc::dead_letter_topic_of("orders", "billing", c), "shared-dlq");
+}
+
+TEST(dead_letter, replay_message_drops_reserved_headers_and_names_its_source) {
+  auto d = fc::to_dead_letter(dead_letter_message());
+  auto m = fc::replay_message(d, fc::message_id{"orders", 2, 40});
+  EXPECT_EQ(m.key, "k");
+  EXPECT_EQ(m.value, "v");
+  EXPECT_FALSE(m.partition) << "a keyed message finds its partition by key";
+  using kv = std::pair<std::string, std::string>;
+  EXPECT_EQ(m.headers, (std::vector<kv>{{"trace", "abc"}, {"empty", ""}, {"ferry-replayed-from", "orders.billing.dlq/1/7"}}));
+
+  auto keyless = d;
+  keyless.message.key.reset();
+  keyless.message.value.reset();
+  auto k = fc::replay_message(keyless, fc::message_id{"orders", 2, 40});
+  EXPECT_EQ(k.partition, 2) << "a keyless message goes back to its partition";
+  EXPECT_EQ(k.value, "");
+}
+
+TEST(argument_errors, whole_numbers_name_their_bounds) {
+  constexpr int64_t i32_min = std::numeric_limits<int32_t>::min(), i32_max = std::numeric_limits<int32_t>::max();
+  constexpr int64_t i64_min = std::numeric_limits<int64_t>::min(), i64_max = std::numeric_limits<int64_t>::max();
+  EXPECT_EQ(ctl::whole_number_problem("5", 1, 10000, i32_min, i32_max), std::nullopt);
+  EXPECT_EQ(ctl::whole_number_problem("0", 1, 10000, i32_min, i32_max), "must be between 1 and 10000, got 0");
+  EXPECT_EQ(ctl::whole_number_problem("10001", 1, 10000, i32_min, i32_max), "must be between 1 and 10000, got 10001");
+  EXPECT_EQ(ctl::whole_number_problem("99999999999999999999", 1, 10000, i32_min, i32_max),
+            "must be between 1 and 10000, got 99999999999999999999");
+  EXPECT_EQ(ctl::whole_number_problem("abc", 1, 10000, i32_min, i32_max),
+            "must be a whole number between 1 and 10000, got 'abc'");
+  EXPECT_EQ(ctl::whole_number_problem("1.5", 1, 10000, i32_min, i32_max),
+            "must be a whole number between 1 and 10000, got '1.5'");
+  EXPECT_EQ(ctl::whole_number_problem("", 1, 10000, i32_min, i32_max),
+            "must be a whole number between 1 and 10000, got ''");
+  EXPECT_EQ(ctl::whole_number_problem("-1", 0, i32_max, i32_min, i32_max), "must be 0 or more, got -1");
+  EXPECT_EQ(ctl::whole_number_problem("3000000000", 0, i32_max, i32_min, i32_max),
+            "must be at most 2147483647, got 3000000000");
+  EXPECT_EQ(ctl::whole_number_problem("2147483647", 0, i32_max, i32_min, i32_max), std::nullopt);
+  EXPECT_EQ(ctl::whole_number_problem("-1", i64_min, i64_max, i64_min, i64_max), std::nullopt);
+  EXPECT_EQ(ctl::whole_number_problem("x", i64_min, i64_max, i64_min, i64_max), "must be a whole number, got 'x'");
+  EXPECT_EQ(ctl::whole_number_problem("-99999999999999999999", i64_min, i64_max, i64_min, i64_max),
+            "must be at least -9223372036854775808, got -99999999999999999999");
+}
+
+TEST(argument_errors, choices_are_listed) {
+  EXPECT_EQ(ctl::one_of_text({"a"}), "a");
+  EXPECT_EQ(ctl::one_of_text({"table", "json"}), "table or json");
+  EXPECT_EQ(ctl::one_of_text({"a", "b", "c"}), "a, b or c");
+  EXPECT_EQ(ctl::choice_problem("json", {"table", "json"}), std::nullopt);
+  EXPECT_EQ(ctl::choice_problem("yaml", {"table", "json"}), "must be table or json, got 'yaml'");
+  EXPECT_EQ(ctl::choice_problem("JSON", {"table", "json"}), "must be table or json, got 'JSON'");
 }
 
 TEST(printable, escapes_controls_for_table_cells) {

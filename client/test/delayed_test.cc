@@ -1,10 +1,10 @@
-// Delayed messages from the client's side, against the fake broker (client/src/fake_broker.h):
+// Delayed messages from the client's side, against the fake broker (client/test/fake_broker.h):
 // admin::cancel and admin::list_delayed mapped to their wire tables, request errors, local
 // validation, a topic's max_delay_ms and describe's delayed counts, and the producer's handling of
 // delay_out_of_range. The broker's own behaviour (due times, releases, races): tests/integration.
 #include <gtest/gtest.h>
 
-#include "client/src/fake_broker.h"
+#include "client/test/fake_broker.h"
 #include "ferry/client/client.h"
 
 namespace fc = ferry::client;

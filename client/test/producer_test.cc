@@ -1,11 +1,12 @@
-// Producer, reader and admin against an in-process fake broker (client/src/fake_broker.h):
+// Producer, reader and admin against an in-process fake broker (client/test/fake_broker.h):
 // batching, ordering, retries after a dropped connection or not_leader, idempotent resends.
+// The producer's throughput against the fake: bench/client_bench.cc (not a test).
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <set>
 
-#include "client/src/fake_broker.h"
+#include "client/test/fake_broker.h"
 #include "ferry/client/client.h"
 
 namespace fc = ferry::client;
@@ -300,30 +301,6 @@ TEST(admin, connection_refused_is_connection_closed) {
   auto l = (*a)->list_topics();
   ASSERT_FALSE(l);
   EXPECT_EQ(l.error().code, ferry::errc::connection_closed);
-}
-
-TEST(producer, throughput_smoke) {
-  // Not a benchmark (the fake broker is slow and single-threaded per connection): a sanity
-  // check that a million small messages go through quickly and in order.
-  fake_broker b;
-  b.add_topic("perf", 1);
-  auto p = fc::producer::create(popts(b));
-  ASSERT_TRUE(p);
-  std::string payload(100, 'p');
-  std::atomic<int64_t> acked{0};
-  auto start = std::chrono::steady_clock::now();
-  const int n = 1'000'000;
-  for (int i = 0; i < n; ++i) {
-    fc::message m;
-    m.value = payload;
-    (*p)->send("perf", std::move(m), [&](const ferry::result<fc::message_id>& r) {
-      if (r) acked.fetch_add(1, std::memory_order_relaxed);
-    });
-  }
-  ASSERT_TRUE((*p)->flush());
-  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_EQ(acked, n);
-  std::printf("producer to fake broker: %.0f msg/s\n", n / secs);
 }
 
 }  // namespace
