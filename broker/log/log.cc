@@ -1,14 +1,16 @@
-// partition_log: segments, sparse indexes, group commit, reads, retention, truncation. Recovery
-// (open) is in recovery.cc. On-disk format and the crash-safety argument: schema/segment.md.
+// partition_log's operations: open, append, read, batch headers and timestamp lookups, group
+// commit (begin/run/end sync), retention, truncation and close, with the read cursor they share
+// (locate, header_at) and the bookkeeping of damage found while reading. The segment files are in
+// segment.cc, the sparse indexes in index.cc, recovery (what open() does with a folder) in
+// recovery.cc. On-disk format and the crash-safety argument: schema/segment.md.
 #include "broker/log/log.h"
 
 #include <algorithm>
-#include <array>
-#include <cinttypes>
 #include <climits>
-#include <cstdio>
-#include <cstring>
+#include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -19,42 +21,9 @@ namespace ferry::log {
 
 namespace detail {
 
-std::string base_name(int64_t base) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%020" PRId64, base);
-  return buf;
-}
-
-std::string where(const std::filesystem::path& data_path, uint64_t pos) {
-  return "segment " + data_path.string() + " position " + std::to_string(pos);
-}
-
-result<void> delete_segment_files(file_factory& fs, const std::filesystem::path& data_path) {
-  auto p = data_path;
-  if (auto r = fs.remove(p.replace_extension(".timeindex")); !r) return r;
-  if (auto r = fs.remove(p.replace_extension(".index")); !r) return r;
-  return fs.remove(data_path);
-}
-
-// Adds one batch (at `pos`) to the segment's bookkeeping and, every index_interval bytes, an index
-// point: offset entry {rel, pos} and time entry {max timestamp of every batch before it, rel}.
-// The same rule runs on append and on rebuild, so a rebuilt index is identical to the written one.
-// `indexed`: the batch already has its index point (resuming a scan at the last loaded entry).
-void note_batch(segment& s, uint64_t pos, const wire::batch_header& h, uint32_t interval, bool indexed) {
-  if (indexed) {
-    s.since_entry = 0;
-  } else if (pos > 0 && s.since_entry >= interval) {
-    auto rel = static_cast<uint32_t>(h.base_offset - s.base);
-    s.oi.push_back({rel, static_cast<uint32_t>(pos)});
-    s.ti.push_back({s.max_ts, rel});
-    s.since_entry = 0;
-  }
-  s.since_entry += static_cast<uint32_t>(h.batch_length);
-  s.max_ts = std::max(s.max_ts, h.max_timestamp);
-  s.last_append = std::max(s.last_append, h.append_time);
-  if (pos == 0) s.first_append = h.append_time;
-  s.next = h.next_offset();
-  s.size = pos + static_cast<uint32_t>(h.batch_length);
+std::shared_ptr<spdlog::logger> logger() {
+  auto l = spdlog::get("log");
+  return l ? l : spdlog::default_logger();
 }
 
 }  // namespace detail
@@ -62,20 +31,6 @@ void note_batch(segment& s, uint64_t pos, const wire::batch_header& h, uint32_t 
 using namespace detail;
 
 namespace {
-
-std::shared_ptr<spdlog::logger> logger() {
-  auto l = spdlog::get("log");
-  return l ? l : spdlog::default_logger();
-}
-
-void put_le64(std::byte* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-uint64_t get_le64(const std::byte* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
-}
 
 // A corrupt_batch error about the batch at `pos`, with the place in front; other errors as they are.
 error at_where(const segment& s, uint64_t pos, const error& e) {
@@ -102,305 +57,7 @@ error partition_log::impl::damage_error() const {
                                        corrupt->where + ": " + corrupt->why + ")");
 }
 
-// ---- reading helpers ----
-
-// The header at `pos` of `s`, which must have base offset `expected` and fit in the segment's
-// data. Errors name what is wrong, not where (callers add that: at_where).
-result<wire::batch_header> partition_log::impl::read_header(const segment& s, uint64_t pos, int64_t expected) {
-  std::array<std::byte, hsize> hb;
-  if (pos + hsize > s.size) return fail(errc::corrupt_batch, "batch header past the end of data");
-  auto n = s.data->pread(hb, pos);
-  if (!n) return n.error();
-  if (*n != hsize) return fail(errc::corrupt_batch, "short read of a batch header");
-  auto h = wire::parse_batch_header(hb);
-  if (!h) return h.error();
-  if (h->base_offset != expected)
-    return fail(errc::corrupt_batch,
-                "batch base offset " + std::to_string(h->base_offset) + ", expected " + std::to_string(expected));
-  if (pos + static_cast<uint32_t>(h->batch_length) > s.size)
-    return fail(errc::corrupt_batch, "batch runs past the end of data");
-  return h;
-}
-
-result<bool> partition_log::impl::crc_ok(const segment& s, uint64_t pos, const wire::batch_header& h) {
-  auto len = static_cast<uint32_t>(h.batch_length);
-  scratch.resize(len);
-  auto m = s.data->pread(scratch, pos);
-  if (!m) return m.error();
-  return *m == len && wire::compute_batch_crc(scratch) == h.crc;
-}
-
-// Scans batches from `pos` (expected base offset `expected`) to `file_size`, adding them to `s`.
-// CRC-checks every batch when `crc_all`, else only one that ends exactly at file_size (the
-// segment's last batch: the cheap check of an older segment). Without `crc_all` a batch is added
-// only once the next header chains after it: a damaged length field leads to garbage, and then the
-// batch it belongs to (its CRC fails over the wrong length) is the damage, not the garbage.
-result<scan_end> partition_log::impl::scan(segment& s, uint64_t pos, int64_t expected, uint64_t file_size, bool crc_all,
-                                           bool resume) {
-  scan_end e;
-  s.size = pos;
-  s.next = expected;
-  bool first = true;
-  std::optional<std::pair<uint64_t, wire::batch_header>> pending;
-  auto commit = [&] {
-    note_batch(s, pending->first, pending->second, cfg.index_interval_bytes, first && resume);
-    first = false;
-    pending.reset();
-  };
-  auto bad = [&](std::string why) -> result<scan_end> {
-    if (pending) {
-      auto ok = crc_ok(s, pending->first, pending->second);
-      if (!ok) return ok.error();
-      if (!*ok) {
-        why = "batch CRC32C mismatch (its length field leads to a bad header at position " + std::to_string(pos) +
-              ": " + why + ")";
-        pos = pending->first;
-        auto n = s.data->pread(e.raw, pos);
-        if (!n) return n.error();
-        e.raw_n = *n;
-      } else {
-        commit();
-      }
-    }
-    e.clean = false;
-    e.bad_pos = pos;
-    e.why = std::move(why);
-    return e;
-  };
-  while (pos < file_size) {
-    uint64_t left = file_size - pos;
-    auto n = s.data->pread(std::span(e.raw.data(), std::min<uint64_t>(hsize, left)), pos);
-    if (!n) return n.error();
-    e.raw_n = *n;
-    if (left < hsize) return bad("partial batch header");
-    auto h = wire::parse_batch_header(e.raw);
-    if (!h) return bad(h.error().message);
-    if (h->base_offset != expected)
-      return bad("batch base offset " + std::to_string(h->base_offset) + ", expected " + std::to_string(expected));
-    auto len = static_cast<uint32_t>(h->batch_length);
-    if (len > left) return bad("batch of " + std::to_string(len) + " bytes runs past the end of the file");
-    bool checked = crc_all || len == left;
-    if (checked) {
-      auto ok = crc_ok(s, pos, *h);
-      if (!ok) return ok.error();
-      if (!*ok) return bad("batch CRC32C mismatch");
-    }
-    if (pending) commit();
-    pending.emplace(pos, *h);
-    if (checked) commit();
-    expected = h->next_offset();
-    pos += len;
-  }
-  if (pending) commit();
-  return e;
-}
-
-// ---- index files ----
-
-// Loads and validates an older segment's index files: whole entries, the two files agree,
-// offsets and positions strictly increase inside the data, timestamps never decrease.
-bool partition_log::impl::load_index(segment& s, uint64_t file_size) {
-  auto of = fs->open(s.path(".index"), open_mode::existing);
-  auto tf = fs->open(s.path(".timeindex"), open_mode::existing);
-  if (!of || !tf) return false;
-  auto osz = (*of)->size();
-  auto tsz = (*tf)->size();
-  if (!osz || !tsz || *osz % oentry_size != 0 || *tsz % tentry_size != 0) return false;
-  size_t n = *osz / oentry_size;
-  if (*tsz / tentry_size != n) return false;
-  std::vector<std::byte> ob(*osz), tb(*tsz);
-  auto r1 = (*of)->pread(ob, 0);
-  auto r2 = (*tf)->pread(tb, 0);
-  if (!r1 || !r2 || *r1 != ob.size() || *r2 != tb.size()) return false;
-  s.oi.clear();
-  s.ti.clear();
-  s.oi.reserve(n);
-  s.ti.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    oentry o{wire::get_le32(&ob[i * oentry_size]), wire::get_le32(&ob[i * oentry_size + 4])};
-    tentry t{static_cast<int64_t>(get_le64(&tb[i * tentry_size])), wire::get_le32(&tb[i * tentry_size + 8])};
-    if (o.rel == 0 || o.pos == 0 || o.pos >= file_size || t.rel != o.rel) return false;
-    if (i > 0 && (o.rel <= s.oi.back().rel || o.pos <= s.oi.back().pos || t.ts < s.ti.back().ts)) return false;
-    s.oi.push_back(o);
-    s.ti.push_back(t);
-  }
-  s.oi_written = n;
-  return true;
-}
-
-// The last index point names a batch with the expected base offset.
-bool partition_log::impl::index_tail_matches(segment& s, uint64_t file_size) {
-  uint64_t saved = s.size;
-  s.size = file_size;
-  bool ok = static_cast<bool>(read_header(s, s.oi.back().pos, s.base + s.oi.back().rel));
-  s.size = saved;
-  return ok;
-}
-
-void partition_log::impl::encode_entries(const segment& s, size_t from, bool time) {
-  size_t esz = time ? tentry_size : oentry_size;
-  ibuf.resize((s.oi.size() - from) * esz);
-  std::byte* p = ibuf.data();
-  for (size_t i = from; i < s.oi.size(); ++i, p += esz) {
-    if (time) {
-      put_le64(p, static_cast<uint64_t>(s.ti[i].ts));
-      wire::put_le32(p + 8, s.ti[i].rel);
-    } else {
-      wire::put_le32(p, s.oi[i].rel);
-      wire::put_le32(p + 4, s.oi[i].pos);
-    }
-  }
-}
-
-void partition_log::impl::warn_index(const error& e) {
-  if (!index_write_warned) logger()->warn("{}: index write failed (indexes are rebuilt on open): {}", dir(), e.message);
-  index_write_warned = true;
-}
-
-// Appends the entries not yet written to the active segment's index files. Plain writes, no
-// fsync: the indexes are caches, validated or rebuilt on open. Handles of the active segment that
-// could not be opened (EMFILE) are opened again here, once per sync at most.
-void partition_log::impl::flush_index(segment& s) {
-  if (s.oi_written >= s.oi.size()) return;
-  if (!s.oidx || !s.tidx) {
-    if (&s != &segs.back() || end_beyond >= 0) return;
-    if (auto r = open_index_handles(s); !r) return warn_index(r.error());
-  }
-  size_t from = s.oi_written;
-  encode_entries(s, from, false);
-  if (auto r = s.oidx->pwrite_all(ibuf, from * oentry_size); !r) warn_index(r.error());
-  encode_entries(s, from, true);
-  if (auto r = s.tidx->pwrite_all(ibuf, from * tentry_size); !r) warn_index(r.error());
-  s.oi_written = s.oi.size();
-}
-
-// Rewrites both index files of `s` from memory (after a rebuild or a truncation).
-void partition_log::impl::write_index_files(segment& s) {
-  auto of = s.oidx ? result<std::shared_ptr<file>>(s.oidx) : fs->open(s.path(".index"), open_mode::create);
-  auto tf = s.tidx ? result<std::shared_ptr<file>>(s.tidx) : fs->open(s.path(".timeindex"), open_mode::create);
-  if (!of) return warn_index(of.error());
-  if (!tf) return warn_index(tf.error());
-  encode_entries(s, 0, false);
-  if (auto r = (*of)->truncate(0); !r) warn_index(r.error());
-  if (auto r = (*of)->pwrite_all(ibuf, 0); !r) warn_index(r.error());
-  encode_entries(s, 0, true);
-  if (auto r = (*tf)->truncate(0); !r) warn_index(r.error());
-  if (auto r = (*tf)->pwrite_all(ibuf, 0); !r) warn_index(r.error());
-  s.oi_written = s.oi.size();
-}
-
-result<void> partition_log::impl::open_index_handles(segment& s) {
-  auto of = fs->open(s.path(".index"), open_mode::create);
-  if (!of) return of.error();
-  auto tf = fs->open(s.path(".timeindex"), open_mode::create);
-  if (!tf) return tf.error();
-  s.oidx = std::move(*of);
-  s.tidx = std::move(*tf);
-  return {};
-}
-
-// Rebuilds an older segment's index from its data (headers only), after a read found the index
-// pointing at something that is not the expected batch. Stops at the first bad header.
-void partition_log::impl::rebuild_index(segment& s) {
-  segment t;
-  t.base = s.base;
-  t.data = s.data;
-  t.data_path = s.data_path;
-  auto e = scan(t, 0, s.base, s.size, false, false);
-  logger()->warn("{}: rebuilt the index of {}{}", dir(), s.data_path.filename().string(),
-                 e && !e->clean ? " up to a bad batch at position " + std::to_string(e->bad_pos) : std::string());
-  s.oi = std::move(t.oi);
-  s.ti = std::move(t.ti);
-  write_index_files(s);
-}
-
-// ---- segments ----
-
-result<segment> partition_log::impl::make_segment(int64_t base) {
-  segment s;
-  s.base = s.next = base;
-  s.data_path = cfg.dir / (base_name(base) + ".log");
-  auto d = fs->open(s.data_path, open_mode::create);
-  if (!d) return d.error();
-  s.data = std::move(*d);
-  if (auto r = open_index_handles(s); !r) return r.error();
-  // A leftover file with this name can only hold data that was truncated away (truncate_suffix
-  // or recovery): start empty.
-  if (auto r = s.data->truncate(0); !r) {
-    failed = true;
-    return r.error();
-  }
-  (void)s.oidx->truncate(0);
-  (void)s.tidx->truncate(0);
-  if (cfg.preallocate) {
-    if (auto r = s.data->preallocate(cfg.segment_bytes); !r)
-      logger()->warn("{}: cannot preallocate {}: {}", dir(), s.data_path.filename().string(), r.error().message);
-  }
-  size_t expect = std::min<uint64_t>(cfg.segment_bytes / std::max<uint32_t>(cfg.index_interval_bytes, 1) + 2, 1 << 16);
-  s.oi.reserve(expect);
-  s.ti.reserve(expect);
-  return s;
-}
-
-result<void> partition_log::impl::create_segment(int64_t base) {
-  auto s = make_segment(base);
-  if (!s) return s.error();
-  segs.push_back(std::move(*s));
-  dir_dirty = true;  // the new directory entries are made durable by the next sync
-  return {};
-}
-
-result<void> partition_log::impl::roll() {
-  // The new segment's files are opened first: if that fails (EMFILE, ENFILE, ...) nothing has
-  // changed, the old segment stays active and the next append tries again. Not a poison: the log
-  // on disk is intact. A stray empty (or preallocated) file it may leave is reused by the retry or
-  // dropped by recovery.
-  auto ns = make_segment(active().next);
-  if (!ns && failed) return ns.error();  // a failed truncate of the new file: a write failure
-  if (!ns) {
-    logger()->warn("{}: cannot open a new segment at offset {}; the next append tries again: {}", dir(), next(),
-                   ns.error().message);
-    return fail(ns.error().code,
-                dir() + ": cannot open a new segment (the next append tries again): " + ns.error().message);
-  }
-  segment& old = active();
-  flush_index(old);
-  // The logical size becomes the file size, so an older segment is "trusted for its size" on
-  // open. This ftruncate is made durable by the next sync, which includes this file.
-  if (cfg.preallocate) {
-    if (auto r = old.data->truncate(old.size); !r) {
-      failed = true;
-      return r;
-    }
-  }
-  rolled.push_back(old.data);
-  old.oidx.reset();
-  old.tidx.reset();
-  segs.push_back(std::move(*ns));
-  // The new name is durable before durable_offset() covers a batch in it: the next begin_sync()
-  // includes the folder, and end_sync() moves durable_offset() only after that fsync succeeded.
-  dir_dirty = true;
-  return {};
-}
-
-size_t partition_log::impl::find_segment(int64_t off) const {
-  auto it = std::upper_bound(segs.begin(), segs.end(), off, [](int64_t o, const segment& s) { return o < s.base; });
-  return it == segs.begin() ? 0 : static_cast<size_t>(it - segs.begin() - 1);
-}
-
-// Largest index point at or below `off` in segment si.
-partition_log::impl::cursor partition_log::impl::index_start(size_t si, int64_t off) const {
-  const segment& s = segs[si];
-  cursor c{si, 0, s.base};
-  auto rel = static_cast<uint64_t>(off - s.base);
-  auto it = std::upper_bound(s.oi.begin(), s.oi.end(), rel, [](uint64_t r, const oentry& e) { return r < e.rel; });
-  if (it != s.oi.begin()) {
-    --it;
-    c.pos = it->pos;
-    c.expected = s.base + it->rel;
-  }
-  return c;
-}
+// ---- the read cursor ----
 
 void partition_log::impl::blame(const cursor& c, const std::optional<std::pair<cursor, wire::batch_header>>& prev,
                                 const error& e) {

@@ -1,7 +1,10 @@
 #pragma once
-// Private to broker/log: the state behind partition_log, shared by log.cc (appends, reads,
-// indexes, syncs, retention, truncation) and recovery.cc (open, damage analysis). Format and the
-// crash-safety argument: schema/segment.md.
+// Private to broker/log: the state behind partition_log, shared by its four files, each a chapter:
+//   segment.cc   one segment file: names, per-batch bookkeeping, header and CRC checks, scan, roll
+//   index.cc     the sparse offset and time indexes (in memory and their cache files), lookups
+//   recovery.cc  open(): what a log folder holds, torn tail versus damage followed by data
+//   log.cc       the operations: append, read, sync, retention, truncation, close
+// Format and the crash-safety argument: schema/segment.md.
 #include <array>
 #include <cstdint>
 #include <deque>
@@ -13,7 +16,13 @@
 
 #include "broker/log/log.h"
 
+namespace spdlog {
+class logger;
+}
+
 namespace ferry::log::detail {
+
+std::shared_ptr<spdlog::logger> logger();  // the "log" subsystem's logger (log.cc)
 
 inline constexpr size_t oentry_size = 8;   // {u32 relative offset, u32 position}
 inline constexpr size_t tentry_size = 12;  // {i64 max timestamp before the entry, u32 relative offset}
@@ -128,18 +137,18 @@ struct partition_log::impl {
   int64_t readable_end() const { return corrupt ? corrupt->at.value : INT64_MAX; }
   std::string dir() const { return cfg.dir.string(); }
 
-  // ---- damage ----
+  // ---- damage (log.cc) ----
   void note_damage(int64_t at, const std::filesystem::path& data_path, uint64_t pos, std::string why);
   error damage_error() const;
 
-  // ---- reading helpers ----
+  // ---- reading helpers (segment.cc) ----
   result<wire::batch_header> read_header(const segment& s, uint64_t pos, int64_t expected);
   // CRC32C of the batch with header `h` at `pos`: false on a mismatch or a short read.
   result<bool> crc_ok(const segment& s, uint64_t pos, const wire::batch_header& h);
   result<detail::scan_end> scan(segment& s, uint64_t pos, int64_t expected, uint64_t file_size, bool crc_all,
                                 bool resume);
 
-  // ---- index files ----
+  // ---- index files (index.cc) ----
   bool load_index(segment& s, uint64_t file_size);
   bool index_tail_matches(segment& s, uint64_t file_size);
   void encode_entries(const segment& s, size_t from, bool time);
@@ -149,7 +158,7 @@ struct partition_log::impl {
   result<void> open_index_handles(segment& s);
   void rebuild_index(segment& s);
 
-  // ---- segments ----
+  // ---- segments (segment.cc) ----
   result<void> remove_segment_files(const std::filesystem::path& data_path) {
     return detail::delete_segment_files(*fs, data_path);
   }
@@ -160,6 +169,7 @@ struct partition_log::impl {
   result<void> create_segment(int64_t base);
   result<void> roll();
 
+  // ---- lookups (index.cc) ----
   size_t find_segment(int64_t off) const;
   struct cursor {
     size_t si = 0;
@@ -167,6 +177,8 @@ struct partition_log::impl {
     int64_t expected = 0;
   };
   cursor index_start(size_t si, int64_t off) const;
+
+  // ---- the read cursor (log.cc) ----
   result<cursor> locate(int64_t off);
   result<std::optional<wire::batch_header>> header_at(cursor& c);
   // A header that does not chain at `c`: the damage is there, or in the previous batch `prev` (at

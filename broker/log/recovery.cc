@@ -19,11 +19,6 @@ using namespace detail;
 
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  auto l = spdlog::get("log");
-  return l ? l : spdlog::default_logger();
-}
-
 std::filesystem::path parent_of(const std::filesystem::path& p) {
   return p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
 }
