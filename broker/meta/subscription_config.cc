@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "broker/meta/record_text.h"
+#include "broker/meta/legacy_text.h"
 #include "broker/meta/topic_config.h"
 
 namespace ferry::meta {
@@ -40,84 +40,6 @@ result<void> validate_subscription_config(const subscription_config& c) {
 
 std::string default_dead_letter_topic(std::string_view topic, std::string_view subscription) {
   return std::string(topic) + "." + std::string(subscription) + ".dlq";
-}
-
-std::string encode_subscription_record(const subscription_record& r) {
-  const auto& c = r.config;
-  detail::record_writer w;
-  w.kv("format", "1");
-  w.kv("topic", r.topic);
-  w.kv("topic_id", static_cast<int64_t>(r.topic_id));
-  w.kv("name", r.name);
-  w.kv("id", static_cast<int64_t>(r.id));
-  w.kv("start", c.start == start_position::earliest ? "earliest" : "latest");
-  w.kv("ack_timeout_ms", c.ack_timeout_ms);
-  w.kv("max_deliveries", c.max_deliveries);
-  w.kv("ordered", c.ordered ? "true" : "false");
-  w.kv("backoff", c.backoff == backoff_kind::fixed ? "fixed" : "exponential");
-  w.kv("backoff_initial_ms", c.backoff_initial_ms);
-  w.kv("backoff_max_ms", c.backoff_max_ms);
-  w.kv("dead_letter_topic", c.dead_letter_topic);
-  w.kv("created_ms", r.created_ms);
-  std::string starts;
-  for (size_t i = 0; i < r.start_offsets.size(); ++i) {
-    if (i) starts += ',';
-    starts += std::to_string(r.start_offsets[i]);
-  }
-  w.kv("start_offsets", starts);
-  return std::move(w).str();
-}
-
-result<subscription_record> decode_subscription_record(std::string_view s) {
-  using detail::parse_int;
-  subscription_record r;
-  auto& c = r.config;
-  std::string_view bad;
-  detail::for_each_kv(
-      s,
-      [&](std::string_view k, std::string_view v) {
-        if (k == "topic")
-          r.topic = std::string(v);
-        else if (k == "topic_id")
-          return parse_int(v, r.topic_id);
-        else if (k == "name")
-          r.name = std::string(v);
-        else if (k == "id")
-          return parse_int(v, r.id);
-        else if (k == "start")
-          c.start = v == "earliest" ? start_position::earliest : start_position::latest;
-        else if (k == "ack_timeout_ms")
-          return parse_int(v, c.ack_timeout_ms);
-        else if (k == "max_deliveries")
-          return parse_int(v, c.max_deliveries);
-        else if (k == "ordered")
-          c.ordered = v == "true";
-        else if (k == "backoff")
-          c.backoff = v == "fixed" ? backoff_kind::fixed : backoff_kind::exponential;
-        else if (k == "backoff_initial_ms")
-          return parse_int(v, c.backoff_initial_ms);
-        else if (k == "backoff_max_ms")
-          return parse_int(v, c.backoff_max_ms);
-        else if (k == "dead_letter_topic")
-          c.dead_letter_topic = std::string(v);
-        else if (k == "created_ms")
-          return parse_int(v, r.created_ms);
-        else if (k == "start_offsets") {
-          while (!v.empty()) {
-            auto comma = v.find(',');
-            int64_t o = 0;
-            if (!parse_int(v.substr(0, comma), o)) return false;
-            r.start_offsets.push_back(o);
-            v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
-          }
-        }
-        return true;
-      },
-      &bad);
-  if (!bad.empty()) return fail(errc::storage_error, "subscription record has a bad value for " + std::string(bad));
-  if (r.topic.empty() || r.name.empty() || r.id == 0)
-    return fail(errc::storage_error, "subscription record without topic, name or id");
-  return r;
 }
 
 }  // namespace ferry::meta

@@ -45,7 +45,7 @@ struct subscription_record {
 [[nodiscard]] result<void> validate_subscription_config(const subscription_config& c);
 std::string default_dead_letter_topic(std::string_view topic, std::string_view subscription);
 
-// Stable text encoding ("key=value" lines) used in the metadata store.
+// The stored encoding, as encode_topic_record (broker/meta/record.cc, schema/meta.md).
 std::string encode_subscription_record(const subscription_record& r);
 [[nodiscard]] result<subscription_record> decode_subscription_record(std::string_view s);
 

@@ -1,9 +1,8 @@
 #include "broker/meta/topic_config.h"
 
-#include <charconv>
 #include <cstdio>
 
-#include "broker/meta/record_text.h"
+#include "broker/meta/legacy_text.h"
 
 namespace ferry::meta {
 
@@ -57,65 +56,6 @@ result<void> validate_topic_config(const topic_config& c, int max_replication) {
   if (c.max_delay_ms < 0 || c.max_delay_ms > ten_years)
     return bad("max_delay_ms must be between 0 and 10 years, got " + std::to_string(c.max_delay_ms));
   return {};
-}
-
-std::string encode_topic_record(const topic_record& r) {
-  const auto& c = r.config;
-  detail::record_writer w;
-  w.kv("format", "1");
-  w.kv("name", r.name);
-  w.kv("id", static_cast<int64_t>(r.id));
-  w.kv("partitions", c.partitions);
-  w.kv("replication", c.replication);
-  w.kv("retention_ms", c.retention_ms);
-  w.kv("retention_bytes", c.retention_bytes);
-  w.kv("segment_bytes", c.segment_bytes);
-  w.kv("segment_ms", c.segment_ms);
-  w.kv("max_batch_bytes", c.max_batch_bytes);
-  w.kv("fsync", c.fsync == fsync_mode::interval ? "interval" : "always");
-  w.kv("fsync_interval_ms", c.fsync_interval_ms);
-  w.kv("max_delay_ms", c.max_delay_ms);
-  return std::move(w).str();
-}
-
-result<topic_record> decode_topic_record(std::string_view s) {
-  using detail::parse_int;
-  topic_record r;
-  auto& c = r.config;
-  std::string_view bad;
-  detail::for_each_kv(
-      s,
-      [&](std::string_view k, std::string_view v) {
-        if (k == "name")
-          r.name = std::string(v);
-        else if (k == "id")
-          return parse_int(v, r.id);
-        else if (k == "partitions")
-          return parse_int(v, c.partitions);
-        else if (k == "replication")
-          return parse_int(v, c.replication);
-        else if (k == "retention_ms")
-          return parse_int(v, c.retention_ms);
-        else if (k == "retention_bytes")
-          return parse_int(v, c.retention_bytes);
-        else if (k == "segment_bytes")
-          return parse_int(v, c.segment_bytes);
-        else if (k == "segment_ms")
-          return parse_int(v, c.segment_ms);
-        else if (k == "max_batch_bytes")
-          return parse_int(v, c.max_batch_bytes);
-        else if (k == "fsync")
-          c.fsync = v == "interval" ? fsync_mode::interval : fsync_mode::always;
-        else if (k == "fsync_interval_ms")
-          return parse_int(v, c.fsync_interval_ms);
-        else if (k == "max_delay_ms")
-          return parse_int(v, c.max_delay_ms);
-        return true;
-      },
-      &bad);
-  if (!bad.empty()) return fail(errc::storage_error, "metadata record has a bad value for " + std::string(bad));
-  if (r.name.empty()) return fail(errc::storage_error, "metadata record without a topic name");
-  return r;
 }
 
 }  // namespace ferry::meta

@@ -35,7 +35,10 @@ struct topic_record {
 // 1 MiB..1 GiB, max_batch_bytes 1 KiB..64 MiB, ...
 [[nodiscard]] result<void> validate_topic_config(const topic_config& c, int max_replication);
 
-// Stable text encoding ("key=value" lines) used in the metadata store.
+// The stored encoding (broker/meta/record.cc): a FlatBuffers `Record` of schema/meta.fbs, the bytes
+// of the metadata store's value and, later, of a metadata log entry. decode also reads the
+// "key=value" text of brokers before it (schema/meta.md); storage_error if the bytes are neither,
+// or hold another kind of record or an unknown version.
 std::string encode_topic_record(const topic_record& r);
 [[nodiscard]] result<topic_record> decode_topic_record(std::string_view s);
 
