@@ -16,7 +16,7 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "broker/base/main_guard.h"
+#include "schema/main_guard.h"
 #include "client/test/fake_broker.h"
 #include "ferry/client/client.h"
 

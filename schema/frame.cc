@@ -6,7 +6,7 @@
 
 namespace ferry::wire {
 
-// ErrorCode and errc must agree (see broker/base/errc.h).
+// ErrorCode and errc must agree (see schema/errc.h).
 static_assert(static_cast<uint16_t>(ErrorCode::ConnectionClosed) == static_cast<uint16_t>(errc::connection_closed));
 static_assert(static_cast<uint16_t>(ErrorCode::UnknownTopic) == static_cast<uint16_t>(errc::unknown_topic));
 static_assert(static_cast<uint16_t>(ErrorCode::NotReady) == static_cast<uint16_t>(errc::not_ready));

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <span>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 #include "schema/ferry_generated.h"
 
 namespace ferry::wire {

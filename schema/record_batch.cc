@@ -4,23 +4,14 @@
 #include <bit>
 #include <cstring>
 
-#include "broker/base/crc32c.h"
-#include "broker/base/varint.h"
+#include "schema/crc32c.h"
+#include "schema/endian.h"
+#include "schema/varint.h"
 
 namespace ferry::wire {
 namespace {
 
-template <class T>
-T load(const std::byte* p) noexcept {
-  T v;
-  std::memcpy(&v, p, sizeof(T));  // the format is little-endian, as is every machine we build for
-  return v;
-}
-template <class T>
-void store(std::byte* p, T v) noexcept {
-  std::memcpy(p, &v, sizeof(T));
-}
-static_assert(std::endian::native == std::endian::little, "record batch code assumes a little-endian host");
+
 
 void put_uvarint(std::vector<std::byte>& out, uint64_t v) { append_uvarint(out, v); }
 void put_varint(std::vector<std::byte>& out, int64_t v) { append_uvarint(out, zigzag_encode(v)); }
@@ -54,20 +45,20 @@ result<batch_header> parse_batch_header(std::span<const std::byte> b) {
   if (b.size() < batch_header_size) return fail(errc::corrupt_batch, "batch shorter than its header");
   const std::byte* p = b.data();
   batch_header h;
-  h.base_offset = load<int64_t>(p + hdr::base_offset);
-  h.batch_length = load<int32_t>(p + hdr::batch_length);
-  h.leader_epoch = load<int32_t>(p + hdr::leader_epoch);
-  h.append_time = load<int64_t>(p + hdr::append_time);
-  h.crc = load<uint32_t>(p + hdr::crc);
-  h.magic = load<uint8_t>(p + hdr::magic);
-  h.attributes = load<uint16_t>(p + hdr::attributes);
-  h.last_offset_delta = load<int32_t>(p + hdr::last_offset_delta);
-  h.first_timestamp = load<int64_t>(p + hdr::first_timestamp);
-  h.max_timestamp = load<int64_t>(p + hdr::max_timestamp);
-  h.producer_id = load<int64_t>(p + hdr::producer_id);
-  h.producer_epoch = load<int16_t>(p + hdr::producer_epoch);
-  h.base_sequence = load<int32_t>(p + hdr::base_sequence);
-  h.record_count = load<int32_t>(p + hdr::record_count);
+  h.base_offset = load_le<int64_t>(p + hdr::base_offset);
+  h.batch_length = load_le<int32_t>(p + hdr::batch_length);
+  h.leader_epoch = load_le<int32_t>(p + hdr::leader_epoch);
+  h.append_time = load_le<int64_t>(p + hdr::append_time);
+  h.crc = load_le<uint32_t>(p + hdr::crc);
+  h.magic = load_le<uint8_t>(p + hdr::magic);
+  h.attributes = load_le<uint16_t>(p + hdr::attributes);
+  h.last_offset_delta = load_le<int32_t>(p + hdr::last_offset_delta);
+  h.first_timestamp = load_le<int64_t>(p + hdr::first_timestamp);
+  h.max_timestamp = load_le<int64_t>(p + hdr::max_timestamp);
+  h.producer_id = load_le<int64_t>(p + hdr::producer_id);
+  h.producer_epoch = load_le<int16_t>(p + hdr::producer_epoch);
+  h.base_sequence = load_le<int32_t>(p + hdr::base_sequence);
+  h.record_count = load_le<int32_t>(p + hdr::record_count);
   if (h.magic != batch_magic) return fail(errc::corrupt_batch, "unknown batch magic " + std::to_string(h.magic));
   if (h.batch_length < static_cast<int32_t>(batch_header_size))
     return fail(errc::corrupt_batch, "batch length " + std::to_string(h.batch_length) + " below header size");
@@ -139,9 +130,9 @@ result<batch_header> verify_produced_batch(std::span<const std::byte> batch, bat
 }
 
 void stamp_batch(std::span<std::byte> batch, int64_t base_offset, int32_t leader_epoch, int64_t append_time) noexcept {
-  store<int64_t>(batch.data() + hdr::base_offset, base_offset);
-  store<int32_t>(batch.data() + hdr::leader_epoch, leader_epoch);
-  store<int64_t>(batch.data() + hdr::append_time, append_time);
+  store_le<int64_t>(batch.data() + hdr::base_offset, base_offset);
+  store_le<int32_t>(batch.data() + hdr::leader_epoch, leader_epoch);
+  store_le<int64_t>(batch.data() + hdr::append_time, append_time);
 }
 
 namespace detail {
@@ -226,23 +217,23 @@ void batch_builder::add(std::optional<std::string_view> key, std::optional<std::
 
 std::span<const std::byte> batch_builder::finish(int64_t producer_id, int16_t producer_epoch, int32_t base_sequence) {
   std::byte* p = buf_.data();
-  store<int64_t>(p + hdr::base_offset, 0);
-  store<int32_t>(p + hdr::batch_length, static_cast<int32_t>(buf_.size()));
-  store<int32_t>(p + hdr::leader_epoch, -1);
-  store<int64_t>(p + hdr::append_time, -1);
-  store<uint8_t>(p + hdr::magic, batch_magic);
-  store<uint8_t>(p + hdr::magic + 1, 0);
-  store<uint16_t>(p + hdr::attributes,
+  store_le<int64_t>(p + hdr::base_offset, 0);
+  store_le<int32_t>(p + hdr::batch_length, static_cast<int32_t>(buf_.size()));
+  store_le<int32_t>(p + hdr::leader_epoch, -1);
+  store_le<int64_t>(p + hdr::append_time, -1);
+  store_le<uint8_t>(p + hdr::magic, batch_magic);
+  store_le<uint8_t>(p + hdr::magic + 1, 0);
+  store_le<uint16_t>(p + hdr::attributes,
                   static_cast<uint16_t>((relative_delays_ ? attr_delay_relative : 0) | (control_ ? attr_control : 0) |
                                         (released_ ? attr_released : 0)));
-  store<int32_t>(p + hdr::last_offset_delta, count_ - 1);
-  store<int64_t>(p + hdr::first_timestamp, first_ts_);
-  store<int64_t>(p + hdr::max_timestamp, max_ts_);
-  store<int64_t>(p + hdr::producer_id, producer_id);
-  store<int16_t>(p + hdr::producer_epoch, producer_epoch);
-  store<int32_t>(p + hdr::base_sequence, base_sequence);
-  store<int32_t>(p + hdr::record_count, count_);
-  store<uint32_t>(p + hdr::crc, compute_batch_crc(buf_));
+  store_le<int32_t>(p + hdr::last_offset_delta, count_ - 1);
+  store_le<int64_t>(p + hdr::first_timestamp, first_ts_);
+  store_le<int64_t>(p + hdr::max_timestamp, max_ts_);
+  store_le<int64_t>(p + hdr::producer_id, producer_id);
+  store_le<int16_t>(p + hdr::producer_epoch, producer_epoch);
+  store_le<int32_t>(p + hdr::base_sequence, base_sequence);
+  store_le<int32_t>(p + hdr::record_count, count_);
+  store_le<uint32_t>(p + hdr::crc, compute_batch_crc(buf_));
   return buf_;
 }
 

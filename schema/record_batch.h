@@ -8,7 +8,8 @@
 #include <string_view>
 #include <vector>
 
-#include "broker/base/result.h"
+#include "schema/endian.h"
+#include "schema/result.h"
 
 namespace ferry::wire {
 
@@ -202,16 +203,6 @@ result<void> for_each_record(std::span<const std::byte> batch, Fn&& fn) {
     fn(static_cast<const record_view&>(r));
   }
   return {};
-}
-
-// Little-endian helpers, shared with the frame code.
-inline void put_le32(std::byte* p, uint32_t v) noexcept {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-inline uint32_t get_le32(const std::byte* p) noexcept {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
-  return v;
 }
 
 }  // namespace ferry::wire

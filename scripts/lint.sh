@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Style checks CI runs (STYLE.md): every C++ file formatted by the committed .clang-format, and
+# Style checks CI runs (STYLE.md): project includes follow the layers (tests/lint/include_layers.py),
+# every C++ file formatted by the committed .clang-format, and
 # clang-tidy's bugprone/performance checks clean on every translation unit, warnings as errors.
 # Needs a configured build folder (compile_commands.json and the flatc-generated headers):
 #   bash scripts/lint.sh [build-dir]        (default: build)
@@ -11,6 +12,9 @@ if [ ! -f "$build/compile_commands.json" ]; then
   exit 2
 fi
 start=$(date +%s)
+# Include layers: which folder may include which (the table in the script); an arrow back up fails.
+python3 tests/lint/include_layers.py --self-test >/dev/null
+python3 tests/lint/include_layers.py .
 mapfile -t sources < <(git ls-files '*.cc' '*.h')
 if ! clang-format --dry-run --Werror "${sources[@]}"; then
   echo "lint: formatting differs from .clang-format; run: clang-format -i \$(git ls-files '*.cc' '*.h')" >&2

@@ -35,7 +35,7 @@
 #include <exception>
 
 #include "bench/ferry_bench/options.h"
-#include "broker/base/main_guard.h"
+#include "schema/main_guard.h"
 #include "ferry/client/client.h"
 
 namespace ferry::bench {

@@ -25,7 +25,7 @@
 #include "broker/app/config.h"
 #include "broker/app/health.h"
 #include "broker/base/failpoint.h"
-#include "broker/base/main_guard.h"
+#include "schema/main_guard.h"
 #include "broker/delay/delay_index.h"
 #include "broker/meta/meta_store.h"
 #include "broker/net/http_server.h"

@@ -4,9 +4,9 @@
 #include <thread>
 
 #include "broker/base/assert.h"
-#include "broker/base/crc32c.h"
-#include "broker/base/result.h"
-#include "broker/base/types.h"
+#include "schema/crc32c.h"
+#include "schema/result.h"
+#include "schema/types.h"
 
 namespace ferry {
 namespace {

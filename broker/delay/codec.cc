@@ -1,6 +1,6 @@
 #include "broker/delay/codec.h"
 
-#include "broker/base/varint.h"
+#include "schema/varint.h"
 
 namespace ferry::delay {
 namespace {

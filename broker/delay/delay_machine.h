@@ -19,7 +19,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 #include "broker/delay/delay_scheduler.h"
 #include "broker/log/state_machine.h"
 

@@ -41,8 +41,8 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include "broker/base/clock.h"
-#include "broker/base/result.h"
-#include "broker/base/types.h"
+#include "schema/result.h"
+#include "schema/types.h"
 #include "broker/delay/delay_index.h"
 
 namespace ferry::scheduler {

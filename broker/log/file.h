@@ -9,7 +9,7 @@
 #include <span>
 #include <vector>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 
 namespace ferry::log {
 

@@ -10,23 +10,14 @@
 #include <spdlog/spdlog.h>
 
 #include "broker/log/log_impl.h"
+#include "schema/endian.h"
 
 namespace ferry::log {
 
 using namespace detail;
 
-namespace {
-
-void put_le64(std::byte* p, uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-uint64_t get_le64(const std::byte* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(p[i]) << (8 * i);
-  return v;
-}
-
-}  // namespace
+using wire::get_le64;
+using wire::put_le64;
 
 // ---- index files ----
 

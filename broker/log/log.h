@@ -29,8 +29,8 @@
 #include <vector>
 
 #include "broker/base/clock.h"
-#include "broker/base/result.h"
-#include "broker/base/types.h"
+#include "schema/result.h"
+#include "schema/types.h"
 #include "broker/log/file.h"
 #include "schema/record_batch.h"
 

@@ -10,7 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "broker/base/varint.h"
+#include "schema/varint.h"
 #include "broker/log/log_impl.h"
 
 namespace ferry::log {

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <span>
 
-#include "broker/base/types.h"
+#include "schema/types.h"
 #include "schema/record_batch.h"
 
 namespace ferry::log {

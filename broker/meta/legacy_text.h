@@ -4,7 +4,7 @@
 // records"). Read only: the text is never written again.
 #include <string_view>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 #include "broker/meta/subscription_config.h"
 #include "broker/meta/topic_config.h"
 

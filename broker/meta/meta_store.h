@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 #include "broker/meta/subscription_config.h"
 #include "broker/meta/topic_config.h"
 

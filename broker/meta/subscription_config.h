@@ -6,7 +6,7 @@
 #include <string_view>
 #include <vector>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 
 namespace ferry::meta {
 

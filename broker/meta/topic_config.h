@@ -4,7 +4,7 @@
 #include <string>
 #include <string_view>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 
 namespace ferry::meta {
 

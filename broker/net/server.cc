@@ -16,6 +16,7 @@
 #include "broker/net/accept_errors.h"
 #include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
+#include "schema/endian.h"
 
 namespace ferry::net {
 
@@ -44,11 +45,7 @@ constexpr size_t max_lingering_refusals = 64;  // beyond this many at once, refu
 // comes from operator new, which aligns to at least this.
 static_assert(__STDCPP_DEFAULT_NEW_ALIGNMENT__ >= 16);
 
-uint32_t frame_length(const std::byte* p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(p[i]) << (8 * i);
-  return v;
-}
+uint32_t frame_length(const std::byte* p) { return wire::get_le32(p); }
 
 std::shared_ptr<spdlog::logger> logger() {
   static auto l = runtime::named_logger("net");

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "broker/base/result.h"
-#include "broker/base/types.h"
+#include "schema/result.h"
+#include "schema/types.h"
 
 namespace ferry::runtime {
 class shard_set;

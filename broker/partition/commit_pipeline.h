@@ -35,8 +35,8 @@
 #include <span>
 #include <vector>
 
-#include "broker/base/result.h"
-#include "broker/base/types.h"
+#include "schema/result.h"
+#include "schema/types.h"
 #include "broker/log/state_machine.h"
 #include "schema/record_batch.h"
 

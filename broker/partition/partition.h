@@ -36,8 +36,8 @@
 #include <vector>
 
 #include "broker/base/clock.h"
-#include "broker/base/result.h"
-#include "broker/base/types.h"
+#include "schema/result.h"
+#include "schema/types.h"
 #include "broker/delay/delay_machine.h"
 #include "broker/log/log.h"
 #include "broker/meta/subscription_config.h"

@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "broker/base/result.h"
-#include "broker/base/types.h"
+#include "schema/result.h"
+#include "schema/types.h"
 #include "broker/log/state_machine.h"
 #include "broker/meta/subscription_config.h"
 #include "broker/subscription/dispatcher.h"

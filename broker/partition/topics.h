@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 #include "broker/meta/meta_store.h"
 #include "broker/meta/topic_config.h"
 #include "broker/partition/partition.h"

@@ -5,7 +5,7 @@
 #include <span>
 #include <string>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 #include "broker/meta/topic_config.h"
 #include "broker/net/server.h"
 #include "schema/frame.h"

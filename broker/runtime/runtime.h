@@ -22,7 +22,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "broker/base/types.h"
+#include "schema/types.h"
 #include "broker/runtime/metrics.h"
 
 namespace ferry::runtime {

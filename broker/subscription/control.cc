@@ -5,7 +5,7 @@
 #include <utility>
 #include <vector>
 
-#include "broker/base/varint.h"
+#include "schema/varint.h"
 
 namespace ferry::subscription {
 namespace {

@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 #include "schema/record_batch.h"
 
 namespace ferry::subscription {

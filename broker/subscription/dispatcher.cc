@@ -6,7 +6,7 @@
 #include <functional>
 
 #include "broker/base/assert.h"
-#include "broker/base/varint.h"
+#include "schema/varint.h"
 #include "broker/runtime/logger.h"
 #include "broker/scheduler/wheel_driver.h"
 #include "broker/subscription/probe.h"

@@ -52,7 +52,7 @@
 #include <vector>
 
 #include "broker/base/clock.h"
-#include "broker/base/result.h"
+#include "schema/result.h"
 #include "broker/meta/subscription_config.h"
 #include "broker/scheduler/wheel.h"
 #include "broker/subscription/ack_set.h"

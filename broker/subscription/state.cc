@@ -6,7 +6,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "broker/base/varint.h"
+#include "schema/varint.h"
 #include "broker/runtime/logger.h"
 #include "broker/subscription/probe.h"
 

@@ -22,7 +22,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 #include "broker/subscription/ack_set.h"
 #include "broker/subscription/control.h"
 

@@ -51,7 +51,7 @@
 #include <limits>
 #include <map>
 
-#include "broker/base/main_guard.h"
+#include "schema/main_guard.h"
 #include "client/ferryctl/commands.h"
 #include "client/ferryctl/format.h"
 

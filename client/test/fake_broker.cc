@@ -509,7 +509,7 @@ void fake_broker::on_produce(exchange& x) {
         released[topic_name].insert(k);
     }
     part.seen[{h->producer_id, h->base_sequence}] = part.next;
-    part.last_seq[h->producer_id] = {h->base_sequence + h->record_count, part.next};
+    part.last_seq[h->producer_id] = {w::increment_sequence(h->base_sequence, h->record_count), part.next};
     res.push_back(
         w::CreateProducePartitionResultDirect(fbb, pp->partition(), w::ErrorCode::Ok, nullptr, part.next, clock_ms));
     part.next += h->record_count;

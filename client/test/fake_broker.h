@@ -34,7 +34,7 @@
 #include <utility>
 #include <vector>
 
-#include "broker/base/errc.h"
+#include "schema/errc.h"
 
 namespace ferry::client::testing {
 

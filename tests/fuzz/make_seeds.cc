@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "broker/base/clock.h"
-#include "broker/base/main_guard.h"
-#include "broker/base/varint.h"
+#include "schema/main_guard.h"
+#include "schema/varint.h"
 #include "broker/delay/codec.h"
 #include "broker/log/log.h"
 #include "broker/subscription/control.h"

@@ -26,7 +26,7 @@
 #include <utility>
 #include <vector>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 #include "schema/ferry_generated.h"
 
 namespace ferry::test {

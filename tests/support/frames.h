@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "broker/base/errc.h"
+#include "schema/errc.h"
 #include "tests/support/broker_process.h"
 
 namespace ferry::test {

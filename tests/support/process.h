@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "broker/base/result.h"
+#include "schema/result.h"
 
 namespace ferry::test {
 

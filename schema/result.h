@@ -7,7 +7,7 @@
 
 #include <boost/system/result.hpp>
 
-#include "broker/base/errc.h"
+#include "schema/errc.h"
 
 namespace ferry {
 
