@@ -19,7 +19,8 @@ declare -A max_len=([request_frame]=4096 [record_batch]=4096 [control_record]=20
                     [delay_entry]=1024 [segment_recovery]=16384)
 
 start=$(date +%s)
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=OFF -DFERRY_FUZZ=ON >/dev/null
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" -DFERRY_TESTS=OFF -DFERRY_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j2 --target "${targets[@]/#/fuzz_}"
 echo "fuzz: build took $(( $(date +%s) - start )) s"
 

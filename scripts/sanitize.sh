@@ -14,11 +14,14 @@ bash scripts/install-deps.sh
 what=${1:-all}
 case "$what" in asan|tsan|all) ;; *) echo "usage: $0 [asan|tsan|all]" >&2; exit 2 ;; esac
 jobs=2
+# -O1 and line tables only (-g1): enough for the sanitizers' reports (function, file, line), and
+# these builds compile faster than with -O2 -g (CI has two cores).
+flags="-O1 -g1 -DNDEBUG"
 
 if [ "$what" != tsan ]; then
   start=$(date +%s)
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=ON -DFERRY_FAILPOINTS=ON \
-        -DFERRY_SANITIZE=address >/dev/null
+        -DFERRY_SANITIZE=address -DFERRY_BENCH_TOOLS=OFF -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$flags" >/dev/null
   cmake --build build-asan -j"$jobs"
   built=$(date +%s)
   echo "sanitize: asan build took $(( built - start )) s"
@@ -31,7 +34,7 @@ if [ "$what" != asan ]; then
   start=$(date +%s)
   tsan_tests=(runtime_test wheel_test subscription_test commit_pipeline_test delay_scheduler_test producer_state_test)
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=ON -DFERRY_FAILPOINTS=ON \
-        -DFERRY_SANITIZE=thread >/dev/null
+        -DFERRY_SANITIZE=thread -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$flags" >/dev/null
   cmake --build build-tsan -j"$jobs" --target "${tsan_tests[@]}"
   built=$(date +%s)
   echo "sanitize: tsan build took $(( built - start )) s"

@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 start=$(date +%s)
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=ON -DFERRY_FAILPOINTS=ON >/dev/null
+# -g1 (line tables: backtraces and sanitizer reports keep file and line) compiles faster than -g.
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG" \
+      -DFERRY_TESTS=ON -DFERRY_FAILPOINTS=ON >/dev/null
 cmake --build build -j2
 echo "build took $(( $(date +%s) - start )) s"
 bash scripts/lint.sh build
