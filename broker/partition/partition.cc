@@ -38,7 +38,7 @@ partition::partition(std::string topic, partition_id id, partition_config cfg, r
       pipeline_(log_->durable_offset(),
                 cfg_.fsync == fsync_policy::interval ? visibility::appended : visibility::committed,
                 [this](offset o) { on_high_watermark(o); }),
-      subs_(*this, cfg_.topic_id, cfg_.store, cfg_.window, rt_.state().get_executor()),
+      subs_(*this, cfg_.topic_id, cfg_.store, cfg_.window, rt_.state().get_executor(), rt_.executor(owner_)),
       services_(subs_, nullptr) {
   hwm_.store(log_->durable_offset().value, std::memory_order_release);
   // One timing wheel per partition, shared by its subscriptions (leases, backoffs).
@@ -538,8 +538,8 @@ void partition::seek_subscription(uint64_t sub_id, int64_t new_cursor, std::func
   append_control(std::move(ops), std::move(done));
 }
 
-void partition::record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) {
-  subs_.record_deliveries(sub_id, offsets);
+void partition::record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets, std::function<void()> journaled) {
+  subs_.record_deliveries(sub_id, offsets, std::move(journaled));
 }
 
 void partition::append_control(std::vector<subscription::control_op> ops, std::function<void(result<void>)> done) {

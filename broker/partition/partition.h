@@ -229,7 +229,7 @@ class partition : public std::enable_shared_from_this<partition>,
   scheduler::wheel_driver& timers() override { return *timers_; }
   const ferry::clock& clock() const override { return clock_; }
   void post(std::function<void()> fn) override;
-  void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) override;
+  void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets, std::function<void()> journaled) override;
 
   // delay::cancel_port
   std::string message_id(int64_t offset) const override;

@@ -49,8 +49,14 @@ struct subscription_host::one_state final : log::state_machine {
 };
 
 subscription_host::subscription_host(subscription::partition_port& port, uint64_t topic_id, meta::meta_store* store,
-                                     subscription::window_limits window, boost::asio::any_io_executor state)
-    : port_(port), topic_id_(topic_id), store_(store), window_(window), state_ex_(std::move(state)) {}
+                                     subscription::window_limits window, boost::asio::any_io_executor state,
+                                     boost::asio::any_io_executor shard)
+    : port_(port),
+      topic_id_(topic_id),
+      store_(store),
+      window_(window),
+      state_ex_(std::move(state)),
+      shard_ex_(std::move(shard)) {}
 
 subscription_host::~subscription_host() { stop_delivery(); }
 
@@ -170,27 +176,31 @@ void subscription_host::expire_below(int64_t log_start) {
     if (s.state->cursor() < log_start) s.state->expire_below(log_start);
 }
 
-void subscription_host::record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) {
-  if (store_ == nullptr || offsets.empty()) return;
+void subscription_host::record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets,
+                                          std::function<void()> journaled) {
   auto it = subs_.find(sub_id);
-  if (it == subs_.end()) return;
-  // Unsynced, on the state executor (never a RocksDB write on the shard): it runs before any later
-  // checkpoint write of this partition (the same FIFO thread), so a checkpoint erases only journal
-  // records already written. The deliveries go out meanwhile: a kill -9 within the microseconds
-  // before the write lands can undercount this round by one (documented in schema/control.md).
+  if (store_ == nullptr || offsets.empty() || it == subs_.end()) {
+    boost::asio::post(shard_ex_, std::move(journaled));
+    return;
+  }
+  // Unsynced (a kill -9 keeps it; a machine crash may not), on the state executor (never a RocksDB
+  // write on the shard): it runs before any later checkpoint write of this partition (the same
+  // FIFO thread), so a checkpoint erases only journal records already written. The round is sent
+  // once the write is done (`journaled`, back on the shard, in the order the rounds were made).
   auto key = it->second.journal_key + journal_seq(it->second.journal_next);
   ++it->second.journal_next;
   auto record = subscription::encode_delivery_record(offsets);
   auto write = [store = store_, key = std::move(key), record = std::move(record), topic = port_.topic(),
-                p = port_.partition_number()] {
+                p = port_.partition_number(), shard = shard_ex_, journaled = std::move(journaled)]() mutable {
     auto r = store->put_journal(key, record);
     if (!r) {
       probe::get().journal_errors.inc();
       logger()->warn("{}/{}: delivery journal write failed (delivery counts may be low after a crash): {}", topic, p,
                      r.error().to_string());
-      return;
+    } else {
+      probe::get().journal_records.inc();
     }
-    probe::get().journal_records.inc();
+    boost::asio::post(shard, std::move(journaled));
   };
   boost::asio::post(state_ex_, std::move(write));
 }

@@ -40,7 +40,8 @@ class subscription_host final : public log::state_machine {
 
   // `port` (the partition) and `store` (may be null: no checkpoints) outlive the host.
   subscription_host(subscription::partition_port& port, uint64_t topic_id, meta::meta_store* store,
-                    subscription::window_limits window, boost::asio::any_io_executor state);
+                    subscription::window_limits window, boost::asio::any_io_executor state,
+                    boost::asio::any_io_executor shard);
   ~subscription_host() override;
   subscription_host(const subscription_host&) = delete;
   subscription_host& operator=(const subscription_host&) = delete;
@@ -73,8 +74,9 @@ class subscription_host final : public log::state_machine {
   int64_t keep_from() const;
   void expire_below(int64_t log_start);
 
-  // Journals one round of deliveries (on the state executor, unsynced).
-  void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets);
+  // Journals one round of deliveries (on the state executor, unsynced); `journaled` then runs on
+  // the shard (`shard`, given at construction).
+  void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets, std::function<void()> journaled);
   // Saves the dirty states' checkpoints (`all`: also clean ones whose checkpoint lags `applied`).
   boost::asio::awaitable<void> save_checkpoints(bool all, offset applied);
   bool saving() const { return saving_; }
@@ -101,6 +103,7 @@ class subscription_host final : public log::state_machine {
   meta::meta_store* store_;
   subscription::window_limits window_;
   boost::asio::any_io_executor state_ex_;
+  boost::asio::any_io_executor shard_ex_;
   std::map<uint64_t, slot> subs_;
   std::map<uint64_t, std::unique_ptr<one_state>> replayers_;
   bool delivering_ = false;

@@ -88,7 +88,9 @@ auto run_on(asio::any_io_executor target, Fn fn) {
           ep = std::current_exception();
         }
         auto home = asio::get_associated_executor(handler);
-        auto resume = [handler = std::move(handler), ep]() mutable { std::move(handler)(ep); };
+        // Moved, not copied: no reference to the exception stays behind on this thread (its count
+        // lives in the uninstrumented runtime, so a copy released here races in TSan's eyes).
+        auto resume = [handler = std::move(handler), ep = std::move(ep)]() mutable { std::move(handler)(ep); };
         asio::post(home, std::move(resume));
       };
       asio::post(target, std::move(work));
@@ -107,7 +109,7 @@ auto run_on(asio::any_io_executor target, Fn fn) {
           ep = std::current_exception();
         }
         auto home = asio::get_associated_executor(handler);
-        auto resume = [handler = std::move(handler), ep, r = std::move(r)]() mutable {
+        auto resume = [handler = std::move(handler), ep = std::move(ep), r = std::move(r)]() mutable {
           std::move(handler)(ep, std::move(r));
         };
         asio::post(home, std::move(resume));

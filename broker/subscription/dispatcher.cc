@@ -419,12 +419,23 @@ void dispatcher::deliver_ready() {
   journal_offsets_.clear();
   for (auto& [m, batch] : out)
     for (auto& d : batch) journal_offsets_.push_back(d.offset);
-  port_.record_deliveries(rec_.id, journal_offsets_);
-  for (auto& [m, batch] : out) {
-    pr.delivered.inc(batch.size());
-    pr.delivery_batches.inc();
-    m->link->deliver(port_.partition_number(), std::move(batch));
-  }
+  // The round goes out once its journal record is written: a kill -9 after a member saw a
+  // delivery never loses its count. A member that left meanwhile had these entries taken back.
+  std::vector<std::pair<uint64_t, std::vector<delivered_message>>> round;
+  round.reserve(out.size());
+  for (auto& [m, batch] : out) round.emplace_back(m->link->id(), std::move(batch));
+  auto send = [this, alive = alive_, round = std::move(round)]() mutable {
+    if (!*alive) return;
+    auto& p = probe::get();
+    for (auto& [id, batch] : round) {
+      auto* m = find_member(id);
+      if (m == nullptr) continue;
+      p.delivered.inc(batch.size());
+      p.delivery_batches.inc();
+      m->link->deliver(port_.partition_number(), std::move(batch));
+    }
+  };
+  port_.record_deliveries(rec_.id, journal_offsets_, std::move(send));
 }
 
 // ---- timers, failures, dead letters --------------------------------------------------------------

@@ -162,9 +162,11 @@ class partition_port {
   virtual const ferry::clock& clock() const = 0;
   // Runs `fn` later on this shard (never inline).
   virtual void post(std::function<void()> fn) = 0;
-  // Journals one round of deliveries of subscription `sub_id` (called just before they are sent),
-  // so their delivery counts survive a crash before the next checkpoint (restore_deliveries()).
-  virtual void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) = 0;
+  // Journals one round of deliveries of subscription `sub_id`, so their delivery counts survive a
+  // crash before the next checkpoint (restore_deliveries()). `journaled` runs on this shard (never
+  // inline) once the record is written (or its write failed): the round is sent only then.
+  virtual void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets,
+                                 std::function<void()> journaled) = 0;
 };
 
 // Limits of the in-memory window of one dispatcher.

@@ -92,9 +92,10 @@ class fake_port final : public partition_port {
   scheduler::wheel_driver& timers() override { return driver_; }
   const ferry::clock& clock() const override { return clock_; }
   void post(std::function<void()> fn) override { posted_.push_back(std::move(fn)); }
-  void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets) override {
+  void record_deliveries(uint64_t sub_id, std::span<const int64_t> offsets, std::function<void()> journaled) override {
     EXPECT_EQ(sub_id, 11u);
     journal.push_back(encode_delivery_record(offsets));
+    post(std::move(journaled));
   }
   std::vector<std::string> journal;
 

@@ -36,7 +36,7 @@ class empty_port final : public subscription::partition_port {
   scheduler::wheel_driver& timers() override { return driver_; }
   const ferry::clock& clock() const override { return clock_; }
   void post(std::function<void()>) override {}  // a dispatch pass: there is nothing to dispatch
-  void record_deliveries(uint64_t, std::span<const int64_t>) override {
+  void record_deliveries(uint64_t, std::span<const int64_t>, std::function<void()>) override {
     FERRY_ASSERT(false, "the dispatcher journaled deliveries");
   }
 
