@@ -1,6 +1,10 @@
 #include "schema/frame.h"
 
+#include <algorithm>
 #include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "schema/record_batch.h"
 
@@ -61,6 +65,71 @@ result<const Response*> decode_response(std::span<const std::byte> frame) {
   if (!v.VerifySizePrefixedBuffer<Response>(nullptr))
     return fail(errc::malformed_frame, "response failed FlatBuffers verification");
   return flatbuffers::GetSizePrefixedRoot<Response>(p);
+}
+
+namespace {
+struct byte_range {
+  const uint8_t* begin;
+  const uint8_t* end;
+};
+
+// Generated tables derive privately from flatbuffers::Table, at the same address.
+template <class T>
+void add_table(std::vector<byte_range>& out, const T* table) {
+  if (table == nullptr) return;
+  auto* p = reinterpret_cast<const uint8_t*>(table);
+  const uint8_t* vt = reinterpret_cast<const flatbuffers::Table*>(p)->GetVTable();
+  auto vt_size = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt);
+  auto obj_size = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt + sizeof(flatbuffers::voffset_t));
+  out.push_back({vt, vt + vt_size});
+  out.push_back({p, p + obj_size});
+}
+
+}  // namespace
+
+result<void> check_produce_layout(const Request* r, const ProduceRequest* req, std::span<const std::byte> frame) {
+  std::vector<byte_range> structure;
+  std::vector<std::pair<byte_range, int32_t>> batches;
+  auto* base = reinterpret_cast<const uint8_t*>(frame.data());
+  structure.push_back({base, base + std::min<size_t>(frame.size(), 8)});  // length prefix and root offset
+  add_table(structure, r);
+  add_table(structure, req);
+  // A String* or Vector* points at its length field; the elements follow it.
+  if (auto* t = req->topic()) {
+    auto* p = reinterpret_cast<const uint8_t*>(t);
+    structure.push_back({p, p + sizeof(flatbuffers::uoffset_t) + t->size() + 1});
+  }
+  auto* parts = req->partitions();
+  if (parts != nullptr) {
+    auto* p = reinterpret_cast<const uint8_t*>(parts);
+    structure.push_back({p, p + sizeof(flatbuffers::uoffset_t) * (1 + parts->size())});
+    batches.reserve(parts->size());
+    for (auto* pp : *parts) {
+      add_table(structure, pp);
+      if (auto* rec = pp->records(); rec != nullptr && rec->size() > 0) {
+        const uint8_t* d = rec->data();
+        structure.push_back({d - sizeof(flatbuffers::uoffset_t), d});
+        batches.push_back({{d, d + rec->size()}, pp->partition()});
+      }
+    }
+  }
+  std::sort(batches.begin(), batches.end(), [](auto& a, auto& b) { return a.first.begin < b.first.begin; });
+  for (size_t i = 1; i < batches.size(); ++i) {
+    if (batches[i].first.begin < batches[i - 1].first.end)
+      return fail(errc::invalid_argument, "the record batches of partition entries " +
+                                              std::to_string(batches[i - 1].second) + " and " +
+                                              std::to_string(batches[i].second) +
+                                              " share bytes in the request frame; each entry needs its own batch");
+  }
+  for (auto& s : structure) {
+    // The first batch ending after s.begin is the only one that can start before s.end.
+    auto it = std::upper_bound(batches.begin(), batches.end(), s.begin,
+                               [](const uint8_t* v, const auto& b) { return v < b.first.end; });
+    if (it != batches.end() && it->first.begin < s.end)
+      return fail(errc::invalid_argument, "the record batch of partition entry " + std::to_string(it->second) +
+                                              " overlaps the request's own tables in the frame");
+  }
+  return {};
 }
 
 void finish_request(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<Request> root) {

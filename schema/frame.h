@@ -26,6 +26,14 @@ constexpr errc from_wire(ErrorCode e) noexcept { return static_cast<errc>(static
 [[nodiscard]] result<const Request*> decode_request(std::span<const std::byte> frame);
 [[nodiscard]] result<const Response*> decode_response(std::span<const std::byte> frame);
 
+// The broker stamps offsets into each produced batch in place, in the request frame, on the
+// partition's shard, while the connection's shard goes on reading the request. That is safe only if
+// no two partition entries share batch bytes and no batch overlaps the request's own tables,
+// vtables, strings and vector headers: the FlatBuffers verifier allows both. Call on a request that
+// decode_request verified; errc::invalid_argument names the entry that breaks the rule.
+[[nodiscard]] result<void> check_produce_layout(const Request* r, const ProduceRequest* req,
+                                                std::span<const std::byte> frame);
+
 // Finishes `fbb` with a size prefix; the frame is fbb.GetBufferSpan() afterwards.
 void finish_request(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<Request> root);
 void finish_response(flatbuffers::FlatBufferBuilder& fbb, flatbuffers::Offset<Response> root);

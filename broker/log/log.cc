@@ -158,7 +158,10 @@ result<append_info> partition_log::append(std::span<std::byte> batch, epoch lead
   {
     segment& a = m.active();
     bool too_big = a.size + batch.size() > m.cfg.segment_bytes;
-    bool too_old = a.size > 0 && a.first_append != INT64_MIN && now - a.first_append >= m.cfg.segment_ms;
+    // The first append time comes from the disk (any value after damage): compare without overflow.
+    bool too_old = a.size > 0 && a.first_append != INT64_MIN && a.first_append < now &&
+                   static_cast<uint64_t>(now) - static_cast<uint64_t>(a.first_append) >=
+                       static_cast<uint64_t>(std::max<int64_t>(m.cfg.segment_ms, 0));
     bool rel_overflow = m.next() + h->record_count - a.base > UINT32_MAX;
     if (a.size > 0 && (too_big || too_old || rel_overflow)) {
       if (auto r = m.roll(); !r) return r.error();

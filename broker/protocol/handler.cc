@@ -107,72 +107,6 @@ result<void> check_delays(const w::batch_header& h, const w::batch_delays& d, in
   return {};
 }
 
-// The broker stamps offsets into each batch in place, in the request frame, on the partition's
-// shard, while this shard goes on reading the request. That is safe only if no two partition
-// entries share batch bytes and no batch overlaps the request's own tables, vtables, strings and
-// vector headers (the FlatBuffers verifier allows both). Returns the entry that breaks it, if any.
-struct byte_range {
-  const uint8_t* begin;
-  const uint8_t* end;
-};
-
-// Generated tables derive privately from flatbuffers::Table, at the same address.
-template <class T>
-void add_table(std::vector<byte_range>& out, const T* table) {
-  if (table == nullptr) return;
-  auto* p = reinterpret_cast<const uint8_t*>(table);
-  const uint8_t* vt = reinterpret_cast<const flatbuffers::Table*>(p)->GetVTable();
-  auto vt_size = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt);
-  auto obj_size = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt + sizeof(flatbuffers::voffset_t));
-  out.push_back({vt, vt + vt_size});
-  out.push_back({p, p + obj_size});
-}
-
-result<void> check_produce_layout(const w::Request* r, const w::ProduceRequest* req, std::span<const std::byte> frame) {
-  std::vector<byte_range> structure;
-  std::vector<std::pair<byte_range, int32_t>> batches;
-  auto* base = reinterpret_cast<const uint8_t*>(frame.data());
-  structure.push_back({base, base + std::min<size_t>(frame.size(), 8)});  // length prefix and root offset
-  add_table(structure, r);
-  add_table(structure, req);
-  // A String* or Vector* points at its length field; the elements follow it.
-  if (auto* t = req->topic()) {
-    auto* p = reinterpret_cast<const uint8_t*>(t);
-    structure.push_back({p, p + sizeof(flatbuffers::uoffset_t) + t->size() + 1});
-  }
-  auto* parts = req->partitions();
-  if (parts != nullptr) {
-    auto* p = reinterpret_cast<const uint8_t*>(parts);
-    structure.push_back({p, p + sizeof(flatbuffers::uoffset_t) * (1 + parts->size())});
-    batches.reserve(parts->size());
-    for (auto* pp : *parts) {
-      add_table(structure, pp);
-      if (auto* rec = pp->records(); rec != nullptr && rec->size() > 0) {
-        const uint8_t* d = rec->data();
-        structure.push_back({d - sizeof(flatbuffers::uoffset_t), d});
-        batches.push_back({{d, d + rec->size()}, pp->partition()});
-      }
-    }
-  }
-  std::sort(batches.begin(), batches.end(), [](auto& a, auto& b) { return a.first.begin < b.first.begin; });
-  for (size_t i = 1; i < batches.size(); ++i) {
-    if (batches[i].first.begin < batches[i - 1].first.end)
-      return fail(errc::invalid_argument, "the record batches of partition entries " +
-                                              std::to_string(batches[i - 1].second) + " and " +
-                                              std::to_string(batches[i].second) +
-                                              " share bytes in the request frame; each entry needs its own batch");
-  }
-  for (auto& s : structure) {
-    // The first batch ending after s.begin is the only one that can start before s.end.
-    auto it = std::upper_bound(batches.begin(), batches.end(), s.begin,
-                               [](const uint8_t* v, const auto& b) { return v < b.first.end; });
-    if (it != batches.end() && it->first.begin < s.end)
-      return fail(errc::invalid_argument, "the record batch of partition entry " + std::to_string(it->second) +
-                                              " overlaps the request's own tables in the frame");
-  }
-  return {};
-}
-
 struct produce_slot {
   int32_t partition = 0;
   result<partition::produce_result> res = fail(errc::unknown, "not run");
@@ -200,7 +134,7 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
                                                  " partition entries but topic '" + name + "' has " +
                                                  std::to_string(t->partitions.size()) +
                                                  " partitions (each may be listed once)");
-  if (auto layout = check_produce_layout(envelope, req, f->view()); !layout) co_return failed(layout.error());
+  if (auto layout = w::check_produce_layout(envelope, req, f->view()); !layout) co_return failed(layout.error());
   {
     std::vector<bool> seen(t->partitions.size(), false);
     for (auto* pp : *req->partitions()) {

@@ -9,9 +9,11 @@
 //                and the idempotence check.
 // Then:
 //  - decode_request, and if it verifies, every field of the request is read as the handlers read
-//    them (broker/protocol): for a produce request each partition's batch goes through
-//    verify_produced_batch (with its delays) and for_each_record, then, as in partition::produce,
-//    the idempotence check (producer_state) and stamp_batch in place;
+//    them (broker/protocol): for a produce request the frame's layout is checked
+//    (check_produce_layout: no batch shares bytes with another or with the tables), each
+//    partition's batch goes through verify_produced_batch (with its delays) and for_each_record,
+//    then, as in partition::produce, the idempotence check (producer_state) and stamp_batch in
+//    place;
 //  - decode_response on the same bytes, and if it verifies, every field of the response is read as
 //    the client reads it (client/src): fetched batches through the reader's decoding loop,
 //    delivered records through detail::decode_record.
@@ -88,12 +90,15 @@ uint64_t sub_config(const w::SubscriptionConfig* c) {
          str(c->dead_letter_topic());
 }
 
-// A produce request as handler.cc's do_produce takes it: each batch verified where it lies in the
+// A produce request as handler.cc's do_produce takes it: the frame's layout checked, each batch verified where it lies in the
 // frame (verify_produced_batch), then as partition::produce goes on: the producer's sequence
 // checked and remembered (producer_state, one for the whole request), offsets and append time
 // stamped in place (the broker owns the frame buffer).
-uint64_t produce(const w::ProduceRequest& p) {
+uint64_t produce(const w::Request& envelope, const w::ProduceRequest& p, std::span<const std::byte> frame) {
   uint64_t h = str(p.topic()) + static_cast<uint64_t>(p.acks()) + static_cast<uint64_t>(p.timeout_ms());
+  // do_produce refuses a frame whose batches share bytes or overlap its tables before anything is
+  // stamped in place (stamping such a frame would rewrite the tables this loop still reads).
+  if (!w::check_produce_layout(&envelope, &p, frame)) return h + 1;
   ferry::partition::producer_state producers;
   int64_t next_offset = 0;
   h += each(p.partitions(), [&](const w::ProducePartition& pp) -> uint64_t {
@@ -119,7 +124,7 @@ uint64_t produce(const w::ProduceRequest& p) {
   return h;
 }
 
-uint64_t request(const w::Request& r) {
+uint64_t request(const w::Request& r, std::span<const std::byte> frame) {
   uint64_t h = r.version() + r.correlation_id() + static_cast<uint64_t>(r.body_type());
   if (r.body() == nullptr) return h;  // the handler refuses a request without a body
   switch (r.body_type()) {
@@ -139,7 +144,7 @@ uint64_t request(const w::Request& r) {
       h += str(r.body_as_DeleteTopicRequest()->name());
       break;
     case w::RequestBody::ProduceRequest:
-      h += produce(*r.body_as_ProduceRequest());
+      h += produce(r, *r.body_as_ProduceRequest(), frame);
       break;
     case w::RequestBody::FetchRequest: {
       auto* f = r.body_as_FetchRequest();
@@ -354,7 +359,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<std::byte> copy = frame;
 
   frame_start = frame.data();
-  if (auto req = w::decode_request(frame); req) touch(std::to_string(request(**req)));
+  if (auto req = w::decode_request(frame); req) touch(std::to_string(request(**req, frame)));
   if (auto resp = w::decode_response(copy); resp) touch(std::to_string(response(**resp)));
   return 0;
 }

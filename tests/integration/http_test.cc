@@ -76,6 +76,7 @@ TEST(http, a_slowloris_is_cut_at_the_read_deadline_and_health_keeps_answering) {
   ASSERT_TRUE(b.start());
   seeded_topic seed;
   ASSERT_TRUE(seed.write(b.client_port()));
+  const int64_t rss_before = resident_kib(b.pid());
 
   // Each attacker starts a request and then sends one header byte at a time, never finishing.
   std::vector<raw_connection> conns;
@@ -118,6 +119,12 @@ TEST(http, a_slowloris_is_cut_at_the_read_deadline_and_health_keeps_answering) {
             << " ms\n";
   EXPECT_LT(slowest, 500ms);
   EXPECT_TRUE(serves_producer_and_reader(b.client_port(), "during"));
+  const int64_t rss_during = resident_kib(b.pid());
+  std::cout << "[ measured ] ferryd VmRSS before the slowloris: " << rss_before / 1024
+            << " MiB, during: " << rss_during / 1024 << " MiB\n";
+  if (!built_with_asan()) {
+    EXPECT_LT(rss_during - rss_before, 16 * 1024) << "KiB added by " << attackers << " slowloris connections";
+  }
 
   // Every attacker has been closed (evicted for a fresh connection, or at its read deadline),
   // although each kept sending.
