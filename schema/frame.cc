@@ -73,16 +73,32 @@ struct byte_range {
   const uint8_t* end;
 };
 
-// Generated tables derive privately from flatbuffers::Table, at the same address.
+// The bytes of a table: its vtable and its object. The verifier checked the vtable's declared
+// size and every field the schema knows, not the object size the vtable declares (a 2-byte vtable
+// has none) nor where fields lie relative to it: the object reaches to the end of its last field,
+// counted as `widest` bytes (the table's widest scalar or offset; never past a following vector's
+// elements for a frame a FlatBufferBuilder wrote, since its length field comes first). Ranges are
+// clamped to the frame. Generated tables derive privately from flatbuffers::Table, at the same
+// address.
 template <class T>
-void add_table(std::vector<byte_range>& out, const T* table) {
+void add_table(std::vector<byte_range>& out, const T* table, size_t widest, const uint8_t* frame_end) {
   if (table == nullptr) return;
+  using flatbuffers::voffset_t;
   auto* p = reinterpret_cast<const uint8_t*>(table);
   const uint8_t* vt = reinterpret_cast<const flatbuffers::Table*>(p)->GetVTable();
-  auto vt_size = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt);
-  auto obj_size = flatbuffers::ReadScalar<flatbuffers::voffset_t>(vt + sizeof(flatbuffers::voffset_t));
-  out.push_back({vt, vt + vt_size});
-  out.push_back({p, p + obj_size});
+  auto clamp = [&](const uint8_t* from, size_t n) {
+    return byte_range{from, from + std::min<size_t>(n, static_cast<size_t>(frame_end - from))};
+  };
+  size_t vt_size = flatbuffers::ReadScalar<voffset_t>(vt);
+  out.push_back(clamp(vt, std::max(vt_size, sizeof(voffset_t))));
+  size_t end = sizeof(flatbuffers::soffset_t);
+  if (vt_size >= 2 * sizeof(voffset_t))
+    end = std::max<size_t>(end, flatbuffers::ReadScalar<voffset_t>(vt + sizeof(voffset_t)));
+  for (size_t i = 2 * sizeof(voffset_t); i + sizeof(voffset_t) <= vt_size; i += sizeof(voffset_t)) {
+    size_t field = flatbuffers::ReadScalar<voffset_t>(vt + i);
+    if (field != 0) end = std::max(end, field + widest);
+  }
+  out.push_back(clamp(p, end));
 }
 
 }  // namespace
@@ -92,8 +108,9 @@ result<void> check_produce_layout(const Request* r, const ProduceRequest* req, s
   std::vector<std::pair<byte_range, int32_t>> batches;
   auto* base = reinterpret_cast<const uint8_t*>(frame.data());
   structure.push_back({base, base + std::min<size_t>(frame.size(), 8)});  // length prefix and root offset
-  add_table(structure, r);
-  add_table(structure, req);
+  const uint8_t* end = base + frame.size();
+  add_table(structure, r, sizeof(uint64_t), end);  // correlation_id
+  add_table(structure, req, sizeof(flatbuffers::uoffset_t), end);
   // A String* or Vector* points at its length field; the elements follow it.
   if (auto* t = req->topic()) {
     auto* p = reinterpret_cast<const uint8_t*>(t);
@@ -105,7 +122,7 @@ result<void> check_produce_layout(const Request* r, const ProduceRequest* req, s
     structure.push_back({p, p + sizeof(flatbuffers::uoffset_t) * (1 + parts->size())});
     batches.reserve(parts->size());
     for (auto* pp : *parts) {
-      add_table(structure, pp);
+      add_table(structure, pp, sizeof(flatbuffers::uoffset_t), end);
       if (auto* rec = pp->records(); rec != nullptr && rec->size() > 0) {
         const uint8_t* d = rec->data();
         structure.push_back({d - sizeof(flatbuffers::uoffset_t), d});
