@@ -16,9 +16,9 @@
 #include <cinttypes>
 #include <cstdio>
 
-#include "schema/main_guard.h"
 #include "client/test/fake_broker.h"
 #include "ferry/client/client.h"
+#include "schema/main_guard.h"
 
 namespace fc = ferry::client;
 

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <span>
 
-#include "schema/result.h"
 #include "schema/ferry_generated.h"
+#include "schema/result.h"
 
 namespace ferry::wire {
 

@@ -11,8 +11,6 @@
 namespace ferry::wire {
 namespace {
 
-
-
 void put_uvarint(std::vector<std::byte>& out, uint64_t v) { append_uvarint(out, v); }
 void put_varint(std::vector<std::byte>& out, int64_t v) { append_uvarint(out, zigzag_encode(v)); }
 void put_bytes(std::vector<std::byte>& out, std::string_view s) {
@@ -224,8 +222,8 @@ std::span<const std::byte> batch_builder::finish(int64_t producer_id, int16_t pr
   store_le<uint8_t>(p + hdr::magic, batch_magic);
   store_le<uint8_t>(p + hdr::magic + 1, 0);
   store_le<uint16_t>(p + hdr::attributes,
-                  static_cast<uint16_t>((relative_delays_ ? attr_delay_relative : 0) | (control_ ? attr_control : 0) |
-                                        (released_ ? attr_released : 0)));
+                     static_cast<uint16_t>((relative_delays_ ? attr_delay_relative : 0) |
+                                           (control_ ? attr_control : 0) | (released_ ? attr_released : 0)));
   store_le<int32_t>(p + hdr::last_offset_delta, count_ - 1);
   store_le<int64_t>(p + hdr::first_timestamp, first_ts_);
   store_le<int64_t>(p + hdr::max_timestamp, max_ts_);

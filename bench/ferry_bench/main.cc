@@ -35,8 +35,8 @@
 #include <exception>
 
 #include "bench/ferry_bench/options.h"
-#include "schema/main_guard.h"
 #include "ferry/client/client.h"
+#include "schema/main_guard.h"
 
 namespace ferry::bench {
 namespace {

@@ -25,7 +25,6 @@
 #include "broker/app/config.h"
 #include "broker/app/health.h"
 #include "broker/base/failpoint.h"
-#include "schema/main_guard.h"
 #include "broker/delay/delay_index.h"
 #include "broker/meta/meta_store.h"
 #include "broker/net/http_server.h"
@@ -34,6 +33,7 @@
 #include "broker/protocol/handler.h"
 #include "broker/runtime/metrics.h"
 #include "broker/runtime/runtime.h"
+#include "schema/main_guard.h"
 
 namespace asio = boost::asio;
 using namespace ferry;

@@ -19,9 +19,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "schema/result.h"
 #include "broker/delay/delay_scheduler.h"
 #include "broker/log/state_machine.h"
+#include "schema/result.h"
 
 namespace ferry::delay {
 

@@ -41,9 +41,9 @@
 #include <boost/asio/any_io_executor.hpp>
 
 #include "broker/base/clock.h"
+#include "broker/delay/delay_index.h"
 #include "schema/result.h"
 #include "schema/types.h"
-#include "broker/delay/delay_index.h"
 
 namespace ferry::scheduler {
 class wheel_driver;

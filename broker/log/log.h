@@ -29,10 +29,10 @@
 #include <vector>
 
 #include "broker/base/clock.h"
-#include "schema/result.h"
-#include "schema/types.h"
 #include "broker/log/file.h"
 #include "schema/record_batch.h"
+#include "schema/result.h"
+#include "schema/types.h"
 
 namespace ferry::log {
 

@@ -10,8 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "schema/varint.h"
 #include "broker/log/log_impl.h"
+#include "schema/varint.h"
 
 namespace ferry::log {
 

@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <span>
 
-#include "schema/types.h"
 #include "schema/record_batch.h"
+#include "schema/types.h"
 
 namespace ferry::log {
 

@@ -4,9 +4,9 @@
 // records"). Read only: the text is never written again.
 #include <string_view>
 
-#include "schema/result.h"
 #include "broker/meta/subscription_config.h"
 #include "broker/meta/topic_config.h"
+#include "schema/result.h"
 
 namespace ferry::meta::detail {
 

@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "schema/result.h"
 #include "broker/meta/subscription_config.h"
 #include "broker/meta/topic_config.h"
+#include "schema/result.h"
 
 namespace ferry::meta {
 

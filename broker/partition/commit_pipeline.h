@@ -35,10 +35,10 @@
 #include <span>
 #include <vector>
 
-#include "schema/result.h"
-#include "schema/types.h"
 #include "broker/log/state_machine.h"
 #include "schema/record_batch.h"
+#include "schema/result.h"
+#include "schema/types.h"
 
 namespace ferry::log {
 class partition_log;

@@ -36,8 +36,6 @@
 #include <vector>
 
 #include "broker/base/clock.h"
-#include "schema/result.h"
-#include "schema/types.h"
 #include "broker/delay/delay_machine.h"
 #include "broker/log/log.h"
 #include "broker/meta/subscription_config.h"
@@ -47,6 +45,8 @@
 #include "broker/partition/subscription_host.h"
 #include "broker/subscription/dispatcher.h"
 #include "schema/record_batch.h"
+#include "schema/result.h"
+#include "schema/types.h"
 
 namespace ferry::runtime {
 class shard_set;

@@ -17,11 +17,11 @@
 #include <utility>
 #include <vector>
 
-#include "schema/result.h"
-#include "schema/types.h"
 #include "broker/log/state_machine.h"
 #include "broker/meta/subscription_config.h"
 #include "broker/subscription/dispatcher.h"
+#include "schema/result.h"
+#include "schema/types.h"
 
 namespace ferry::meta {
 class meta_store;

@@ -15,10 +15,10 @@
 #include <string>
 #include <vector>
 
-#include "schema/result.h"
 #include "broker/meta/meta_store.h"
 #include "broker/meta/topic_config.h"
 #include "broker/partition/partition.h"
+#include "schema/result.h"
 
 namespace ferry::runtime {
 class shard_set;

@@ -5,10 +5,10 @@
 #include <span>
 #include <string>
 
-#include "schema/result.h"
 #include "broker/meta/topic_config.h"
 #include "broker/net/server.h"
 #include "schema/frame.h"
+#include "schema/result.h"
 
 namespace ferry::protocol {
 

@@ -22,8 +22,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "schema/types.h"
 #include "broker/runtime/metrics.h"
+#include "schema/types.h"
 
 namespace ferry::runtime {
 

@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "schema/result.h"
 #include "schema/record_batch.h"
+#include "schema/result.h"
 
 namespace ferry::subscription {
 

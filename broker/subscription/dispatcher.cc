@@ -6,10 +6,10 @@
 #include <functional>
 
 #include "broker/base/assert.h"
-#include "schema/varint.h"
 #include "broker/runtime/logger.h"
 #include "broker/scheduler/wheel_driver.h"
 #include "broker/subscription/probe.h"
+#include "schema/varint.h"
 
 namespace ferry::subscription {
 

@@ -52,12 +52,12 @@
 #include <vector>
 
 #include "broker/base/clock.h"
-#include "schema/result.h"
 #include "broker/meta/subscription_config.h"
 #include "broker/scheduler/wheel.h"
 #include "broker/subscription/ack_set.h"
 #include "broker/subscription/control.h"
 #include "broker/subscription/state.h"
+#include "schema/result.h"
 
 namespace ferry::scheduler {
 class wheel_driver;

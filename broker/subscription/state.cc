@@ -6,9 +6,9 @@
 #include <unordered_set>
 #include <vector>
 
-#include "schema/varint.h"
 #include "broker/runtime/logger.h"
 #include "broker/subscription/probe.h"
+#include "schema/varint.h"
 
 namespace ferry::subscription {
 

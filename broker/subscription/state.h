@@ -22,9 +22,9 @@
 #include <unordered_map>
 #include <utility>
 
-#include "schema/result.h"
 #include "broker/subscription/ack_set.h"
 #include "broker/subscription/control.h"
+#include "schema/result.h"
 
 namespace ferry::subscription {
 

@@ -51,9 +51,9 @@
 #include <limits>
 #include <map>
 
-#include "schema/main_guard.h"
 #include "client/ferryctl/commands.h"
 #include "client/ferryctl/format.h"
+#include "schema/main_guard.h"
 
 namespace ctl = ferry::ctl;
 
@@ -72,16 +72,13 @@ CLI::Validator whole_number(int64_t lo = std::numeric_limits<T>::min(), int64_t 
                      : hi >= type_max                 ? std::to_string(lo) + ".."
                                                       : std::to_string(lo) + ".." + std::to_string(hi);
   return CLI::Validator(
-      [lo, hi](std::string& text) {
-        return ctl::whole_number_problem(text, lo, hi, type_min, type_max).value_or("");
-      },
+      [lo, hi](std::string& text) { return ctl::whole_number_problem(text, lo, hi, type_min, type_max).value_or(""); },
       desc);
 }
 
 CLI::Validator one_of(std::vector<std::string> choices) {
   std::string desc = "{" + ctl::one_of_text(choices) + "}";
-  return CLI::Validator([choices](std::string& text) { return ctl::choice_problem(text, choices).value_or(""); },
-                        desc);
+  return CLI::Validator([choices](std::string& text) { return ctl::choice_problem(text, choices).value_or(""); }, desc);
 }
 
 // ---- nouns and verbs --------------------------------------------------------------------------
@@ -119,7 +116,7 @@ CLI::App* selected_noun(CLI::App& app) {
 // A noun that has verbs but none was given or it was not one of them: the error, else nullopt.
 std::optional<std::string> verb_problem(CLI::App& noun, const std::vector<std::string>& extras) {
   if (noun.get_subcommands([](const CLI::App*) { return true; }).empty()) return std::nullopt;  // no verbs
-  if (!noun.get_subcommands().empty()) return std::nullopt;                                  // one was given
+  if (!noun.get_subcommands().empty()) return std::nullopt;                                     // one was given
   const std::string verbs = list_text(names_of(noun));
   for (const auto& e : extras)
     if (!e.empty() && e[0] != '-') return noun.get_name() + ": unknown verb '" + e + "'; one of: " + verbs;

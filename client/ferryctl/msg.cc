@@ -41,7 +41,8 @@ int msg_cancel(const globals& g, const std::string& id_text) {
   } else if (r->outcome == fc::cancel_outcome::cancelled) {
     std::printf("cancelled %s\n", id->to_string().c_str());
   } else {
-    std::printf("%s: %s\n", r->outcome == fc::cancel_outcome::too_late ? "too late" : "unknown", printable(why).c_str());
+    std::printf("%s: %s\n", r->outcome == fc::cancel_outcome::too_late ? "too late" : "unknown",
+                printable(why).c_str());
   }
   // Not a broker error, but not done either: scripts tell the outcomes apart by the exit status
   // (0 cancelled, 1 otherwise) or by "outcome" in JSON.

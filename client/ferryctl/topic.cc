@@ -46,7 +46,8 @@ int topic_create(const globals& g, const topic_create_args& a) {
   cfg.segment_bytes = a.segment_bytes;
   if (!a.retention.empty()) {
     auto ms = parse_duration_ms(a.retention);
-    if (!ms) return usage_error("--retention: invalid duration '" + a.retention + "' (examples: 500ms, 30s, 15m, 2h, 7d)");
+    if (!ms)
+      return usage_error("--retention: invalid duration '" + a.retention + "' (examples: 500ms, 30s, 15m, 2h, 7d)");
     cfg.retention_ms = *ms;
   }
   if (!a.max_delay.empty()) {
@@ -126,8 +127,8 @@ int topic_describe(const globals& g, const std::string& topic) {
     return exit_ok;
   }
   std::printf("topic %s\n%s\n", r->name.c_str(), config_table(r->config).c_str());
-  table t({"PARTITION", "LEADER", "STATUS", "START", "HIGH-WATERMARK", "END", "BYTES", "SEGMENTS", "DELAYED",
-           "NEXT-DUE"});
+  table t(
+      {"PARTITION", "LEADER", "STATUS", "START", "HIGH-WATERMARK", "END", "BYTES", "SEGMENTS", "DELAYED", "NEXT-DUE"});
   for (const auto& p : r->partitions)
     t.add({std::to_string(p.partition), std::to_string(p.leader), p.status, std::to_string(p.log_start_offset),
            std::to_string(p.high_watermark), std::to_string(p.log_end_offset), std::to_string(p.size_bytes),

@@ -42,7 +42,7 @@ TEST(partition_for_key, empty_key_is_hashed_like_any_key) {
   // An empty key is a key (not "keyless"): murmur2 of zero bytes is the seed mixed alone,
   // 0x9747b28c -> 275646681 (Kafka's Utils.murmur2(new byte[0])), and the partition follows.
   EXPECT_EQ(fc::murmur2(""), 275646681u);
-  EXPECT_EQ(fc::partition_for_key("", 7), 275646681 % 7);  // 2
+  EXPECT_EQ(fc::partition_for_key("", 7), 275646681 % 7);    // 2
   EXPECT_EQ(fc::partition_for_key("", 10), 275646681 % 10);  // 1
   EXPECT_EQ(fc::partition_for_key("", 1), 0);
 }
@@ -151,10 +151,10 @@ TEST(json_text, escapes_quotes_backslashes_and_controls) {
 
 TEST(json_text, keeps_valid_utf8_and_reads_invalid_bytes_as_latin1) {
   EXPECT_EQ(json_of("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"");
-  EXPECT_EQ(json_of("\xff"), "\"\xc3\xbf\"");                                // U+00FF
-  EXPECT_EQ(json_of("\xc3"), "\"\xc3\x83\"");                                // truncated sequence: U+00C3
-  EXPECT_EQ(json_of("\xc0\xaf"), "\"\xc3\x80\xc2\xaf\"");                     // overlong '/'
-  EXPECT_EQ(json_of("\xed\xa0\x80"), "\"\xc3\xad\xc2\xa0\xc2\x80\"");          // surrogate
+  EXPECT_EQ(json_of("\xff"), "\"\xc3\xbf\"");                          // U+00FF
+  EXPECT_EQ(json_of("\xc3"), "\"\xc3\x83\"");                          // truncated sequence: U+00C3
+  EXPECT_EQ(json_of("\xc0\xaf"), "\"\xc3\x80\xc2\xaf\"");              // overlong '/'
+  EXPECT_EQ(json_of("\xed\xa0\x80"), "\"\xc3\xad\xc2\xa0\xc2\x80\"");  // surrogate
   // What a JSON parser reads back: the bytes as code points.
   EXPECT_EQ(ctl::json::parse(json_of("x\xffy")).get<std::string>(), "x\u00ffy");
   EXPECT_EQ(ctl::utf8_or_latin1("ok \xc3\xa9"), "ok \xc3\xa9");
@@ -335,7 +335,8 @@ TEST(dead_letter, replay_message_drops_reserved_headers_and_names_its_source) {
   EXPECT_EQ(m.value, "v");
   EXPECT_FALSE(m.partition) << "a keyed message finds its partition by key";
   using kv = std::pair<std::string, std::string>;
-  EXPECT_EQ(m.headers, (std::vector<kv>{{"trace", "abc"}, {"empty", ""}, {"ferry-replayed-from", "orders.billing.dlq/1/7"}}));
+  EXPECT_EQ(m.headers,
+            (std::vector<kv>{{"trace", "abc"}, {"empty", ""}, {"ferry-replayed-from", "orders.billing.dlq/1/7"}}));
 
   auto keyless = d;
   keyless.message.key.reset();

@@ -39,7 +39,8 @@ void set_up(fake_broker& b, const std::vector<letter>& letters) {
   }
   w::batch_builder bb;
   for (const auto& l : letters) {
-    std::vector<w::header_view> hs{{"trace", std::string_view("t")}, {"ferry-delayed-id", std::string_view("orders/0/1")}};
+    std::vector<w::header_view> hs{{"trace", std::string_view("t")},
+                                   {"ferry-delayed-id", std::string_view("orders/0/1")}};
     if (!l.original_id.empty()) hs.push_back({"ferry-dlq-original-id", std::string_view(l.original_id)});
     hs.push_back({"ferry-dlq-subscription", std::string_view(l.subscription)});
     hs.push_back({"ferry-dlq-delivery-count", std::string_view("10")});
@@ -108,7 +109,8 @@ TEST(dead_letters, plan_by_position_and_original_id_names_what_is_missing) {
   EXPECT_EQ(plan->not_found[0].code, ferry::errc::unknown_message);
   EXPECT_EQ(plan->not_found[0].message, "no dead letter dead/0/2 of subscription 'billing'");
   EXPECT_EQ(plan->not_found[1].message, "no dead letter dead/0/7 of subscription 'billing'");
-  EXPECT_EQ(plan->not_found[2].message, "no dead letter with original id orders/0/9 in 'dead' of subscription 'billing'");
+  EXPECT_EQ(plan->not_found[2].message,
+            "no dead letter with original id orders/0/9 in 'dead' of subscription 'billing'");
 
   sel.positions = {{0, 0}};
   sel.original_ids = {{"orders", 1, 2}};

@@ -532,8 +532,8 @@ void fake_broker::on_fetch(exchange& x) {
   for (const auto* fp : *fr->partitions()) {
     auto& part = it->second.at(fp->partition());
     if (fp->offset() > part.next) {
-      res.push_back(w::CreateFetchPartitionResultDirect(fbb, fp->partition(), w::ErrorCode::OffsetOutOfRange,
-                                                        "out of range"));
+      res.push_back(
+          w::CreateFetchPartitionResultDirect(fbb, fp->partition(), w::ErrorCode::OffsetOutOfRange, "out of range"));
       continue;
     }
     std::vector<uint8_t> out;
@@ -644,8 +644,8 @@ void fake_broker::on_seek_subscription(exchange& x) {
   std::vector<flatbuffers::Offset<w::SeekPartitionResult>> res;
   auto& parts = topics[topic];
   if (q->partition() >= int32_t(parts.size()))
-    res.push_back(w::CreateSeekPartitionResultDirect(fbb, q->partition(), w::ErrorCode::UnknownPartition,
-                                                     "no such partition"));
+    res.push_back(
+        w::CreateSeekPartitionResultDirect(fbb, q->partition(), w::ErrorCode::UnknownPartition, "no such partition"));
   for (int32_t p = 0; p < int32_t(parts.size()); ++p) {
     if (q->partition() >= 0 && p != q->partition()) continue;
     int64_t hwm = parts[p].next;

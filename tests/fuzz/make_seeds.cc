@@ -16,14 +16,14 @@
 #include <vector>
 
 #include "broker/base/clock.h"
-#include "schema/main_guard.h"
-#include "schema/varint.h"
 #include "broker/delay/codec.h"
 #include "broker/log/log.h"
 #include "broker/subscription/control.h"
 #include "broker/subscription/dispatcher.h"
 #include "schema/frame.h"
+#include "schema/main_guard.h"
 #include "schema/record_batch.h"
+#include "schema/varint.h"
 #include "tests/fuzz/empty_port.h"
 
 namespace fs = std::filesystem;

@@ -26,8 +26,8 @@
 #include <utility>
 #include <vector>
 
-#include "schema/result.h"
 #include "schema/ferry_generated.h"
+#include "schema/result.h"
 
 namespace ferry::test {
 
