@@ -90,10 +90,10 @@ uint64_t sub_config(const w::SubscriptionConfig* c) {
          str(c->dead_letter_topic());
 }
 
-// A produce request as handler.cc's do_produce takes it: the frame's layout checked, each batch verified where it lies in the
-// frame (verify_produced_batch), then as partition::produce goes on: the producer's sequence
-// checked and remembered (producer_state, one for the whole request), offsets and append time
-// stamped in place (the broker owns the frame buffer).
+// A produce request as handler.cc's do_produce takes it: the frame's layout checked, each batch verified where it lies
+// in the frame (verify_produced_batch), then as partition::produce goes on: the producer's sequence checked and
+// remembered (producer_state, one for the whole request), offsets and append time stamped in place (the broker owns the
+// frame buffer).
 uint64_t produce(const w::Request& envelope, const w::ProduceRequest& p, std::span<const std::byte> frame) {
   uint64_t h = str(p.topic()) + static_cast<uint64_t>(p.acks()) + static_cast<uint64_t>(p.timeout_ms());
   // do_produce refuses a frame whose batches share bytes or overlap its tables before anything is
