@@ -76,7 +76,7 @@ CLI::Validator whole_number(int64_t lo = std::numeric_limits<T>::min(), int64_t 
       desc);
 }
 
-CLI::Validator one_of(std::vector<std::string> choices) {
+CLI::Validator one_of(const std::vector<std::string>& choices) {
   std::string desc = "{" + ctl::one_of_text(choices) + "}";
   return CLI::Validator([choices](std::string& text) { return ctl::choice_problem(text, choices).value_or(""); }, desc);
 }
@@ -119,7 +119,14 @@ std::optional<std::string> verb_problem(CLI::App& noun, const std::vector<std::s
   if (!noun.get_subcommands().empty()) return std::nullopt;                                     // one was given
   const std::string verbs = list_text(names_of(noun));
   for (const auto& e : extras)
-    if (!e.empty() && e[0] != '-') return noun.get_name() + ": unknown verb '" + e + "'; one of: " + verbs;
+    if (!e.empty() && e[0] != '-') {
+      std::string problem = noun.get_name();
+      problem += ": unknown verb '";
+      problem += e;
+      problem += "'; one of: ";
+      problem += verbs;
+      return problem;
+    }
   return noun.get_name() + ": missing verb; one of: " + verbs;
 }
 
