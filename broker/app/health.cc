@@ -2,8 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "broker/partition/topics.h"
 #include "broker/runtime/runtime.h"
+#include "broker/topics/topic_manager.h"
 
 namespace ferry::app {
 

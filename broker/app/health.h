@@ -19,7 +19,7 @@
 namespace ferry::runtime {
 class shard_set;
 }
-namespace ferry::partition {
+namespace ferry::topics {
 class topic_manager;
 }
 
@@ -38,7 +38,7 @@ class health_model {
   static constexpr int64_t ready_stall_ms = 1'000;
 
   // `rt` and `topics` must outlive this object.
-  health_model(runtime::shard_set& rt, partition::topic_manager& topics) : rt_(rt), topics_(topics) {}
+  health_model(runtime::shard_set& rt, topics::topic_manager& topics) : rt_(rt), topics_(topics) {}
   void set_state(serving_state s) { state_.store(s, std::memory_order_release); }
   health_report liveness() const;
   health_report readiness() const;
@@ -46,7 +46,7 @@ class health_model {
  private:
   health_report report(bool readiness) const;
   runtime::shard_set& rt_;
-  partition::topic_manager& topics_;
+  topics::topic_manager& topics_;
   std::atomic<serving_state> state_{serving_state::starting};
 };
 

@@ -29,10 +29,10 @@
 #include "broker/meta/meta_store.h"
 #include "broker/net/http_server.h"
 #include "broker/net/server.h"
-#include "broker/partition/topics.h"
 #include "broker/protocol/handler.h"
 #include "broker/runtime/metrics.h"
 #include "broker/runtime/runtime.h"
+#include "broker/topics/topic_manager.h"
 #include "schema/main_guard.h"
 
 namespace asio = boost::asio;
@@ -133,7 +133,7 @@ int run(const app::broker_config& cfg) {
   runtime::shard_set rt(cfg.shards, cfg.disk_threads);
   rt.start();
 
-  partition::broker_defaults defaults;
+  topics::broker_defaults defaults;
   defaults.topic.retention_ms = cfg.retention_ms;
   defaults.topic.segment_bytes = cfg.segment_bytes;
   defaults.topic.segment_ms = cfg.segment_ms;
@@ -151,7 +151,7 @@ int run(const app::broker_config& cfg) {
   defaults.delay.max_loaded_bytes = cfg.delay_max_loaded_bytes;
   defaults.producers.expiry_ms = cfg.producer_expiry_ms;
   defaults.producers.max_producers = cfg.max_producers;
-  partition::topic_manager topics(rt, **store, cfg.data_dir, defaults);
+  topics::topic_manager topics(rt, **store, cfg.data_dir, defaults);
 
   auto started = asio::co_spawn(rt.executor(shard_id{0}), topics.start(), asio::use_future).get();
   if (!started) {
@@ -166,7 +166,8 @@ int run(const app::broker_config& cfg) {
   // A fetch response's batches leave room for the envelope inside the frame limit.
   hc.max_response_bytes =
       cfg.max_frame_bytes > (128u << 10) ? cfg.max_frame_bytes - (64u << 10) : cfg.max_frame_bytes / 2;
-  protocol::handler handler(rt, topics, hc);
+  topics::router routes(cfg.node_id);  // every partition is led here until replication lands
+  protocol::handler handler(rt, topics, routes, hc);
 
   net::server_config sc;
   sc.host = cfg.listen_host;
@@ -225,7 +226,7 @@ int run(const app::broker_config& cfg) {
     health.set_state(app::serving_state::stopping);
     runtime::spawn_logged(
         rt.executor(shard_id{0}),
-        [](protocol::handler& h, net::server& s, net::http_server* hs, partition::topic_manager& t,
+        [](protocol::handler& h, net::server& s, net::http_server* hs, topics::topic_manager& t,
            std::promise<void>& done) -> asio::awaitable<void> {
           h.begin_shutdown();
           co_await s.stop();

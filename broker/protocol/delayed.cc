@@ -60,17 +60,17 @@ asio::awaitable<delayed_summary> delayed_summary_of(runtime::shard_set* rt, std:
   co_return s;
 }
 
-asio::awaitable<body_result> do_cancel(runtime::shard_set* rt, partition::topic_manager* topics, fbb_t* fbb,
-                                       const w::CancelRequest* req) {
+asio::awaitable<body_result> do_cancel(runtime::shard_set* rt, topics::topic_manager* topics,
+                                       const topics::router* routes, fbb_t* fbb, const w::CancelRequest* req) {
   auto name = str(req->topic());
   auto t = topics->find(name);
   if (!t) co_return no_topic(name);
   int32_t part = req->partition();
-  if (part < 0 || part >= static_cast<int32_t>(t->partitions.size()))
-    co_return failed(errc::unknown_partition, no_partition_message(name, part));
+  auto routed = routes->route(*t, part);
+  if (!routed) co_return failed(routed.error());
   if (req->offset() < 0)
     co_return failed(errc::invalid_argument, "offset must be >= 0, got " + std::to_string(req->offset()));
-  auto p = t->partitions[static_cast<size_t>(part)];
+  auto p = *std::move(routed);
   auto r = co_await cancel_on(rt, p, req->offset());
   if (!r) co_return failed(r.error());
   w::CancelOutcome o = r->outcome == partition::cancel_outcome::cancelled  ? w::CancelOutcome::Cancelled
@@ -81,7 +81,7 @@ asio::awaitable<body_result> do_cancel(runtime::shard_set* rt, partition::topic_
   co_return ok_body(w::ResponseBody::CancelResponse, w::CreateCancelResponse(*fbb, tn, part, req->offset(), o, msg));
 }
 
-asio::awaitable<body_result> do_list_delayed(runtime::shard_set* rt, partition::topic_manager* topics, fbb_t* fbb,
+asio::awaitable<body_result> do_list_delayed(runtime::shard_set* rt, topics::topic_manager* topics, fbb_t* fbb,
                                              const w::ListDelayedRequest* req) {
   auto name = str(req->topic());
   auto t = topics->find(name);

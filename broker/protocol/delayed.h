@@ -6,8 +6,8 @@
 #include <memory>
 #include <utility>
 
-#include "broker/partition/topics.h"
 #include "broker/protocol/response.h"
+#include "broker/topics/router.h"
 
 namespace ferry::runtime {
 class shard_set;
@@ -25,9 +25,10 @@ struct delayed_summary {
 // Pending delayed messages of one partition and the next due time (memory, else the index).
 asio::awaitable<delayed_summary> delayed_summary_of(runtime::shard_set* rt, std::shared_ptr<partition::partition> p);
 
-asio::awaitable<body_result> do_cancel(runtime::shard_set* rt, partition::topic_manager* topics, fbb_t* fbb,
-                                       const w::CancelRequest* req);
-asio::awaitable<body_result> do_list_delayed(runtime::shard_set* rt, partition::topic_manager* topics, fbb_t* fbb,
+// Cancel goes to the partition's leader (topics::router); list-delayed reads any local replica.
+asio::awaitable<body_result> do_cancel(runtime::shard_set* rt, topics::topic_manager* topics,
+                                       const topics::router* routes, fbb_t* fbb, const w::CancelRequest* req);
+asio::awaitable<body_result> do_list_delayed(runtime::shard_set* rt, topics::topic_manager* topics, fbb_t* fbb,
                                              const w::ListDelayedRequest* req);
 
 }  // namespace ferry::protocol

@@ -19,6 +19,7 @@
 #include "broker/protocol/subscriptions.h"
 #include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
+#include "broker/topics/router.h"
 #include "schema/frame.h"
 #include "schema/record_batch.h"
 
@@ -109,6 +110,7 @@ result<void> check_delays(const w::batch_header& h, const w::batch_delays& d, in
 
 struct produce_slot {
   int32_t partition = 0;
+  int32_t leader_hint = topics::unknown_leader;  // with not_leader
   result<partition::produce_result> res = fail(errc::unknown, "not run");
 };
 
@@ -120,8 +122,9 @@ struct produce_join {
   size_t remaining = 0;
 };
 
-asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic_manager* topics, bool shutting_down,
-                                        fbb_t* fbb, const w::Request* envelope, const w::ProduceRequest* req,
+asio::awaitable<body_result> do_produce(runtime::shard_set* rt, topics::topic_manager* topics,
+                                        const topics::router* routes, bool shutting_down, fbb_t* fbb,
+                                        const w::Request* envelope, const w::ProduceRequest* req,
                                         std::shared_ptr<net::in_frame> f) {
   auto name = str(req->topic());
   if (shutting_down) co_return failed(errc::shutting_down, "broker is shutting down");
@@ -156,9 +159,9 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
     auto* pp = req->partitions()->Get(static_cast<flatbuffers::uoffset_t>(i));
     auto& slot = slots[i];
     slot.partition = pp->partition();
-    if (pp->partition() < 0 || static_cast<size_t>(pp->partition()) >= t->partitions.size()) {
-      slot.res = fail(errc::unknown_partition, no_partition_message(name, pp->partition()) + " (it has " +
-                                                   std::to_string(t->partitions.size()) + ")");
+    auto routed = routes->route(*t, pp->partition(), &slot.leader_hint);
+    if (!routed) {
+      slot.res = routed.error();
       continue;
     }
     if (pp->records() == nullptr || pp->records()->size() == 0) {
@@ -189,7 +192,7 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
         continue;
       }
     }
-    auto p = t->partitions[static_cast<size_t>(pp->partition())];
+    auto p = *std::move(routed);
     ++join->remaining;
     auto has_delays = delays.count > 0 ? partition::batch_delays::some : partition::batch_delays::none;
     asio::co_spawn(rt->executor(p->owner()), p->produce(batch, *h, acks, has_delays),
@@ -212,7 +215,8 @@ asio::awaitable<body_result> do_produce(runtime::shard_set* rt, partition::topic
     } else {
       probe::get().error(slot.res.error().code);
       auto msg = fbb->CreateString(slot.res.error().message);
-      results.push_back(w::CreateProducePartitionResult(*fbb, slot.partition, w::to_wire(slot.res.error().code), msg));
+      results.push_back(w::CreateProducePartitionResult(*fbb, slot.partition, w::to_wire(slot.res.error().code), msg,
+                                                        -1, -1, false, slot.leader_hint));
     }
   }
   auto tn = fbb->CreateString(name);
@@ -232,7 +236,8 @@ struct fetch_slot {
   std::vector<std::byte> bytes;
   int64_t hwm = -1;
   int64_t log_start = -1;
-  uint64_t waiter = 0;  // long-poll waiter id on the partition (0: none)
+  uint64_t waiter = 0;                           // long-poll waiter id on the partition (0: none)
+  int32_t leader_hint = topics::unknown_leader;  // with not_leader
 };
 
 struct fetch_read {
@@ -321,9 +326,10 @@ long_polls& polls() {
   return p;
 }
 
-asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_manager* topics,
-                                      const handler_config* cfg, fbb_t* fbb, const w::FetchRequest* req,
-                                      std::shared_ptr<net::in_frame> f, net::session_info session) {
+asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, topics::topic_manager* topics,
+                                      const topics::router* routes, const handler_config* cfg, fbb_t* fbb,
+                                      const w::FetchRequest* req, std::shared_ptr<net::in_frame> f,
+                                      net::session_info session) {
   (void)f;
   auto name = str(req->topic());
   auto t = topics->find(name);
@@ -347,20 +353,24 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
     s.partition = fp->partition();
     s.offset = fp->offset();
     s.max_bytes = static_cast<size_t>(std::max(fp->max_bytes(), 1));
-    if (fp->partition() < 0 || static_cast<size_t>(fp->partition()) >= t->partitions.size()) {
-      s.code = errc::unknown_partition;
-      s.message = no_partition_message(name, fp->partition());
+    auto routed = routes->route(*t, fp->partition(), &s.leader_hint);
+    if (!routed && routed.error().code == errc::unknown_partition) {
+      s.code = routed.error().code;
+      s.message = std::move(routed.error().message);
       continue;
     }
     if (seen[static_cast<size_t>(fp->partition())])
       co_return failed(errc::invalid_argument, "fetch lists " + pname(name, fp->partition()) +
                                                    " more than once (each partition may be listed once)");
     seen[static_cast<size_t>(fp->partition())] = true;
-    if (fp->max_bytes() <= 0) {
+    if (!routed) {
+      s.code = routed.error().code;
+      s.message = std::move(routed.error().message);
+    } else if (fp->max_bytes() <= 0) {
       s.code = errc::invalid_argument;
       s.message = "fetch max_bytes must be > 0";
     } else {
-      s.p = t->partitions[static_cast<size_t>(fp->partition())];
+      s.p = *std::move(routed);
     }
   }
   const size_t hard_limit = cfg->max_response_bytes;
@@ -419,8 +429,8 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
     if (s.code != errc::ok) probe::get().error(s.code);
     partition::probe::get().fetched_bytes.inc(s.bytes.size());
     auto recs = fbb->CreateVector(reinterpret_cast<const uint8_t*>(s.bytes.data()), s.bytes.size());
-    results.push_back(
-        w::CreateFetchPartitionResult(*fbb, s.partition, w::to_wire(s.code), msg, s.hwm, s.log_start, recs));
+    results.push_back(w::CreateFetchPartitionResult(*fbb, s.partition, w::to_wire(s.code), msg, s.hwm, s.log_start,
+                                                    recs, s.leader_hint));
   }
   auto tn = fbb->CreateString(name);
   auto rv = fbb->CreateVector(results);
@@ -429,8 +439,13 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, partition::topic_m
 
 }  // namespace
 
-handler::handler(runtime::shard_set& rt, partition::topic_manager& topics, handler_config cfg)
-    : rt_(rt), topics_(topics), cfg_(std::move(cfg)), subs_(std::make_unique<subscriptions>(rt, topics)) {}
+handler::handler(runtime::shard_set& rt, topics::topic_manager& topics, const topics::router& routes,
+                 handler_config cfg)
+    : rt_(rt),
+      topics_(topics),
+      routes_(routes),
+      cfg_(std::move(cfg)),
+      subs_(std::make_unique<subscriptions>(rt, topics, routes)) {}
 handler::~handler() = default;
 
 void handler::on_session_closed(const net::session_info& s) { subs_->session_closed(s); }
@@ -470,7 +485,7 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
       case w::RequestBody::MetadataRequest: {
         auto* m = r->body_as_MetadataRequest();
         std::vector<fb_offset<w::TopicMetadata>> tms;
-        std::vector<std::shared_ptr<const partition::topic>> ts;
+        std::vector<std::shared_ptr<const topics::topic>> ts;
         std::vector<std::string> missing;
         if (m->topics() == nullptr || m->topics()->size() == 0) {
           ts = topics_.list();
@@ -485,9 +500,11 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
         }
         for (auto& t : ts) {
           std::vector<fb_offset<w::PartitionInfo>> ps;
-          for (auto& p : t->partitions) {
-            std::vector<int32_t> replicas{cfg_.node_id};
-            ps.push_back(w::CreatePartitionInfoDirect(*fbb, p->id().value, cfg_.node_id, &replicas, 0));
+          for (size_t i = 0; i < t->partitions.size(); ++i) {
+            auto id = static_cast<int32_t>(i);
+            auto leader = routes_.leader_of(*t, id);
+            std::vector<int32_t> replicas{cfg_.node_id};  // every replica is here until replication lands
+            ps.push_back(w::CreatePartitionInfoDirect(*fbb, id, leader.node, &replicas, leader.epoch));
           }
           tms.push_back(w::CreateTopicMetadataDirect(*fbb, t->name.c_str(), w::ErrorCode::Ok, nullptr, &ps));
         }
@@ -538,8 +555,8 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
           uint32_t h = p->health();
           auto status = fbb->CreateString(partition::partition::health_names(h));
           auto detail = h == 0 ? fb_offset<flatbuffers::String>{} : fbb->CreateString(p->health_detail());
-          ps.push_back(w::CreatePartitionState(*fbb, p->id().value, cfg_.node_id, st.log_start.value,
-                                               st.high_watermark.value, st.log_end.value,
+          ps.push_back(w::CreatePartitionState(*fbb, p->id().value, routes_.leader_of(*t, p->id().value).node,
+                                               st.log_start.value, st.high_watermark.value, st.log_end.value,
                                                static_cast<int64_t>(st.size_bytes), static_cast<int32_t>(st.segments),
                                                dl.pending, dl.next_due, status, detail));
         }
@@ -566,7 +583,8 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
         break;
       }
       case w::RequestBody::ProduceRequest:
-        out = co_await do_produce(&rt_, &topics_, shutting_down_.load(), fbb.get(), r, r->body_as_ProduceRequest(), f);
+        out = co_await do_produce(&rt_, &topics_, &routes_, shutting_down_.load(), fbb.get(), r,
+                                  r->body_as_ProduceRequest(), f);
         break;
       case w::RequestBody::FetchRequest: {
         // Room for the answer in the connection's byte budget first (net::response_budget): a
@@ -577,7 +595,7 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
           out = failed(errc::connection_closed, "connection closed before the fetch could be answered");
           break;
         }
-        out = co_await do_fetch(&rt_, &topics_, &cfg_, fbb.get(), r->body_as_FetchRequest(), f, s);
+        out = co_await do_fetch(&rt_, &topics_, &routes_, &cfg_, fbb.get(), r->body_as_FetchRequest(), f, s);
         break;
       }
       case w::RequestBody::CreateSubscriptionRequest:
@@ -609,7 +627,7 @@ asio::awaitable<net::out_frame_ptr> handler::handle(std::shared_ptr<net::in_fram
         out = co_await subs_->ack(fbb.get(), r->body_as_AckRequest(), s);
         break;
       case w::RequestBody::CancelRequest:
-        out = co_await do_cancel(&rt_, &topics_, fbb.get(), r->body_as_CancelRequest());
+        out = co_await do_cancel(&rt_, &topics_, &routes_, fbb.get(), r->body_as_CancelRequest());
         break;
       case w::RequestBody::ListDelayedRequest:
         out = co_await do_list_delayed(&rt_, &topics_, fbb.get(), r->body_as_ListDelayedRequest());

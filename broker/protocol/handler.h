@@ -9,7 +9,7 @@
 #include <string>
 
 #include "broker/net/server.h"
-#include "broker/partition/topics.h"
+#include "broker/topics/router.h"
 
 namespace ferry::runtime {
 class shard_set;
@@ -32,8 +32,8 @@ struct handler_config {
 
 class handler final : public net::frame_handler {
  public:
-  // `rt` and `topics` must outlive the handler.
-  handler(runtime::shard_set& rt, partition::topic_manager& topics, handler_config cfg);
+  // `rt`, `topics` and `routes` must outlive the handler.
+  handler(runtime::shard_set& rt, topics::topic_manager& topics, const topics::router& routes, handler_config cfg);
   ~handler() override;
 
   asio::awaitable<net::out_frame_ptr> handle(std::shared_ptr<net::in_frame> f, net::session_info s) override;
@@ -45,7 +45,8 @@ class handler final : public net::frame_handler {
 
  private:
   runtime::shard_set& rt_;
-  partition::topic_manager& topics_;
+  topics::topic_manager& topics_;
+  const topics::router& routes_;
   handler_config cfg_;
   std::unique_ptr<subscriptions> subs_;
   std::atomic<bool> shutting_down_{false};

@@ -79,8 +79,8 @@ body_result no_subscription(const std::string& topic, const std::string& name) {
 class consumer_member final : public sub::member_link {
  public:
   consumer_member(uint64_t id, std::string name, std::string peer, int64_t ack_timeout_ms, uint64_t session_id,
-                  std::weak_ptr<net::session_channel> channel, std::shared_ptr<const partition::topic> topic,
-                  partition::subscription_ptr subscription, const partition::topic_manager* topics)
+                  std::weak_ptr<net::session_channel> channel, std::shared_ptr<const topics::topic> topic,
+                  topics::subscription_ptr subscription, const topics::topic_manager* topics)
       : member_link(id, std::move(name), std::move(peer), ack_timeout_ms),
         session_id_(session_id),
         channel_(std::move(channel)),
@@ -115,15 +115,15 @@ class consumer_member final : public sub::member_link {
   }
 
   uint64_t session_id() const { return session_id_; }
-  const std::shared_ptr<const partition::topic>& topic() const { return topic_; }
-  const partition::subscription_ptr& subscription() const { return sub_; }
+  const std::shared_ptr<const topics::topic>& topic() const { return topic_; }
+  const topics::subscription_ptr& subscription() const { return sub_; }
 
  private:
   uint64_t session_id_;
   std::weak_ptr<net::session_channel> channel_;
-  std::shared_ptr<const partition::topic> topic_;
-  partition::subscription_ptr sub_;
-  const partition::topic_manager* topics_;
+  std::shared_ptr<const topics::topic> topic_;
+  topics::subscription_ptr sub_;
+  const topics::topic_manager* topics_;
 };
 
 // Runs dispatcher::settle on the partition's shard; resumes the caller with the outcome once the
@@ -161,6 +161,7 @@ auto seek_partition(runtime::shard_set* rt, std::shared_ptr<partition::partition
 
 struct partition_view {
   int32_t partition = 0;
+  std::shared_ptr<partition::partition> replica;  // the local replica it was read from
   sub::dispatcher_stats stats;
   std::vector<std::pair<uint64_t, int64_t>> members;
   bool found = false;
@@ -170,13 +171,14 @@ struct partition_view {
 
 struct subscriptions::impl {
   runtime::shard_set& rt;
-  partition::topic_manager& topics;
+  topics::topic_manager& topics;
+  const topics::router& routes;
   std::mutex mu;
   std::unordered_map<uint64_t, std::shared_ptr<consumer_member>> members;
   std::unordered_map<uint64_t, size_t> per_session;  // members joined per connection (session id)
   std::atomic<uint64_t> next_member{static_cast<uint64_t>(wall_now_ms()) * 1000};
 
-  impl(runtime::shard_set& r, partition::topic_manager& t) : rt(r), topics(t) {}
+  impl(runtime::shard_set& r, topics::topic_manager& t, const topics::router& ro) : rt(r), topics(t), routes(ro) {}
 
   std::shared_ptr<consumer_member> member_of(uint64_t id, const net::session_info& s) {
     std::lock_guard lk(mu);
@@ -211,7 +213,7 @@ struct subscriptions::impl {
   }
 
   // Per-partition stats of a subscription, on each partition's shard.
-  asio::awaitable<std::vector<partition_view>> views(std::shared_ptr<const partition::topic> t, uint64_t sub_id) {
+  asio::awaitable<std::vector<partition_view>> views(std::shared_ptr<const topics::topic> t, uint64_t sub_id) {
     std::vector<partition_view> out;
     for (auto& p : t->partitions) {
       auto fn = [p, sub_id] {
@@ -227,13 +229,14 @@ struct subscriptions::impl {
         return v;
       };
       out.push_back(co_await runtime::run_on(rt.executor(p->owner()), std::move(fn)));
+      out.back().replica = p;
     }
     co_return out;
   }
 };
 
-subscriptions::subscriptions(runtime::shard_set& rt, partition::topic_manager& topics)
-    : impl_(std::make_unique<impl>(rt, topics)) {}
+subscriptions::subscriptions(runtime::shard_set& rt, topics::topic_manager& topics, const topics::router& routes)
+    : impl_(std::make_unique<impl>(rt, topics, routes)) {}
 subscriptions::~subscriptions() = default;
 
 // ---- admin ---------------------------------------------------------------------------------------
@@ -310,7 +313,7 @@ asio::awaitable<body_result> subscriptions::describe(fbb_t* fbb, const w::Descri
   std::map<uint64_t, int64_t> in_flight_of;
   for (auto& v : views) {
     auto& s = v.stats;
-    auto dl = co_await delayed_summary_of(&impl_->rt, t->partitions[static_cast<size_t>(v.partition)]);
+    auto dl = co_await delayed_summary_of(&impl_->rt, v.replica);
     parts.push_back(w::CreateSubscriptionPartitionState(
         *fbb, v.partition, s.cursor, s.log_start, s.high_watermark, s.backlog, s.in_flight, s.acked_above_cursor,
         s.redeliveries, s.dead_lettered, s.expired, s.oldest_unacked_time, dl.pending, dl.next_due));
@@ -552,10 +555,27 @@ asio::awaitable<body_result> subscriptions::ack(fbb_t* fbb, const w::AckRequest*
     extended += o.extended;
     for (auto& f : o.failures) failures.push_back(std::move(f));
   };
+  // Settling goes to each partition's leader: work for a partition led elsewhere fails item by item.
+  std::map<int32_t, std::shared_ptr<partition::partition>> replicas;
+  for (auto it = by_partition.begin(); it != by_partition.end();) {
+    auto routed = impl_->routes.route(*t, it->first);
+    if (routed) {
+      replicas[it->first] = *std::move(routed);
+      ++it;
+      continue;
+    }
+    auto fail_item = [&](int64_t off) {
+      failures.push_back(sub::settle_failure{it->first, off, routed.error().code, routed.error().message});
+    };
+    for (auto o : it->second.acks) fail_item(o);
+    for (auto& n : it->second.nacks) fail_item(n.offset);
+    for (auto& x : it->second.extends) fail_item(x.offset);
+    it = by_partition.erase(it);
+  }
   uint64_t sub_id = m->subscription()->id;
   if (by_partition.size() == 1) {
     auto& [part, wk] = *by_partition.begin();
-    auto p = t->partitions[static_cast<size_t>(part)];
+    auto p = replicas.at(part);
     auto o = co_await settle_on(&impl_->rt, p, sub_id, m->id(), std::move(wk.acks), std::move(wk.nacks),
                                 std::move(wk.extends));
     merge(o);
@@ -567,7 +587,7 @@ asio::awaitable<body_result> subscriptions::ack(fbb_t* fbb, const w::AckRequest*
     std::vector<sub::settle_outcome> outs(by_partition.size());
     size_t i = 0;
     for (auto& [part, wk] : by_partition) {
-      auto p = t->partitions[static_cast<size_t>(part)];
+      auto p = replicas.at(part);
       auto* slot = &outs[i++];
       auto completion = [slot, &remaining, &all_done](const std::exception_ptr&, sub::settle_outcome o) {
         *slot = std::move(o);

@@ -12,8 +12,8 @@
 #include <memory>
 
 #include "broker/net/server.h"
-#include "broker/partition/topics.h"
 #include "broker/protocol/response.h"
+#include "broker/topics/router.h"
 
 namespace ferry::runtime {
 class shard_set;
@@ -25,8 +25,8 @@ namespace asio = boost::asio;
 
 class subscriptions {
  public:
-  // `rt` and `topics` must outlive this object; `metadata_version` is read for push frames.
-  subscriptions(runtime::shard_set& rt, partition::topic_manager& topics);
+  // `rt`, `topics` and `routes` must outlive this object; `metadata_version` is read for push frames.
+  subscriptions(runtime::shard_set& rt, topics::topic_manager& topics, const topics::router& routes);
   ~subscriptions();
   subscriptions(const subscriptions&) = delete;
   subscriptions& operator=(const subscriptions&) = delete;

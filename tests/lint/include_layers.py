@@ -8,7 +8,7 @@ file decides. Layers, bottom up:
   schema/            the wire contract both sides build on (error codes, result<T>, batches, frames)
   client/            the client library (public headers in client/include/ferry/), ferryctl
   broker/base        below every other broker folder; then runtime, log, meta, scheduler;
-                     net; subscription; delay; partition; protocol; app (ferryd) on top
+                     net; subscription; delay; partition; topics; protocol; app (ferryd) on top
   tests/, bench/     may use anything
 
 A unit test beside the code (`*_test.cc`, `*_test_fixture.h`) may include anything under broker/
@@ -31,8 +31,10 @@ BROKER_BELOW = {
                      "broker/subscription"],
     "broker/partition": ["broker/base", "broker/runtime", "broker/log", "broker/meta", "broker/scheduler",
                          "broker/subscription", "broker/delay"],
+    "broker/topics": ["broker/base", "broker/runtime", "broker/log", "broker/meta", "broker/scheduler",
+                      "broker/subscription", "broker/delay", "broker/partition"],
     "broker/protocol": ["broker/base", "broker/runtime", "broker/log", "broker/meta", "broker/scheduler",
-                        "broker/subscription", "broker/delay", "broker/partition", "broker/net"],
+                        "broker/subscription", "broker/delay", "broker/partition", "broker/topics", "broker/net"],
     "broker/app": ["broker/"],
 }
 

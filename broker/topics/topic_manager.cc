@@ -1,4 +1,4 @@
-#include "broker/partition/topics.h"
+#include "broker/topics/topic_manager.h"
 
 #include <spdlog/spdlog.h>
 
@@ -11,7 +11,7 @@
 #include "broker/runtime/logger.h"
 #include "broker/runtime/runtime.h"
 
-namespace ferry::partition {
+namespace ferry::topics {
 
 namespace {
 std::shared_ptr<spdlog::logger> logger() {
@@ -34,8 +34,8 @@ std::filesystem::path topic_manager::topic_dir(const meta::topic_record& r) cons
   return data_dir_ / "topics" / (std::to_string(r.id) + "-" + r.name);
 }
 
-partition_config topic_manager::partition_cfg(const meta::topic_record& r, int32_t p) const {
-  partition_config pc;
+partition::partition_config topic_manager::partition_cfg(const meta::topic_record& r, int32_t p) const {
+  partition::partition_config pc;
   pc.log.dir = topic_dir(r) / std::to_string(p);
   pc.log.segment_bytes = static_cast<uint64_t>(r.config.segment_bytes);
   pc.log.segment_ms = r.config.segment_ms;
@@ -43,7 +43,8 @@ partition_config topic_manager::partition_cfg(const meta::topic_record& r, int32
   pc.log.retention_bytes = r.config.retention_bytes;
   pc.log.preallocate = defaults_.preallocate;
   pc.log.clk = &broker_clock();
-  pc.fsync = r.config.fsync == meta::fsync_mode::interval ? fsync_policy::interval : fsync_policy::always;
+  pc.fsync = r.config.fsync == meta::fsync_mode::interval ? partition::fsync_policy::interval
+                                                          : partition::fsync_policy::always;
   pc.fsync_interval_ms = r.config.fsync_interval_ms;
   pc.topic_id = r.id;
   pc.store = &store_;
@@ -66,7 +67,7 @@ asio::awaitable<result<std::shared_ptr<topic>>> topic_manager::open_topic(meta::
     auto cfg = partition_cfg(rec, p);
     // Open on the owner shard: recovery reads the log there, and the partition lives there.
     auto open_it = [this, name = rec.name, p, cfg, owner] {
-      return partition::open(name, partition_id{p}, cfg, rt_, owner);
+      return partition::partition::open(name, partition_id{p}, cfg, rt_, owner);
     };
     auto opened = co_await runtime::run_on(rt_.executor(owner), std::move(open_it));
     if (!opened) {
@@ -233,7 +234,9 @@ asio::awaitable<result<void>> topic_manager::delete_topic(std::string name) {
     if (auto r = co_await runtime::on_disk(rt_.disk(), std::move(del_sub)); !r)
       logger()->warn("deleting subscription {}/{}: {}", name, sub_name, r.error().to_string());
   }
-  auto del_ckpt = [this, prefix = partition::checkpoint_prefix(t->id)] { return store_.delete_checkpoints(prefix); };
+  auto del_ckpt = [this, prefix = partition::partition::checkpoint_prefix(t->id)] {
+    return store_.delete_checkpoints(prefix);
+  };
   if (auto r = co_await runtime::on_disk(rt_.disk(), std::move(del_ckpt)); !r)
     logger()->warn("deleting checkpoints of {}: {}", name, r.error().to_string());
   co_await close_topic(t);
@@ -341,7 +344,7 @@ std::vector<subscription_ptr> topic_manager::list_subscriptions(std::string_view
 asio::awaitable<result<void>> topic_manager::attach_subscription(std::shared_ptr<const topic> t, subscription_ptr s,
                                                                  bool load_checkpoints) {
   for (auto& p : t->partitions) {
-    partition::saved_subscription saved;
+    partition::partition::saved_subscription saved;
     if (load_checkpoints) {
       auto get = [this, key = p->checkpoint_key(s->id)] { return store_.get_checkpoint(key); };
       auto got = co_await runtime::on_disk(rt_.disk(), std::move(get));
@@ -352,7 +355,8 @@ asio::awaitable<result<void>> topic_manager::attach_subscription(std::shared_ptr
       if (!journal) co_return journal.error();
       saved.journal = std::move(*journal);
     }
-    auto origin = load_checkpoints ? partition::subscription_origin::existing : partition::subscription_origin::created;
+    auto origin = load_checkpoints ? partition::partition::subscription_origin::existing
+                                   : partition::partition::subscription_origin::created;
     auto add = [p, s, origin, saved = std::move(saved)]() mutable {
       return p->add_subscription(*s, std::move(saved), origin);
     };
@@ -552,7 +556,7 @@ asio::awaitable<void> topic_manager::dead_letter_task(subscription::dead_letter_
   auto p = t->partitions[0];
   auto ex = rt_.executor(p->owner());
   auto header = *h;
-  auto res = co_await asio::co_spawn(ex, p->produce(std::span<std::byte>(bytes), header, ack_level::durable),
+  auto res = co_await asio::co_spawn(ex, p->produce(std::span<std::byte>(bytes), header, partition::ack_level::durable),
                                      asio::use_awaitable);
   if (!res) {
     done(res.error());
@@ -563,4 +567,4 @@ asio::awaitable<void> topic_manager::dead_letter_task(subscription::dead_letter_
   done(result<void>{});
 }
 
-}  // namespace ferry::partition
+}  // namespace ferry::topics

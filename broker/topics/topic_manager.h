@@ -24,13 +24,15 @@ namespace ferry::runtime {
 class shard_set;
 }
 
-namespace ferry::partition {
+namespace ferry::topics {
+
+namespace asio = boost::asio;
 
 struct topic {
   std::string name;
   uint64_t id = 0;
   meta::topic_config config;
-  std::vector<std::shared_ptr<partition>> partitions;  // index = partition id
+  std::vector<std::shared_ptr<partition::partition>> partitions;  // index = partition id
 };
 
 struct broker_defaults {
@@ -42,13 +44,13 @@ struct broker_defaults {
   int64_t checkpoint_interval_ms = 1000;
   delay::delay_index* delays = nullptr;  // the broker's delay index; must outlive the manager
   delay::delay_limits delay;
-  producer_limits producers;
+  partition::producer_limits producers;
 };
 
 // A subscription as the rest of the broker sees it.
 using subscription_ptr = std::shared_ptr<const meta::subscription_record>;
 
-class topic_manager final : public dead_letter_sink {
+class topic_manager final : public partition::dead_letter_sink {
  public:
   // `rt` and `store` must outlive the manager.
   topic_manager(runtime::shard_set& rt, meta::meta_store& store, std::filesystem::path data_dir, broker_defaults d);
@@ -90,7 +92,7 @@ class topic_manager final : public dead_letter_sink {
   asio::awaitable<void> detach_subscription(std::shared_ptr<const topic> t, subscription_ptr s);
   asio::awaitable<result<void>> load_subscriptions();
   std::filesystem::path topic_dir(const meta::topic_record& r) const;
-  partition_config partition_cfg(const meta::topic_record& r, int32_t p) const;
+  partition::partition_config partition_cfg(const meta::topic_record& r, int32_t p) const;
 
   runtime::shard_set& rt_;
   meta::meta_store& store_;
@@ -106,4 +108,4 @@ class topic_manager final : public dead_letter_sink {
   std::atomic<bool> closed_{false};
 };
 
-}  // namespace ferry::partition
+}  // namespace ferry::topics
