@@ -8,8 +8,10 @@
 #   bash scripts/fuzz.sh                          every target, 60 s each
 #   FUZZ_SECONDS=600 bash scripts/fuzz.sh         longer
 #   FUZZ_TARGETS="record_batch checkpoint" bash scripts/fuzz.sh
+#   FUZZ_JOBS=1 bash scripts/fuzz.sh              one target at a time
 # The working corpus (build-fuzz/corpus/<target>/) is kept between runs, so repeated local runs go
-# deeper; the committed seeds are never modified. One fuzzer process at a time.
+# deeper; the committed seeds are never modified. FUZZ_JOBS fuzzer processes at a time (default:
+# one per core), each with its own corpus folder, log and time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -31,29 +33,30 @@ tmp=$(mktemp -d "$( [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/
 trap 'rm -rf "$tmp"' EXIT
 export TMPDIR=$tmp
 
-failed=()
-summary=()
-for t in "${targets[@]}"; do
-  bin=build-fuzz/tests/fuzz/fuzz_$t
-  seeds=tests/fuzz/corpus/$t
-  work=build-fuzz/corpus/$t
-  artifacts=build-fuzz/artifacts/$t
-  log=build-fuzz/fuzz-$t.log
+# One target: replay its regressions, then fuzz it. Writes its summary line to
+# build-fuzz/fuzz-<target>.summary and exits non-zero if it crashed.
+fuzz_one() {
+  local t=$1
+  local bin=build-fuzz/tests/fuzz/fuzz_$t seeds=tests/fuzz/corpus/$t work=build-fuzz/corpus/$t
+  local artifacts=build-fuzz/artifacts/$t log=build-fuzz/fuzz-$t.log out=build-fuzz/fuzz-$t.summary
   mkdir -p "$work" "$artifacts"
+  rm -f "$out"
 
+  local regressions
   mapfile -t regressions < <(find "tests/fuzz/regressions/$t" -type f 2>/dev/null | sort)
   if [ ${#regressions[@]} -gt 0 ]; then
     if ! "$bin" -runs=1 "${regressions[@]}" >"$log" 2>&1; then
       tail -n 60 "$log"
       echo "fuzz: $t: a crash regression input fails again (tests/fuzz/regressions/$t)" >&2
-      failed+=("$t (regression)")
-      continue
+      echo "$t: a crash regression fails again  CRASHED" >"$out"
+      return 1
     fi
   fi
 
-  rc=0
+  local rc=0
   timeout $(( seconds + 300 )) "$bin" -max_total_time="$seconds" -max_len="${max_len[$t]}" -timeout=25 \
     -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" "$seeds" >"$log" 2>&1 || rc=$?
+  local runs final cov ft corp files line
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
   final=$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$final")
@@ -66,11 +69,32 @@ for t in "${targets[@]}"; do
     grep -E 'ERROR|runtime error|SUMMARY|FERRY_ASSERT|assert|Test unit written' "$log" | head -n 20 || true
     tail -n 40 "$log"
     echo "fuzz: $t crashed (exit $rc); input in $artifacts/, log $log" >&2
-    failed+=("$t")
     line="$line  CRASHED"
   fi
-  summary+=("$line")
+  echo "$line" >"$out"
   echo "fuzz: $line"
+  return "$rc"
+}
+
+# FUZZ_JOBS targets at a time (default: one per core); each still gets `seconds` of its own.
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+running=0
+for t in "${targets[@]}"; do
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$(( running - 1 ))
+  fi
+  fuzz_one "$t" &
+  running=$(( running + 1 ))
+done
+wait || true
+
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+  line=$(cat "build-fuzz/fuzz-$t.summary" 2>/dev/null || echo "$t: no summary (the run did not finish)  CRASHED")
+  summary+=("$line")
+  if [[ "$line" == *CRASHED ]]; then failed+=("$t"); fi
 done
 
 echo "fuzz: summary (${seconds} s per target, total $(( $(date +%s) - start )) s):"

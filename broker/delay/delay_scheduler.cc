@@ -21,10 +21,7 @@ namespace ferry::delay {
 namespace asio = boost::asio;
 
 namespace {
-std::shared_ptr<spdlog::logger> logger() {
-  static auto l = runtime::named_logger("partition");
-  return l;
-}
+runtime::subsystem_logger logger{"partition"};
 constexpr size_t max_load_bytes = 32u << 20;
 constexpr size_t max_write_ops = 4'000;
 }  // namespace

@@ -31,20 +31,16 @@ class rocks_store final : public meta_store {
   explicit rocks_store(std::unique_ptr<rocksdb::DB> db) : db_(std::move(db)) { wo_.sync = true; }
 
   result<void> put_topic(const topic_record& r) override {
-    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
-    auto s = db_->Put(wo_, topic_prefix + r.name, encode_topic_record(r));
-    if (!s.ok()) return from_status(s, "writing topic " + r.name);
-    return {};
+    rocksdb::WriteBatch b;
+    b.Put(topic_prefix + r.name, encode_topic_record(r));
+    return write(wo_, b, "writing topic ", r.name);
   }
 
   result<void> delete_topic(const std::string& name, const std::string& folder) override {
     rocksdb::WriteBatch b;
     b.Delete(topic_prefix + name);
     b.Put(deleted_prefix + folder, "");
-    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
-    auto s = db_->Write(wo_, &b);
-    if (!s.ok()) return from_status(s, "deleting topic " + name);
-    return {};
+    return write(wo_, b, "deleting topic ", name);
   }
 
   result<std::vector<std::string>> list_deleted_folders() override {
@@ -57,10 +53,9 @@ class rocks_store final : public meta_store {
   }
 
   result<void> forget_deleted_folder(const std::string& folder) override {
-    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
-    auto s = db_->Delete(wo_, deleted_prefix + folder);
-    if (!s.ok()) return from_status(s, "forgetting deleted folder " + folder);
-    return {};
+    rocksdb::WriteBatch b;
+    b.Delete(deleted_prefix + folder);
+    return write(wo_, b, "forgetting deleted folder ", folder);
   }
 
   result<std::vector<topic_record>> list_topics() override {
@@ -86,24 +81,22 @@ class rocks_store final : public meta_store {
     } else if (!s.IsNotFound()) {
       return from_status(s, "reading the id counter");
     }
-    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
-    s = db_->Put(wo_, id_key, std::to_string(id + 1));
-    if (!s.ok()) return from_status(s, "writing the id counter");
+    rocksdb::WriteBatch b;
+    b.Put(id_key, std::to_string(id + 1));
+    if (auto w = write(wo_, b, "writing the id counter", {}); !w) return w.error();
     return id;
   }
 
   result<void> put_subscription(const subscription_record& r) override {
-    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
-    auto s = db_->Put(wo_, sub_key(r.topic, r.name), encode_subscription_record(r));
-    if (!s.ok()) return from_status(s, "writing subscription " + r.topic + "/" + r.name);
-    return {};
+    rocksdb::WriteBatch b;
+    b.Put(sub_key(r.topic, r.name), encode_subscription_record(r));
+    return write(wo_, b, "writing subscription ", r.topic + "/" + r.name);
   }
 
   result<void> delete_subscription(const std::string& topic, const std::string& name) override {
-    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
-    auto s = db_->Delete(wo_, sub_key(topic, name));
-    if (!s.ok()) return from_status(s, "deleting subscription " + topic + "/" + name);
-    return {};
+    rocksdb::WriteBatch b;
+    b.Delete(sub_key(topic, name));
+    return write(wo_, b, "deleting subscription ", topic + "/" + name);
   }
 
   result<std::vector<subscription_record>> list_subscriptions() override {
@@ -123,10 +116,7 @@ class rocks_store final : public meta_store {
     rocksdb::WriteBatch b;
     for (auto& [k, v] : kvs) b.Put(k, v);
     for (auto& [from, to] : erase) b.DeleteRange(from, to);
-    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
-    auto s = db_->Write(unsynced_, &b);
-    if (!s.ok()) return from_status(s, "writing checkpoints");
-    return {};
+    return write(unsynced_, b, "writing checkpoints", {});
   }
 
   result<std::optional<std::string>> get_checkpoint(const std::string& key) override {
@@ -142,27 +132,20 @@ class rocks_store final : public meta_store {
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
     for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) b.Delete(it->key());
     if (!it->status().ok()) return from_status(it->status(), "listing checkpoints " + prefix);
-    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
-    auto s = db_->Write(wo_, &b);
-    if (!s.ok()) return from_status(s, "deleting checkpoints " + prefix);
-    return {};
+    return write(wo_, b, "deleting checkpoints ", prefix);
   }
 
   result<void> delete_checkpoint(const std::string& key) override {
     rocksdb::WriteBatch b;
     b.Delete(key);
     b.DeleteRange(key + "/", key + "0");  // '0' follows '/': exactly the keys under key + "/"
-    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
-    auto s = db_->Write(wo_, &b);
-    if (!s.ok()) return from_status(s, "deleting checkpoint " + key);
-    return {};
+    return write(wo_, b, "deleting checkpoint ", key);
   }
 
   result<void> put_journal(const std::string& key, const std::string& value) override {
-    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
-    auto s = db_->Put(unsynced_, key, value);
-    if (!s.ok()) return from_status(s, "writing delivery journal " + key);
-    return {};
+    rocksdb::WriteBatch b;
+    b.Put(key, value);
+    return write(unsynced_, b, "writing delivery journal ", key);
   }
 
   result<std::vector<std::pair<std::string, std::string>>> list_journal(const std::string& prefix) override {
@@ -175,6 +158,16 @@ class rocks_store final : public meta_store {
   }
 
  private:
+  // Every write goes through here: on a disk thread (it blocks on RocksDB, and on fsync with
+  // wo_), its failure named as `what` + `subject`.
+  result<void> write(const rocksdb::WriteOptions& o, rocksdb::WriteBatch& b, const char* what,
+                     std::string_view subject) {
+    FERRY_ASSERT_OFF_EVENT_LOOP("a metadata store write");
+    auto s = db_->Write(o, &b);
+    if (!s.ok()) return from_status(s, what + std::string(subject));
+    return {};
+  }
+
   std::unique_ptr<rocksdb::DB> db_;
   rocksdb::WriteOptions unsynced_;
   rocksdb::WriteOptions wo_;

@@ -42,10 +42,7 @@ namespace {
 constexpr uint32_t header_limit = 8u << 10;
 constexpr uint64_t body_limit = 4u << 10;
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto l = runtime::named_logger("net");
-  return l;
-}
+runtime::subsystem_logger logger{"net"};
 
 struct probe {
   metrics::counter& requests = metrics::get_counter("ferry_http_requests_total", "HTTP requests answered");

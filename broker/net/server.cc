@@ -47,10 +47,7 @@ static_assert(__STDCPP_DEFAULT_NEW_ALIGNMENT__ >= 16);
 
 uint32_t frame_length(const std::byte* p) { return wire::get_le32(p); }
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto l = runtime::named_logger("net");
-  return l;
-}
+runtime::subsystem_logger logger{"net"};
 
 struct probe {
   metrics::counter& accepted = metrics::get_counter("ferry_connections_accepted_total", "Client connections accepted");

@@ -20,10 +20,7 @@
 namespace ferry::partition {
 
 namespace {
-std::shared_ptr<spdlog::logger> logger() {
-  static auto l = runtime::named_logger("partition");
-  return l;
-}
+runtime::subsystem_logger logger{"partition"};
 }  // namespace
 
 partition::partition(std::string topic, partition_id id, partition_config cfg, runtime::shard_set& rt, shard_id owner,

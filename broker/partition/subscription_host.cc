@@ -15,10 +15,7 @@ namespace ferry::partition {
 
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto l = runtime::named_logger("partition");
-  return l;
-}
+runtime::subsystem_logger logger{"partition"};
 
 std::string journal_seq(uint64_t seq) {
   char buf[24];

@@ -88,7 +88,7 @@ asio::awaitable<body_result> do_list_delayed(runtime::shard_set* rt, topics::top
   if (!t) co_return no_topic(name);
   int32_t only = req->partition();
   if (only < -1 || only >= static_cast<int32_t>(t->partitions.size()))
-    co_return failed(errc::unknown_partition, no_partition_message(name, only));
+    co_return failed(errc::unknown_partition, topics::no_partition_message(name, only, t->partitions.size()));
   int32_t limit = req->limit();
   if (limit < 1 || limit > 10000)
     co_return failed(errc::invalid_argument, "limit must be between 1 and 10000, got " + std::to_string(limit));

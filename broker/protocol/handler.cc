@@ -31,10 +31,7 @@ using asio::use_awaitable;
 
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto l = runtime::named_logger("protocol");
-  return l;
-}
+runtime::subsystem_logger logger{"protocol"};
 
 struct probe {
   std::array<metrics::counter*, w::api_max + 1> requests{};

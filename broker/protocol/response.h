@@ -33,10 +33,6 @@ inline body_result no_topic(const std::string& name) {
   if (auto v = meta::validate_topic_name(name); !v) return failed(v.error());
   return failed(errc::unknown_topic, "topic '" + name + "' does not exist");
 }
-// The message of an unknown_partition error.
-inline std::string no_partition_message(const std::string& topic, int32_t partition) {
-  return "topic '" + topic + "' has no partition " + std::to_string(partition);
-}
 template <class T>
 body_result ok_body(w::ResponseBody type, fb_offset<T> body) {
   return body_result{type, body.Union(), errc::ok, {}};

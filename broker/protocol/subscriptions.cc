@@ -28,10 +28,7 @@ namespace sub = ferry::subscription;
 
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto l = runtime::named_logger("protocol");
-  return l;
-}
+runtime::subsystem_logger logger{"protocol"};
 
 constexpr int64_t max_lease_ms = 24LL * 3600 * 1000;
 // Bounds on what one request may ask (schema/wire.md "Consumers").
@@ -194,11 +191,12 @@ struct subscriptions::impl {
     members.erase(it);
   }
 
-  // Tells every partition's dispatcher of the member's subscription (posted, not awaited).
+  // Tells the member's subscription's dispatcher on every partition led here (posted, not
+  // awaited): delivery runs on the leader only.
   template <class Fn>
   void for_each_dispatcher(const consumer_member& m, Fn fn) {
     uint64_t sub_id = m.subscription()->id;
-    for (auto& p : m.topic()->partitions) {
+    for (auto& p : routes.led_here(*m.topic())) {
       auto work = [p, sub_id, fn] {
         if (auto* d = p->find_subscription(sub_id)) fn(*d);
       };
@@ -349,7 +347,7 @@ asio::awaitable<body_result> subscriptions::seek(fbb_t* fbb, const w::SeekSubscr
   if (!sp) co_return no_subscription(topic, name);
   int32_t only = req->partition();
   if (only < -1 || only >= static_cast<int32_t>(t->partitions.size()))
-    co_return failed(errc::unknown_partition, no_partition_message(topic, only));
+    co_return failed(errc::unknown_partition, topics::no_partition_message(topic, only, t->partitions.size()));
   auto target = req->target();
   int64_t value = req->value();
   if (target == w::SeekTarget::Offset && value < 0)
@@ -362,6 +360,12 @@ asio::awaitable<body_result> subscriptions::seek(fbb_t* fbb, const w::SeekSubscr
   std::vector<fb_offset<w::SeekPartitionResult>> out;
   for (auto& p : t->partitions) {
     if (only != -1 && p->id().value != only) continue;
+    // A seek moves the cursor, which the partition's leader writes: not_leader elsewhere.
+    if (auto routed = impl_->routes.route(*t, p->id().value); !routed) {
+      auto msg = fbb->CreateString(routed.error().message);
+      out.push_back(w::CreateSeekPartitionResult(*fbb, p->id().value, w::to_wire(routed.error().code), msg));
+      continue;
+    }
     struct plan {
       errc code = errc::ok;
       std::string message;
@@ -504,46 +508,28 @@ asio::awaitable<body_result> subscriptions::ack(fbb_t* fbb, const w::AckRequest*
                                                  std::to_string(max_settle_items) +
                                                  " per request (nothing was settled)");
   const auto& t = m->topic();
-  const auto nparts = static_cast<int32_t>(t->partitions.size());
   struct work {
     std::vector<int64_t> acks;
     std::vector<sub::nack_item> nacks;
     std::vector<sub::extend_item> extends;
   };
+  // Grouped by partition as asked; the router below refuses partitions that do not exist or are
+  // led elsewhere, item by item.
   std::map<int32_t, work> by_partition;
   std::vector<sub::settle_failure> failures;
-  auto bad_partition = [&](int32_t part, int64_t off) {
-    failures.push_back(sub::settle_failure{part, off, errc::unknown_partition, no_partition_message(t->name, part)});
-  };
   if (req->acks()) {
     for (auto po : *req->acks()) {
-      if (po->partition() < 0 || po->partition() >= nparts || po->offsets() == nullptr) {
-        if (po->offsets())
-          for (auto o : *po->offsets()) bad_partition(po->partition(), o);
-        continue;
-      }
+      if (po->offsets() == nullptr) continue;
       auto& wk = by_partition[po->partition()];
       for (auto o : *po->offsets()) wk.acks.push_back(o);
     }
   }
-  if (req->nacks()) {
-    for (auto n : *req->nacks()) {
-      if (n->partition() < 0 || n->partition() >= nparts) {
-        bad_partition(n->partition(), n->offset());
-        continue;
-      }
+  if (req->nacks())
+    for (auto n : *req->nacks())
       by_partition[n->partition()].nacks.push_back(sub::nack_item{n->offset(), n->delay_ms()});
-    }
-  }
-  if (req->extends()) {
-    for (auto x : *req->extends()) {
-      if (x->partition() < 0 || x->partition() >= nparts) {
-        bad_partition(x->partition(), x->offset());
-        continue;
-      }
+  if (req->extends())
+    for (auto x : *req->extends())
       by_partition[x->partition()].extends.push_back(sub::extend_item{x->offset(), x->extend_ms()});
-    }
-  }
   if (req->credit_messages() > 0 || req->credit_bytes() > 0) {
     m->add_credit(req->credit_messages(), req->credit_bytes());
     impl_->for_each_dispatcher(*m, [](sub::dispatcher& d) { d.wake(); });
@@ -555,7 +541,8 @@ asio::awaitable<body_result> subscriptions::ack(fbb_t* fbb, const w::AckRequest*
     extended += o.extended;
     for (auto& f : o.failures) failures.push_back(std::move(f));
   };
-  // Settling goes to each partition's leader: work for a partition led elsewhere fails item by item.
+  // Settling goes to each partition's leader: work for a partition that does not exist or is led
+  // elsewhere fails item by item (unknown_partition, not_leader).
   std::map<int32_t, std::shared_ptr<partition::partition>> replicas;
   for (auto it = by_partition.begin(); it != by_partition.end();) {
     auto routed = impl_->routes.route(*t, it->first);

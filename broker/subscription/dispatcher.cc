@@ -15,10 +15,7 @@ namespace ferry::subscription {
 
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto l = runtime::named_logger("subscription");
-  return l;
-}
+runtime::subsystem_logger logger{"subscription"};
 
 constexpr size_t entries_per_pool = 1024;
 constexpr int64_t dead_letter_retry_ms = 1000;

@@ -14,10 +14,7 @@ namespace ferry::subscription {
 
 namespace {
 
-std::shared_ptr<spdlog::logger> logger() {
-  static auto l = runtime::named_logger("subscription");
-  return l;
-}
+runtime::subsystem_logger logger{"subscription"};
 
 constexpr uint8_t checkpoint_version = 1;
 

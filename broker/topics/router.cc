@@ -15,8 +15,7 @@ leader_view router::leader_of(const topic& t, int32_t p) const {
 result<std::shared_ptr<partition::partition>> router::route(const topic& t, int32_t p, int32_t* leader_hint) const {
   if (leader_hint != nullptr) *leader_hint = unknown_leader;
   if (p < 0 || static_cast<size_t>(p) >= t.partitions.size())
-    return fail(errc::unknown_partition, "topic '" + t.name + "' has no partition " + std::to_string(p) + " (it has " +
-                                             std::to_string(t.partitions.size()) + ")");
+    return fail(errc::unknown_partition, no_partition_message(t.name, p, t.partitions.size()));
   if (any_elsewhere_.load(std::memory_order_acquire)) {
     leader_view v = leader_of(t, p);
     if (v.node != self_) {

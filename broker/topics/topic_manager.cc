@@ -14,10 +14,7 @@
 namespace ferry::topics {
 
 namespace {
-std::shared_ptr<spdlog::logger> logger() {
-  static auto l = runtime::named_logger("topics");
-  return l;
-}
+runtime::subsystem_logger logger{"topics"};
 }  // namespace
 
 topic_manager::topic_manager(runtime::shard_set& rt, meta::meta_store& store, std::filesystem::path data_dir,

@@ -28,6 +28,12 @@ namespace ferry::topics {
 
 namespace asio = boost::asio;
 
+// The message of an unknown_partition error: names the partition asked for and how many there are.
+inline std::string no_partition_message(const std::string& topic, int32_t partition, size_t partitions) {
+  return "topic '" + topic + "' has no partition " + std::to_string(partition) + " (it has " +
+         std::to_string(partitions) + ")";
+}
+
 struct topic {
   std::string name;
   uint64_t id = 0;
