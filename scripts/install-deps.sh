@@ -3,7 +3,8 @@
 # Package choices and why Boost 1.81: see DEPENDENCIES.md in the shared docs and README.md.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libboost1.81-dev libflatbuffers-dev flatbuffers-compiler
-      librocksdb-dev libspdlog-dev libcli11-dev nlohmann-json3-dev libgtest-dev python3 git clang-format clang-tidy
+      librocksdb-dev libspdlog-dev libcli11-dev nlohmann-json3-dev prometheus-cpp-dev
+      libgtest-dev python3 git clang-format clang-tidy
       clang libclang-rt-14-dev)  # clang and its runtimes: libFuzzer and the sanitizers (scripts/fuzz.sh)
 missing=()
 for p in "${pkgs[@]}"; do

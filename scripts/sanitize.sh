@@ -5,7 +5,7 @@
 #         checks on. A report from a ferryd or ferryctl the tests started fails the test too
 #         (tests/support/sanitizer_report.h).
 #   tsan  build-tsan, -DFERRY_SANITIZE=thread: the tests of the threaded parts: shards
-#         (runtime_test), partitions (commit_pipeline_test, delay_scheduler_test, producer_state_test), subscriptions
+#         (runtime_test), the metrics registry's per-thread cells (metrics_registry_test), partitions (commit_pipeline_test, delay_scheduler_test, producer_state_test), subscriptions
 #         (subscription_test) and the timing wheel (wheel_test).
 #   bash scripts/sanitize.sh [asan|tsan|all]     (default all)
 set -euo pipefail
@@ -32,7 +32,8 @@ fi
 
 if [ "$what" != asan ]; then
   start=$(date +%s)
-  tsan_tests=(runtime_test wheel_test subscription_test commit_pipeline_test delay_scheduler_test producer_state_test)
+  tsan_tests=(runtime_test metrics_registry_test wheel_test subscription_test commit_pipeline_test delay_scheduler_test
+              producer_state_test)
   cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFERRY_TESTS=ON -DFERRY_FAILPOINTS=ON \
         -DFERRY_SANITIZE=thread -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="$flags" >/dev/null
   cmake --build build-tsan -j"$jobs" --target "${tsan_tests[@]}"

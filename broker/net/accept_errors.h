@@ -26,7 +26,7 @@ class accept_errors {
       : listener_(std::move(listener)),
         errors_(metrics::get_counter("ferry_accept_errors_total",
                                      "accept() failures (e.g. out of file descriptors); the loop backs off and retries",
-                                     "listener=\"" + listener_ + "\"")) {}
+                                     {{"listener", listener_}})) {}
 
   // Counts `ec` and logs it unless a line went out less than a second ago. Call from the loop's
   // own thread only.

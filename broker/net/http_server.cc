@@ -48,9 +48,9 @@ struct probe {
   metrics::counter& requests = metrics::get_counter("ferry_http_requests_total", "HTTP requests answered");
   metrics::gauge& open = metrics::get_gauge("ferry_http_connections_open", "HTTP connections open");
   metrics::counter& read_timeouts =
-      metrics::get_counter("ferry_http_timeouts_total", "HTTP connections closed at a deadline", "phase=\"read\"");
+      metrics::get_counter("ferry_http_timeouts_total", "HTTP connections closed at a deadline", {{"phase", "read"}});
   metrics::counter& write_timeouts =
-      metrics::get_counter("ferry_http_timeouts_total", "HTTP connections closed at a deadline", "phase=\"write\"");
+      metrics::get_counter("ferry_http_timeouts_total", "HTTP connections closed at a deadline", {{"phase", "write"}});
   metrics::counter& evicted =
       metrics::get_counter("ferry_http_connections_evicted_total",
                            "HTTP connections still waiting for their request, closed to make room for a new one");

@@ -27,6 +27,7 @@ partition::partition(std::string topic, partition_id id, partition_config cfg, r
                      std::unique_ptr<log::partition_log> log)
     : topic_(std::move(topic)),
       id_(id),
+      series_(topic_, id_.value),
       cfg_(std::move(cfg)),
       rt_(rt),
       owner_(owner),
@@ -192,9 +193,9 @@ asio::awaitable<result<produce_result>> partition::produce(std::span<std::byte> 
   // Only batches a state machine needs are kept by the pipeline (a plain batch costs two checks).
   pipeline_.appended(h, std::span<const std::byte>(batch),
                      delays == batch_delays::some ? batch_hint::maybe_delays : batch_hint::none);
-  pr.appended_batches.inc();
-  pr.appended_records.inc(static_cast<uint64_t>(h.record_count));
-  pr.appended_bytes.inc(batch.size());
+  series_.appended_batches.inc();
+  series_.appended_records.inc(static_cast<uint64_t>(h.record_count));
+  series_.appended_bytes.inc(batch.size());
   produce_result res{info->base, info->append_time, false};
   if (cfg_.fsync == fsync_policy::always) {
     maybe_start_sync();
@@ -268,7 +269,7 @@ void partition::refresh_health() {
     std::lock_guard lk(health_mu_);
     health_detail_ = std::move(why);
   }
-  if (before != h) probe::get().set_health(topic_, id_.value, h);
+  if (before != h) series_.set_health(h);
 }
 
 std::string partition::health_names(uint32_t h) {

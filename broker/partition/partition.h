@@ -41,6 +41,7 @@
 #include "broker/meta/subscription_config.h"
 #include "broker/partition/commit_pipeline.h"
 #include "broker/partition/leader_services.h"
+#include "broker/partition/probe.h"
 #include "broker/partition/producer_state.h"
 #include "broker/partition/subscription_host.h"
 #include "broker/subscription/dispatcher.h"
@@ -209,6 +210,8 @@ class partition : public std::enable_shared_from_this<partition>,
   shard_id owner() const { return owner_; }                     // any thread
   const std::string& topic() const override { return topic_; }  // any thread
   partition_id id() const { return id_; }                       // any thread
+  // This partition's metric series ({topic, partition}); updates from any thread.
+  partition_probe& series() { return series_; }
 
  private:
   struct commit_waiter {
@@ -255,6 +258,7 @@ class partition : public std::enable_shared_from_this<partition>,
 
   std::string topic_;
   partition_id id_;
+  partition_probe series_;
   partition_config cfg_;
   runtime::shard_set& rt_;
   shard_id owner_;

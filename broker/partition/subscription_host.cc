@@ -83,7 +83,7 @@ result<std::optional<offset>> subscription_host::add(const meta::subscription_re
                                                      saved_subscription saved, offset log_end) {
   if (subs_.contains(rec.id)) return std::optional<offset>{};
   std::string what = rec.name + " on " + port_.topic() + "/" + std::to_string(port_.partition_number());
-  slot s{rec,     std::make_unique<subscription::subscription_state>(rec.id, what, start),
+  slot s{rec,     std::make_unique<subscription::subscription_state>(rec.id, what, start, port_.topic(), rec.name),
          nullptr, offset{start},
          0,       journal_prefix(rec.id)};
   offset replay_from{start};

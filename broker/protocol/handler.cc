@@ -13,7 +13,6 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "broker/partition/probe.h"
 #include "broker/protocol/delayed.h"
 #include "broker/protocol/response.h"
 #include "broker/protocol/subscriptions.h"
@@ -39,13 +38,13 @@ struct probe {
   std::array<metrics::counter*, static_cast<size_t>(errc::last_) + 1> errors{};
   probe() {
     for (uint8_t a = 1; a <= w::api_max; ++a) {
-      std::string label = std::string("api=\"") + w::api_name(a) + "\"";
-      requests[a] = &metrics::get_counter("ferry_requests_total", "Requests handled, by API", label);
-      latency[a] = &metrics::get_histogram("ferry_request_seconds", "Request handling time, by API", label);
+      metrics::labels api{{"api", w::api_name(a)}};
+      requests[a] = &metrics::get_counter("ferry_requests_total", "Requests handled, by API", api);
+      latency[a] = &metrics::get_histogram("ferry_request_seconds", "Request handling time, by API", api);
     }
     for (size_t e = 0; e < errors.size(); ++e)
       errors[e] = &metrics::get_counter("ferry_errors_total", "Errors returned to clients, by code",
-                                        std::string("code=\"") + std::string(errc_name(static_cast<errc>(e))) + "\"");
+                                        {{"code", std::string(errc_name(static_cast<errc>(e)))}});
   }
   void error(errc e) {
     auto i = static_cast<size_t>(e);
@@ -424,7 +423,7 @@ asio::awaitable<body_result> do_fetch(runtime::shard_set* rt, topics::topic_mana
   for (auto& s : slots) {
     auto msg = s.message.empty() ? fb_offset<flatbuffers::String>{} : fbb->CreateString(s.message);
     if (s.code != errc::ok) probe::get().error(s.code);
-    partition::probe::get().fetched_bytes.inc(s.bytes.size());
+    if (s.p) s.p->series().fetched_bytes.inc(s.bytes.size());
     auto recs = fbb->CreateVector(reinterpret_cast<const uint8_t*>(s.bytes.data()), s.bytes.size());
     results.push_back(w::CreateFetchPartitionResult(*fbb, s.partition, w::to_wire(s.code), msg, s.hwm, s.log_start,
                                                     recs, s.leader_hint));

@@ -110,7 +110,7 @@ std::string state_name(const partition_port& port, const meta::subscription_reco
 
 dispatcher::dispatcher(partition_port& port, meta::subscription_record rec, int64_t start, window_limits limits)
     : port_(port), rec_(std::move(rec)), limits_(limits), read_pos_(start), alive_(std::make_shared<bool>(true)) {
-  own_state_ = std::make_unique<subscription_state>(rec_.id, state_name(port_, rec_), start);
+  own_state_ = std::make_unique<subscription_state>(rec_.id, state_name(port_, rec_), start, rec_.topic, rec_.name);
   state_ = own_state_.get();
   state_->set_listener(this);
 }
@@ -375,7 +375,6 @@ dispatcher::member_slot* dispatcher::pick_member(size_t bytes) {
 }
 
 void dispatcher::deliver_ready() {
-  auto& pr = probe::get();
   std::vector<std::pair<member_slot*, std::vector<delivered_message>>> out;
   int64_t now = now_ms();
   const int64_t wall = port_.clock().now_ms();
@@ -399,7 +398,7 @@ void dispatcher::deliver_ready() {
     ++e->deliveries;
     if (e->deliveries > 1) {
       ++redeliveries_;
-      pr.redeliveries.inc();
+      state_->series().redeliveries.inc();
     }
     state_->mark_dirty();  // delivery counts are part of the checkpoint
     port_.timers().reschedule(*e, now + lease_ms(*m));
@@ -423,12 +422,12 @@ void dispatcher::deliver_ready() {
   for (auto& [m, batch] : out) round.emplace_back(m->link->id(), std::move(batch));
   auto send = [this, alive = alive_, round = std::move(round)]() mutable {
     if (!*alive) return;
-    auto& p = probe::get();
+    auto& series = state_->series();
     for (auto& [id, batch] : round) {
       auto* m = find_member(id);
       if (m == nullptr) continue;
-      p.delivered.inc(batch.size());
-      p.delivery_batches.inc();
+      series.delivered.inc(batch.size());
+      probe::get().delivery_batches.inc();
       m->link->deliver(port_.partition_number(), std::move(batch));
     }
   };
@@ -441,7 +440,7 @@ void dispatcher::on_timer(entry& e) {
   switch (e.st) {
     case state::in_flight: {
       if (auto* m = find_member(e.member)) --m->in_flight;
-      probe::get().lease_expiries.inc();
+      state_->series().lease_expiries.inc();
       failed_delivery(e, "ack timeout expired", -1);
       break;
     }
@@ -670,7 +669,7 @@ void dispatcher::settle(uint64_t member_id, std::span<const int64_t> acks, std::
       continue;
     }
     --m->in_flight;
-    probe::get().nacks.inc();
+    state_->series().nacks.inc();
     failed_delivery(*e, "nacked by member " + m->link->name(), n.delay_ms);
     ++out.nacked;
     requeued = true;
@@ -712,7 +711,7 @@ void dispatcher::settle(uint64_t member_id, std::span<const int64_t> acks, std::
                                         done = std::move(done), part](const result<void>& r) mutable {
     if (r) {
       out.acked = static_cast<int32_t>(to_ack.size());
-      probe::get().acks.inc(to_ack.size());
+      if (*alive) state_->series().acks.inc(to_ack.size());  // else its series may be gone
     } else {
       for (int64_t o : to_ack) out.failures.push_back(settle_failure{part, o, r.error().code, r.error().message});
       if (*alive) {

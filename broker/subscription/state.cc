@@ -20,8 +20,9 @@ constexpr uint8_t checkpoint_version = 1;
 
 }  // namespace
 
-subscription_state::subscription_state(uint64_t sub_id, std::string what, int64_t start)
-    : sub_id_(sub_id), what_(std::move(what)), acks_(start) {}
+subscription_state::subscription_state(uint64_t sub_id, std::string what, int64_t start, const std::string& topic,
+                                       const std::string& subscription)
+    : sub_id_(sub_id), what_(std::move(what)), acks_(start), series_(topic, subscription) {}
 
 void subscription_state::apply_control(int64_t base, int64_t last, std::span<const control_op> ops) {
   // The control batch's own offsets are never delivered: they count as acknowledged.
@@ -43,7 +44,7 @@ void subscription_state::apply_control(int64_t base, int64_t last, std::span<con
         if (!acks_.contains(op.offset)) {
           acks_.add(op.offset);
           ++dead_lettered_;
-          probe::get().dead_lettered.inc();
+          series_.dead_lettered.inc();
         }
         restored_counts_.erase(op.offset);
         if (listener_ != nullptr) listener_->on_settled(op.offset, op.offset + 1);
@@ -65,7 +66,7 @@ int64_t subscription_state::expire_below(int64_t log_start) {
   int64_t lost = acks_.advance_to(log_start);
   if (lost > 0) {
     expired_ += lost;
-    probe::get().expired.inc(static_cast<uint64_t>(lost));
+    series_.expired.inc(static_cast<uint64_t>(lost));
     logger()->warn("{}: retention deleted {} unacknowledged messages below offset {}", what_, lost, log_start);
   }
   for (auto it = restored_counts_.begin(); it != restored_counts_.end();)

@@ -24,6 +24,7 @@
 
 #include "broker/subscription/ack_set.h"
 #include "broker/subscription/control.h"
+#include "broker/subscription/probe.h"
 #include "schema/result.h"
 
 namespace ferry::subscription {
@@ -42,8 +43,9 @@ class subscription_state {
  public:
   // `sub_id` selects this subscription's operations in control batches; `what` names it in errors
   // and logs ("billing on orders/3"). A new subscription starts with every offset below `start`
-  // acknowledged.
-  subscription_state(uint64_t sub_id, std::string what, int64_t start);
+  // acknowledged. Its metric series are labelled {topic, subscription} (subscription_probe).
+  subscription_state(uint64_t sub_id, std::string what, int64_t start, const std::string& topic = {},
+                     const std::string& subscription = {});
 
   void set_listener(state_listener* l) { listener_ = l; }
   state_listener* listener() const { return listener_; }
@@ -82,6 +84,8 @@ class subscription_state {
   void clear_dirty() { dirty_ = false; }
   uint64_t sub_id() const { return sub_id_; }
   const std::string& what() const { return what_; }
+  // This subscription's metric series (shared with its states on the other partitions).
+  subscription_probe& series() { return series_; }
 
  private:
   uint64_t sub_id_;
@@ -92,6 +96,7 @@ class subscription_state {
   std::unordered_map<int64_t, int32_t> restored_counts_;
   bool dirty_ = false;
   state_listener* listener_ = nullptr;
+  subscription_probe series_;
 };
 
 }  // namespace ferry::subscription
