@@ -1,0 +1,637 @@
+#include "broker/consensus/group.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "broker/base/assert.h"
+
+namespace ferry::consensus {
+
+const char* role_name(role r) noexcept {
+  switch (r) {
+    case role::follower:
+      return "follower";
+    case role::pre_candidate:
+      return "pre_candidate";
+    case role::candidate:
+      return "candidate";
+    case role::leader:
+      return "leader";
+    case role::learner:
+      return "learner";
+  }
+  return "?";
+}
+
+const char* msg_type_name(msg_type t) noexcept {
+  switch (t) {
+    case msg_type::pre_vote:
+      return "pre_vote";
+    case msg_type::pre_vote_reply:
+      return "pre_vote_reply";
+    case msg_type::vote:
+      return "vote";
+    case msg_type::vote_reply:
+      return "vote_reply";
+    case msg_type::append:
+      return "append";
+    case msg_type::append_reply:
+      return "append_reply";
+    case msg_type::heartbeat:
+      return "heartbeat";
+    case msg_type::heartbeat_reply:
+      return "heartbeat_reply";
+    case msg_type::timeout_now:
+      return "timeout_now";
+  }
+  return "?";
+}
+
+namespace {
+
+bool contains(const std::vector<node_id>& v, node_id n) { return std::find(v.begin(), v.end(), n) != v.end(); }
+
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+group::group(const config& cfg, durable_state restored, time_point now)
+    : cfg_(cfg), rng_(cfg.seed ^ (static_cast<uint64_t>(cfg.self.value) * 0x2545f4914f6cdd1dULL)) {
+  const bool voter = contains(cfg_.voters, cfg_.self);
+  FERRY_ASSERT(voter != contains(cfg_.learners, cfg_.self), "self must be a voter or a learner, not both");
+  FERRY_ASSERT(cfg_.self.value != 0, "node id 0 means none");
+  const double rho = cfg_.max_clock_rate_error;
+  FERRY_ASSERT(rho >= 0 && rho < 1, "clock-rate bound out of range");
+  FERRY_ASSERT(
+      static_cast<double>(cfg_.lease.count()) * (1 + rho) < static_cast<double>(cfg_.election_min.count()) * (1 - rho),
+      "lease * (1 + rho) must be below election_min * (1 - rho) (group.h, the leader lease)");
+  FERRY_ASSERT(cfg_.heartbeat_interval < cfg_.lease, "a heartbeat round must fit in the lease");
+  for (size_t i = 0; i < restored.log.size(); ++i) {
+    FERRY_ASSERT(restored.log[i].index == i + 1, "restored log must hold entries 1..n");
+  }
+  term_ = restored.hard.term;
+  vote_ = restored.hard.vote;
+  persisted_ = restored.hard;
+  log_ = std::move(restored.log);
+  durable_ = log_.size();
+  role_ = voter ? role::follower : role::learner;
+  // We may have acknowledged a leader's lease round just before a crash: refuse votes (and wait
+  // before campaigning) for a full election timeout from now, as if we had just heard from it.
+  last_leader_contact_ = now;
+  reset_election_timer(now);
+}
+
+bool group::is_voter(node_id n) const { return contains(cfg_.voters, n); }
+
+progress* group::find_progress(node_id n) {
+  for (auto& p : peers_) {
+    if (p.id == n) return &p;
+  }
+  return nullptr;
+}
+
+const progress* group::progress_of(node_id peer) const {
+  for (const auto& p : peers_) {
+    if (p.id == peer) return &p;
+  }
+  return nullptr;
+}
+
+duration group::random_election_timeout() {
+  const auto span = static_cast<uint64_t>(cfg_.election_min.count());
+  return cfg_.election_min + duration(static_cast<int64_t>(splitmix64(rng_) % span));
+}
+
+void group::reset_election_timer(time_point now) { election_deadline_ = now + random_election_timeout(); }
+
+bool group::in_leader_contact(time_point now) const {
+  return role_ == role::leader || now - last_leader_contact_ < cfg_.election_min;
+}
+
+void group::set_hard_state(term_t term, node_id vote) {
+  if (term != term_) ready_.role_changed = true;
+  term_ = term;
+  vote_ = vote;
+  const hard_state hs{term_, vote_};
+  if (hs != persisted_) {
+    ready_.hard = hs;
+    persisted_ = hs;
+  }
+}
+
+void group::send(message m) {
+  m.from = cfg_.self;
+  if (m.term == 0) m.term = term_;
+  ready_.messages.push_back(std::move(m));
+}
+
+ready group::take_ready() {
+  ready r = std::move(ready_);
+  ready_ = ready{};
+  return r;
+}
+
+bool group::log_up_to_date(index_t last_index, term_t last_term) const {
+  const term_t my_last_term = term_at(log_.size());
+  return last_term > my_last_term || (last_term == my_last_term && last_index >= log_.size());
+}
+
+// --- roles ---------------------------------------------------------------------------------------
+
+void group::become_follower(term_t term, node_id leader, time_point now) {
+  if (term != term_) {
+    set_hard_state(term, node_id{});
+    matched_ = 0;  // what matched the old term's leader says nothing about the new one's log
+    reported_durable_ = 0;
+  }
+  const role r = is_voter(cfg_.self) ? role::follower : role::learner;
+  if (r != role_ || leader != leader_) ready_.role_changed = true;
+  role_ = r;
+  leader_ = leader;
+  peers_.clear();
+  votes_.clear();
+  refusals_.clear();
+  transfer_.reset();
+  lease_given_away_ = false;
+  committed_own_term_ = false;
+  reset_election_timer(now);
+}
+
+void group::campaign(time_point now, bool transfer) {
+  if (cfg_.pre_vote && !transfer) {
+    become_pre_candidate(now);
+  } else {
+    start_election(now, transfer);
+  }
+}
+
+void group::start_election(time_point now, bool transfer) {
+  become_candidate(now);
+  if (role_ != role::candidate) return;  // a group of one is leader already
+  for (node_id v : cfg_.voters) {
+    if (v == cfg_.self) continue;
+    message m;
+    m.type = msg_type::vote;
+    m.to = v;
+    m.last_index = log_.size();
+    m.last_term = term_at(log_.size());
+    m.transfer = transfer;
+    send(std::move(m));
+  }
+}
+
+void group::become_pre_candidate(time_point now) {
+  role_ = role::pre_candidate;
+  leader_ = node_id{};
+  ready_.role_changed = true;
+  votes_.assign(1, cfg_.self);
+  refusals_.clear();
+  reset_election_timer(now);
+  if (votes_.size() >= quorum()) {
+    start_election(now, /*transfer=*/false);  // a group of one: nothing to ask
+    return;
+  }
+  for (node_id v : cfg_.voters) {
+    if (v == cfg_.self) continue;
+    message m;
+    m.type = msg_type::pre_vote;
+    m.to = v;
+    m.term = term_ + 1;  // the term it would campaign at; its own term does not change
+    m.last_index = log_.size();
+    m.last_term = term_at(log_.size());
+    send(std::move(m));
+  }
+}
+
+void group::become_candidate(time_point now) {
+  role_ = role::candidate;
+  leader_ = node_id{};
+  ready_.role_changed = true;
+  matched_ = 0;
+  reported_durable_ = 0;
+  // The vote requests leave in this ready, after the host made (term + 1, self) durable.
+  set_hard_state(term_ + 1, cfg_.self);
+  votes_.assign(1, cfg_.self);
+  refusals_.clear();
+  reset_election_timer(now);
+  if (votes_.size() >= quorum()) become_leader(now);
+}
+
+void group::become_leader(time_point now) {
+  role_ = role::leader;
+  leader_ = cfg_.self;
+  ready_.role_changed = true;
+  votes_.clear();
+  refusals_.clear();
+  transfer_.reset();
+  lease_given_away_ = false;
+  committed_own_term_ = false;
+  peers_.clear();
+  auto add = [&](node_id n, bool voter) {
+    if (n == cfg_.self) return;
+    progress p;
+    p.id = n;
+    p.voter = voter;
+    p.next = log_.size() + 1;
+    p.last_heard = now;  // check-quorum gives every member a full election timeout
+    peers_.push_back(p);
+  };
+  for (node_id v : cfg_.voters) add(v, true);
+  for (node_id l : cfg_.learners) add(l, false);
+  // An entry of our own term, so everything before it can commit (entries of older terms never
+  // commit by counting replicas: Raft figure 8).
+  append_local(entry_kind::noop, {});
+  for (auto& p : peers_) send_append(p, now, /*even_if_empty=*/true);
+  next_heartbeat_ = now + cfg_.heartbeat_interval;
+  maybe_commit();
+}
+
+// --- inputs --------------------------------------------------------------------------------------
+
+void group::tick(time_point now) {
+  if (role_ == role::leader) {
+    if (now >= next_heartbeat_) {
+      send_heartbeats(now);
+      next_heartbeat_ = now + cfg_.heartbeat_interval;
+    }
+    // Check-quorum: count the voters we heard from within election_min (ourselves included).
+    size_t active = is_voter(cfg_.self) ? 1 : 0;
+    for (const auto& p : peers_) {
+      if (p.voter && now - p.last_heard < cfg_.election_min) ++active;
+    }
+    if (active < quorum()) {
+      become_follower(term_, node_id{}, now);
+      return;
+    }
+    if (transfer_ && now >= transfer_->deadline) transfer_.reset();  // the lease stays given away
+    return;
+  }
+  if (role_ == role::learner) return;
+  if (now >= election_deadline_) campaign(now, /*transfer=*/false);
+}
+
+void group::step(const message& m, time_point now) {
+  if (m.to != cfg_.self || (!is_voter(m.from) && !contains(cfg_.learners, m.from))) return;
+  const bool vote_request = m.type == msg_type::pre_vote || m.type == msg_type::vote;
+  if (m.term > term_) {
+    // A live leader's followers ignore campaigns (etcd's "in lease"): a node that is cut off and
+    // comes back must not depose a working leader, and the leader lease relies on it.
+    if (vote_request && !m.transfer && in_leader_contact(now)) return;
+    const bool granted_pre_vote = m.type == msg_type::pre_vote_reply && m.granted;
+    if (m.type != msg_type::pre_vote && !granted_pre_vote) {
+      const bool from_leader = m.type == msg_type::append || m.type == msg_type::heartbeat;
+      become_follower(m.term, from_leader ? m.from : node_id{}, now);
+    }
+  } else if (m.term < term_) {
+    // A stale leader or pre-candidate learns our term from the reply and steps down.
+    if (m.type == msg_type::append || m.type == msg_type::heartbeat) {
+      message r;
+      r.type = m.type == msg_type::append ? msg_type::append_reply : msg_type::heartbeat_reply;
+      r.to = m.from;
+      r.prev_index = m.prev_index;
+      send(std::move(r));
+    } else if (m.type == msg_type::pre_vote) {
+      message r;
+      r.type = msg_type::pre_vote_reply;
+      r.to = m.from;
+      send(std::move(r));
+    }
+    return;
+  }
+  switch (m.type) {
+    case msg_type::pre_vote:
+    case msg_type::vote:
+      handle_vote_request(m, now);
+      break;
+    case msg_type::pre_vote_reply:
+    case msg_type::vote_reply:
+      handle_vote_reply(m, now);
+      break;
+    case msg_type::append:
+      handle_append(m, now);
+      break;
+    case msg_type::heartbeat:
+      handle_heartbeat(m, now);
+      break;
+    case msg_type::append_reply:
+      handle_append_reply(m, now);
+      break;
+    case msg_type::heartbeat_reply:
+      handle_heartbeat_reply(m, now);
+      break;
+    case msg_type::timeout_now:
+      if (role_ == role::follower) campaign(now, /*transfer=*/true);
+      break;
+  }
+}
+
+void group::handle_vote_request(const message& m, time_point now) {
+  const bool pre = m.type == msg_type::pre_vote;
+  // A pre-vote for a later term commits us to nothing; a real vote only if we have not voted for
+  // someone else in this term and know no leader of it.
+  const bool can_vote = vote_ == m.from || (vote_.value == 0 && leader_.value == 0) || (pre && m.term > term_);
+  const bool grant = role_ != role::learner && can_vote && log_up_to_date(m.last_index, m.last_term);
+  message r;
+  r.type = pre ? msg_type::pre_vote_reply : msg_type::vote_reply;
+  r.to = m.from;
+  r.granted = grant;
+  if (grant && pre) {
+    r.term = m.term;
+  } else if (grant) {
+    set_hard_state(term_, m.from);  // the reply leaves after this is durable
+    reset_election_timer(now);
+  }
+  send(std::move(r));
+}
+
+void group::handle_vote_reply(const message& m, time_point now) {
+  const bool pre = m.type == msg_type::pre_vote_reply;
+  if (pre ? (role_ != role::pre_candidate || (m.granted && m.term != term_ + 1))
+          : (role_ != role::candidate || m.term != term_)) {
+    return;
+  }
+  auto& tally = m.granted ? votes_ : refusals_;
+  if (!contains(tally, m.from) && is_voter(m.from)) tally.push_back(m.from);
+  if (votes_.size() >= quorum()) {
+    if (pre) {
+      start_election(now, /*transfer=*/false);
+    } else {
+      become_leader(now);
+    }
+  } else if (refusals_.size() >= quorum()) {
+    become_follower(term_, node_id{}, now);
+  }
+}
+
+void group::handle_append(const message& m, time_point now) {
+  FERRY_ASSERT(role_ != role::leader, "two leaders in one term");
+  if (role_ != role::follower && role_ != role::learner) become_follower(term_, m.from, now);
+  if (leader_ != m.from) {
+    leader_ = m.from;
+    ready_.role_changed = true;
+  }
+  last_leader_contact_ = now;
+  reset_election_timer(now);
+
+  message r;
+  r.type = msg_type::append_reply;
+  r.to = m.from;
+  r.sent_at = m.sent_at;
+  r.prev_index = m.prev_index;
+  if (m.prev_index > log_.size()) {
+    r.conflict_term = 0;
+    r.conflict_index = log_.size() + 1;
+  } else if (term_at(m.prev_index) != m.prev_term) {
+    // Entries up to commit_ are committed, so they match: the divergent run starts after them.
+    r.conflict_term = term_at(m.prev_index);
+    index_t first = m.prev_index;
+    while (first - 1 > commit_ && term_at(first - 1) == r.conflict_term) --first;
+    r.conflict_index = first;
+  } else {
+    for (const entry& e : m.entries) {
+      if (e.index <= log_.size()) {
+        if (term_at(e.index) == e.term) continue;  // already here: a duplicate never cuts anything
+        FERRY_ASSERT(e.index > commit_, "a committed entry would be truncated");
+        log_.resize(e.index - 1);
+        std::erase_if(ready_.entries, [&](const entry& x) { return x.index >= e.index; });
+        ready_.truncate_from = std::min(ready_.truncate_from.value_or(e.index), e.index);
+        durable_ = std::min(durable_, e.index - 1);
+        matched_ = std::min(matched_, e.index - 1);
+      }
+      FERRY_ASSERT(e.index == log_.size() + 1, "append entries must be contiguous");
+      log_.push_back(e);
+      ready_.entries.push_back(e);
+    }
+    matched_ = std::max(matched_, m.prev_index + m.entries.size());
+    r.granted = true;
+    const index_t c = std::min(m.commit, matched_);
+    if (c > commit_) advance_commit(c);
+  }
+  r.match = matched_;
+  r.durable = std::min(durable_, matched_);
+  reported_durable_ = std::max(reported_durable_, r.durable);
+  send(std::move(r));
+}
+
+void group::handle_heartbeat(const message& m, time_point now) {
+  FERRY_ASSERT(role_ != role::leader, "two leaders in one term");
+  if (role_ != role::follower && role_ != role::learner) become_follower(term_, m.from, now);
+  if (leader_ != m.from) {
+    leader_ = m.from;
+    ready_.role_changed = true;
+  }
+  last_leader_contact_ = now;
+  reset_election_timer(now);
+  const index_t c = std::min(m.commit, matched_);
+  if (c > commit_) advance_commit(c);
+  message r;
+  r.type = msg_type::heartbeat_reply;
+  r.to = m.from;
+  r.sent_at = m.sent_at;
+  r.match = matched_;
+  r.durable = std::min(durable_, matched_);
+  reported_durable_ = std::max(reported_durable_, r.durable);
+  send(std::move(r));
+}
+
+void group::synced(index_t index, term_t term) {
+  if (index == 0 || index > log_.size() || term_at(index) != term || index <= durable_) return;
+  durable_ = index;
+  if (role_ == role::leader) {
+    maybe_commit();
+  } else if (leader_.value != 0 && std::min(durable_, matched_) > reported_durable_) {
+    // Tell the leader at once: commit waits for durable copies.
+    reported_durable_ = std::min(durable_, matched_);
+    message r;
+    r.type = msg_type::append_reply;
+    r.to = leader_;
+    r.granted = true;
+    r.prev_index = matched_;
+    r.match = matched_;
+    r.durable = reported_durable_;
+    send(std::move(r));
+  }
+}
+
+propose_result group::propose(std::string data, time_point now) {
+  propose_result r;
+  if (role_ != role::leader) return r;
+  if (transfer_) {
+    r.status = propose_status::transferring;
+    return r;
+  }
+  append_local(entry_kind::normal, std::move(data));
+  for (auto& p : peers_) {
+    if (p.state == progress::mode::replicate) send_append(p, now, /*even_if_empty=*/false);
+  }
+  maybe_commit();  // a group of one
+  r.status = propose_status::ok;
+  r.index = log_.size();
+  r.term = term_;
+  return r;
+}
+
+bool group::transfer_leadership(node_id target, time_point now) {
+  if (role_ != role::leader || target == cfg_.self || !is_voter(target)) return false;
+  progress* p = find_progress(target);
+  if (p == nullptr) return false;
+  transfer_ = transfer_state{target, now + cfg_.election_min};
+  if (p->match == log_.size()) {
+    maybe_send_timeout_now(*p);
+  } else {
+    send_append(*p, now, /*even_if_empty=*/true);
+  }
+  return true;
+}
+
+bool group::holds_lease(time_point now) const {
+  if (role_ != role::leader || !committed_own_term_ || lease_given_away_) return false;
+  std::vector<time_point> acked;
+  acked.push_back(time_point::max());  // our own acknowledgement of any round is immediate
+  for (const auto& p : peers_) {
+    if (p.voter) acked.push_back(p.acked_sent_at.value_or(time_point::min()));
+  }
+  const time_point start = quorum_value(std::move(acked));
+  return start != time_point::min() && now < start + cfg_.lease;
+}
+
+// --- leader --------------------------------------------------------------------------------------
+
+void group::append_local(entry_kind kind, std::string data) {
+  entry e;
+  e.index = log_.size() + 1;
+  e.term = term_;
+  e.kind = kind;
+  e.data = std::move(data);
+  log_.push_back(e);
+  ready_.entries.push_back(std::move(e));
+}
+
+void group::send_append(progress& p, time_point now, bool even_if_empty) {
+  const index_t last = log_.size();
+  index_t n = 0;
+  if (p.next <= last) n = std::min<index_t>(last - p.next + 1, cfg_.max_entries_per_append);
+  if (p.state == progress::mode::replicate) {
+    const index_t room =
+        p.match + cfg_.max_inflight_entries > p.next - 1 ? p.match + cfg_.max_inflight_entries - (p.next - 1) : 0;
+    n = std::min(n, room);
+  }
+  if (n == 0 && !even_if_empty) return;
+  message m;
+  m.type = msg_type::append;
+  m.to = p.id;
+  m.prev_index = p.next - 1;
+  m.prev_term = term_at(m.prev_index);
+  m.entries.assign(log_.begin() + static_cast<std::ptrdiff_t>(p.next - 1),
+                   log_.begin() + static_cast<std::ptrdiff_t>(p.next - 1 + n));
+  m.commit = commit_;
+  m.sent_at = now;
+  // Probe sends the same range again until a reply says where the logs match.
+  if (p.state == progress::mode::replicate) p.next += n;
+  send(std::move(m));
+}
+
+void group::send_heartbeats(time_point now) {
+  for (const auto& p : peers_) {
+    message m;
+    m.type = msg_type::heartbeat;
+    m.to = p.id;
+    m.commit = commit_;
+    m.sent_at = now;
+    send(std::move(m));
+  }
+}
+
+void group::handle_append_reply(const message& m, time_point now) {
+  if (role_ != role::leader) return;
+  progress* p = find_progress(m.from);
+  if (p == nullptr) return;
+  p->last_heard = now;
+  if (m.sent_at != no_time) p->acked_sent_at = std::max(p->acked_sent_at.value_or(m.sent_at), m.sent_at);
+  if (m.granted) {
+    p->durable = std::max(p->durable, std::min(m.durable, log_.size()));
+    p->match = std::max({p->match, p->durable, std::min(m.match, log_.size())});
+    if (p->state == progress::mode::probe) p->state = progress::mode::replicate;
+    p->next = std::max(p->next, p->match + 1);
+    maybe_commit();
+    send_append(*p, now, /*even_if_empty=*/false);
+    maybe_send_timeout_now(*p);
+    return;
+  }
+  // Refused. What it durably holds in this term is never lost, so a refusal at or below that is
+  // an old message overtaken by later ones; so is one for another probe than the current.
+  if (m.prev_index <= p->durable) return;
+  if (p->state == progress::mode::probe && m.prev_index != p->next - 1) return;
+  index_t next = m.conflict_index;
+  if (m.conflict_term != 0) {
+    // If we have entries of the follower's conflicting term, our last one of them matches its
+    // copy (one leader per term): resume after it. Otherwise skip its whole run of that term.
+    for (index_t i = std::min<index_t>(m.prev_index, log_.size()); i > 0 && term_at(i) >= m.conflict_term; --i) {
+      if (term_at(i) == m.conflict_term) {
+        next = i + 1;
+        break;
+      }
+    }
+  }
+  next = std::max(std::min(next, m.prev_index), p->durable + 1);
+  p->state = progress::mode::probe;
+  p->next = next;
+  p->match = std::max(p->durable, std::min(p->match, next - 1));
+  send_append(*p, now, /*even_if_empty=*/true);
+}
+
+void group::handle_heartbeat_reply(const message& m, time_point now) {
+  if (role_ != role::leader) return;
+  progress* p = find_progress(m.from);
+  if (p == nullptr) return;
+  p->last_heard = now;
+  if (m.sent_at != no_time) p->acked_sent_at = std::max(p->acked_sent_at.value_or(m.sent_at), m.sent_at);
+  p->durable = std::max(p->durable, std::min(m.durable, log_.size()));
+  maybe_commit();
+  // Behind, and either probing or no progress since the last heartbeat (a lost append, or it
+  // restarted and lost what it had not synced): probe again from what it says it has.
+  if (m.match < log_.size() && (p->state == progress::mode::probe || m.match == p->match_at_heartbeat)) {
+    p->state = progress::mode::probe;
+    p->next = std::max(m.match, p->durable) + 1;
+    p->match = std::max(p->durable, std::min(p->match, m.match));
+    send_append(*p, now, /*even_if_empty=*/true);
+  }
+  p->match_at_heartbeat = m.match;
+}
+
+void group::maybe_send_timeout_now(progress& p) {
+  if (!transfer_ || transfer_->target != p.id || p.match != log_.size() || lease_given_away_) return;
+  // The target's campaign is granted even by voters that hear from us: our lease ends here, for
+  // the rest of this term, even if the transfer fails.
+  lease_given_away_ = true;
+  message m;
+  m.type = msg_type::timeout_now;
+  m.to = p.id;
+  send(std::move(m));
+}
+
+void group::maybe_commit() {
+  if (role_ != role::leader) return;
+  std::vector<index_t> durable;
+  if (is_voter(cfg_.self)) durable.push_back(std::min<index_t>(durable_, log_.size()));
+  for (const auto& p : peers_) {
+    if (p.voter) durable.push_back(p.durable);
+  }
+  const index_t q = quorum_value(std::move(durable));
+  if (q > commit_ && term_at(q) == term_) advance_commit(q);
+}
+
+void group::advance_commit(index_t to) {
+  FERRY_ASSERT(to <= log_.size() && to > commit_, "commit must move forward within the log");
+  commit_ = to;
+  if (role_ == role::leader && term_at(to) == term_) committed_own_term_ = true;
+  for (index_t i = applied_ + 1; i <= commit_; ++i) ready_.committed.push_back(log_[i - 1]);
+  applied_ = commit_;
+}
+
+}  // namespace ferry::consensus
