@@ -162,15 +162,15 @@ void group::become_follower(term_t term, node_id leader, time_point now) {
   reset_election_timer(now);
 }
 
-void group::campaign(time_point now, bool transfer) {
-  if (cfg_.pre_vote && !transfer) {
+void group::campaign(time_point now, campaign_kind kind) {
+  if (cfg_.pre_vote && kind == campaign_kind::normal) {
     become_pre_candidate(now);
   } else {
-    start_election(now, transfer);
+    start_election(now, kind);
   }
 }
 
-void group::start_election(time_point now, bool transfer) {
+void group::start_election(time_point now, campaign_kind kind) {
   become_candidate(now);
   if (role_ != role::candidate) return;  // a group of one is leader already
   for (node_id v : cfg_.voters) {
@@ -180,7 +180,7 @@ void group::start_election(time_point now, bool transfer) {
     m.to = v;
     m.last_index = log_.size();
     m.last_term = term_at(log_.size());
-    m.transfer = transfer;
+    m.transfer = kind == campaign_kind::transfer;
     send(std::move(m));
   }
 }
@@ -193,7 +193,7 @@ void group::become_pre_candidate(time_point now) {
   refusals_.clear();
   reset_election_timer(now);
   if (votes_.size() >= quorum()) {
-    start_election(now, /*transfer=*/false);  // a group of one: nothing to ask
+    start_election(now, campaign_kind::normal);  // a group of one: nothing to ask
     return;
   }
   for (node_id v : cfg_.voters) {
@@ -246,7 +246,7 @@ void group::become_leader(time_point now) {
   // An entry of our own term, so everything before it can commit (entries of older terms never
   // commit by counting replicas: Raft figure 8).
   append_local(entry_kind::noop, {});
-  for (auto& p : peers_) send_append(p, now, /*even_if_empty=*/true);
+  for (auto& p : peers_) send_append(p, now, empty_append::send);
   next_heartbeat_ = now + cfg_.heartbeat_interval;
   maybe_commit();
 }
@@ -272,7 +272,7 @@ void group::tick(time_point now) {
     return;
   }
   if (role_ == role::learner) return;
-  if (now >= election_deadline_) campaign(now, /*transfer=*/false);
+  if (now >= election_deadline_) campaign(now, campaign_kind::normal);
 }
 
 void group::step(const message& m, time_point now) {
@@ -325,7 +325,7 @@ void group::step(const message& m, time_point now) {
       handle_heartbeat_reply(m, now);
       break;
     case msg_type::timeout_now:
-      if (role_ == role::follower) campaign(now, /*transfer=*/true);
+      if (role_ == role::follower) campaign(now, campaign_kind::transfer);
       break;
   }
 }
@@ -359,7 +359,7 @@ void group::handle_vote_reply(const message& m, time_point now) {
   if (!contains(tally, m.from) && is_voter(m.from)) tally.push_back(m.from);
   if (votes_.size() >= quorum()) {
     if (pre) {
-      start_election(now, /*transfer=*/false);
+      start_election(now, campaign_kind::normal);
     } else {
       become_leader(now);
     }
@@ -467,7 +467,7 @@ propose_result group::propose(std::string data, time_point now) {
   }
   append_local(entry_kind::normal, std::move(data));
   for (auto& p : peers_) {
-    if (p.state == progress::mode::replicate) send_append(p, now, /*even_if_empty=*/false);
+    if (p.state == progress::mode::replicate) send_append(p, now, empty_append::skip);
   }
   maybe_commit();  // a group of one
   r.status = propose_status::ok;
@@ -484,7 +484,7 @@ bool group::transfer_leadership(node_id target, time_point now) {
   if (p->match == log_.size()) {
     maybe_send_timeout_now(*p);
   } else {
-    send_append(*p, now, /*even_if_empty=*/true);
+    send_append(*p, now, empty_append::send);
   }
   return true;
 }
@@ -512,7 +512,7 @@ void group::append_local(entry_kind kind, std::string data) {
   ready_.entries.push_back(std::move(e));
 }
 
-void group::send_append(progress& p, time_point now, bool even_if_empty) {
+void group::send_append(progress& p, time_point now, empty_append empty) {
   const index_t last = log_.size();
   index_t n = 0;
   if (p.next <= last) n = std::min<index_t>(last - p.next + 1, cfg_.max_entries_per_append);
@@ -521,7 +521,7 @@ void group::send_append(progress& p, time_point now, bool even_if_empty) {
         p.match + cfg_.max_inflight_entries > p.next - 1 ? p.match + cfg_.max_inflight_entries - (p.next - 1) : 0;
     n = std::min(n, room);
   }
-  if (n == 0 && !even_if_empty) return;
+  if (n == 0 && empty == empty_append::skip) return;
   message m;
   m.type = msg_type::append;
   m.to = p.id;
@@ -559,7 +559,7 @@ void group::handle_append_reply(const message& m, time_point now) {
     if (p->state == progress::mode::probe) p->state = progress::mode::replicate;
     p->next = std::max(p->next, p->match + 1);
     maybe_commit();
-    send_append(*p, now, /*even_if_empty=*/false);
+    send_append(*p, now, empty_append::skip);
     maybe_send_timeout_now(*p);
     return;
   }
@@ -582,7 +582,7 @@ void group::handle_append_reply(const message& m, time_point now) {
   p->state = progress::mode::probe;
   p->next = next;
   p->match = std::max(p->durable, std::min(p->match, next - 1));
-  send_append(*p, now, /*even_if_empty=*/true);
+  send_append(*p, now, empty_append::send);
 }
 
 void group::handle_heartbeat_reply(const message& m, time_point now) {
@@ -599,7 +599,7 @@ void group::handle_heartbeat_reply(const message& m, time_point now) {
     p->state = progress::mode::probe;
     p->next = std::max(m.match, p->durable) + 1;
     p->match = std::max(p->durable, std::min(p->match, m.match));
-    send_append(*p, now, /*even_if_empty=*/true);
+    send_append(*p, now, empty_append::send);
   }
   p->match_at_heartbeat = m.match;
 }

@@ -141,8 +141,10 @@ class group {
   void become_candidate(time_point now);
   void become_leader(time_point now);
   void set_hard_state(term_t term, node_id vote);
-  void campaign(time_point now, bool transfer);
-  void start_election(time_point now, bool transfer);
+  enum class campaign_kind : uint8_t { normal, transfer };  // transfer: answers timeout_now
+  enum class empty_append : uint8_t { skip, send };         // send: as a probe, even with no entries
+  void campaign(time_point now, campaign_kind kind);
+  void start_election(time_point now, campaign_kind kind);
   void send(message m);
   void handle_vote_request(const message& m, time_point now);
   void handle_vote_reply(const message& m, time_point now);
@@ -150,7 +152,7 @@ class group {
   void handle_heartbeat(const message& m, time_point now);
   void handle_append_reply(const message& m, time_point now);
   void handle_heartbeat_reply(const message& m, time_point now);
-  void send_append(progress& p, time_point now, bool even_if_empty);
+  void send_append(progress& p, time_point now, empty_append empty);
   void send_heartbeats(time_point now);
   void append_local(entry_kind kind, std::string data);
   void maybe_commit();

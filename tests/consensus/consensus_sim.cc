@@ -65,7 +65,8 @@ int main(int argc, char** argv) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last_report > std::chrono::seconds(5)) {
       last_report = now;
-      std::printf("... %llu of %llu seeds passed\n", static_cast<unsigned long long>(s - start + 1),
+      const uint64_t done = s - start + 1;
+      std::printf("... %llu of %llu seeds passed\n", static_cast<unsigned long long>(done),
                   static_cast<unsigned long long>(seeds));
       std::fflush(stdout);
     }

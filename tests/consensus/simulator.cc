@@ -254,7 +254,7 @@ class simulation {
         h.hard = *r.hard;
         schedule(std::move(h));
       }
-      for (message& m : r.messages) send(nd, std::move(m));
+      for (const message& m : r.messages) send(nd, m);
       for (const entry& e : r.committed) check_committed(nd, e);
       if (r.role_changed) {
         note(fmt("n%d is %s term %" PRIu64 " leader n%d", nd.id, role_name(g.current_role()), g.term(),
@@ -276,7 +276,7 @@ class simulation {
     }
   }
 
-  void send(const node& from, message m) {
+  void send(const node& from, const message& m) {
     ++res_.messages;
     const int to = m.to.value;
     const real_ns leaves = std::max(now_, from.hard_barrier);

@@ -11,14 +11,19 @@
 namespace ferry::consensus::sim {
 namespace {
 
-// Seeds that once failed, with what they found; they run on every build.
+// Seeds that once failed, with what they found; they run on every build. (A seed replays the same
+// run only while the simulator draws its random numbers the same way; when a change to the
+// simulator moves them, keep the entry: it still is one more run.)
 struct regression {
   uint64_t seed;
   int voters;
   int learners;
 };
 constexpr regression regressions[] = {
-    {0, 3, 0},  // placeholder: the list starts with what the simulator finds
+    // A pre-candidate paused with its vote requests in flight woke up as leader of term 1 after a
+    // leader of term 2 had committed: legal in Raft (it can commit nothing). The checker was
+    // wrong: leader completeness holds for leaders of later terms only.
+    {33, 5, 0},
 };
 
 // FERRY_SIM_SEEDS overrides the number of seeds per configuration (a quick local check).
@@ -43,7 +48,7 @@ void run_seeds(int voters, int learners, uint64_t first, uint64_t count) {
 
 TEST(consensus_sim, regressions) {
   for (const auto& r : regressions) {
-    if (r.seed != 0) run_seeds(r.voters, r.learners, r.seed, 1);
+    run_seeds(r.voters, r.learners, r.seed, 1);
   }
 }
 
