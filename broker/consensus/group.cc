@@ -43,6 +43,8 @@ const char* msg_type_name(msg_type t) noexcept {
       return "heartbeat_reply";
     case msg_type::timeout_now:
       return "timeout_now";
+    case msg_type::install_snapshot:
+      return "install_snapshot";
   }
   return "?";
 }
@@ -72,13 +74,18 @@ group::group(const config& cfg, durable_state restored, time_point now)
       "lease * (1 + rho) must be below election_min * (1 - rho) (group.h, the leader lease)");
   FERRY_ASSERT(cfg_.heartbeat_interval < cfg_.lease, "a heartbeat round must fit in the lease");
   for (size_t i = 0; i < restored.log.size(); ++i) {
-    FERRY_ASSERT(restored.log[i].index == i + 1, "restored log must hold entries 1..n");
+    FERRY_ASSERT(restored.log[i].index == restored.snapshot_index + i + 1, "restored log must follow the snapshot");
   }
   term_ = restored.hard.term;
   vote_ = restored.hard.vote;
   persisted_ = restored.hard;
+  snapshot_index_ = restored.snapshot_index;
+  snapshot_term_ = restored.snapshot_term;
   log_ = std::move(restored.log);
-  durable_ = log_.size();
+  durable_ = last_index();
+  // The snapshot holds committed, applied state.
+  commit_ = snapshot_index_;
+  applied_ = snapshot_index_;
   role_ = voter ? role::follower : role::learner;
   // We may have acknowledged a leader's lease round just before a crash: refuse votes (and wait
   // before campaigning) for a full election timeout from now, as if we had just heard from it.
@@ -136,9 +143,9 @@ ready group::take_ready() {
   return r;
 }
 
-bool group::log_up_to_date(index_t last_index, term_t last_term) const {
-  const term_t my_last_term = term_at(log_.size());
-  return last_term > my_last_term || (last_term == my_last_term && last_index >= log_.size());
+bool group::log_up_to_date(index_t their_last_index, term_t their_last_term) const {
+  const term_t my_last_term = term_at(last_index());
+  return their_last_term > my_last_term || (their_last_term == my_last_term && their_last_index >= last_index());
 }
 
 // --- roles ---------------------------------------------------------------------------------------
@@ -178,8 +185,8 @@ void group::start_election(time_point now, campaign_kind kind) {
     message m;
     m.type = msg_type::vote;
     m.to = v;
-    m.last_index = log_.size();
-    m.last_term = term_at(log_.size());
+    m.last_index = last_index();
+    m.last_term = term_at(last_index());
     m.transfer = kind == campaign_kind::transfer;
     send(std::move(m));
   }
@@ -202,8 +209,8 @@ void group::become_pre_candidate(time_point now) {
     m.type = msg_type::pre_vote;
     m.to = v;
     m.term = term_ + 1;  // the term it would campaign at; its own term does not change
-    m.last_index = log_.size();
-    m.last_term = term_at(log_.size());
+    m.last_index = last_index();
+    m.last_term = term_at(last_index());
     send(std::move(m));
   }
 }
@@ -237,7 +244,7 @@ void group::become_leader(time_point now) {
     progress p;
     p.id = n;
     p.voter = voter;
-    p.next = log_.size() + 1;
+    p.next = last_index() + 1;
     p.last_heard = now;  // check-quorum gives every member a full election timeout
     peers_.push_back(p);
   };
@@ -284,14 +291,15 @@ void group::step(const message& m, time_point now) {
     if (vote_request && !m.transfer && in_leader_contact(now)) return;
     const bool granted_pre_vote = m.type == msg_type::pre_vote_reply && m.granted;
     if (m.type != msg_type::pre_vote && !granted_pre_vote) {
-      const bool from_leader = m.type == msg_type::append || m.type == msg_type::heartbeat;
+      const bool from_leader =
+          m.type == msg_type::append || m.type == msg_type::heartbeat || m.type == msg_type::install_snapshot;
       become_follower(m.term, from_leader ? m.from : node_id{}, now);
     }
   } else if (m.term < term_) {
     // A stale leader or pre-candidate learns our term from the reply and steps down.
-    if (m.type == msg_type::append || m.type == msg_type::heartbeat) {
+    if (m.type == msg_type::append || m.type == msg_type::heartbeat || m.type == msg_type::install_snapshot) {
       message r;
-      r.type = m.type == msg_type::append ? msg_type::append_reply : msg_type::heartbeat_reply;
+      r.type = m.type == msg_type::heartbeat ? msg_type::heartbeat_reply : msg_type::append_reply;
       r.to = m.from;
       r.prev_index = m.prev_index;
       send(std::move(r));
@@ -317,6 +325,9 @@ void group::step(const message& m, time_point now) {
       break;
     case msg_type::heartbeat:
       handle_heartbeat(m, now);
+      break;
+    case msg_type::install_snapshot:
+      handle_install_snapshot(m, now);
       break;
     case msg_type::append_reply:
       handle_append_reply(m, now);
@@ -368,7 +379,7 @@ void group::handle_vote_reply(const message& m, time_point now) {
   }
 }
 
-void group::handle_append(const message& m, time_point now) {
+void group::note_leader_contact(const message& m, time_point now) {
   FERRY_ASSERT(role_ != role::leader, "two leaders in one term");
   if (role_ != role::follower && role_ != role::learner) become_follower(term_, m.from, now);
   if (leader_ != m.from) {
@@ -377,37 +388,46 @@ void group::handle_append(const message& m, time_point now) {
   }
   last_leader_contact_ = now;
   reset_election_timer(now);
+  // Every committed entry is in the current leader's log (leader completeness), so the prefix up
+  // to our commit index matches it whatever else we know.
+  matched_ = std::max(matched_, commit_);
+}
+
+void group::handle_append(const message& m, time_point now) {
+  note_leader_contact(m, now);
 
   message r;
   r.type = msg_type::append_reply;
   r.to = m.from;
   r.sent_at = m.sent_at;
   r.prev_index = m.prev_index;
-  if (m.prev_index > log_.size()) {
+  if (m.prev_index > last_index()) {
     r.conflict_term = 0;
-    r.conflict_index = log_.size() + 1;
-  } else if (term_at(m.prev_index) != m.prev_term) {
+    r.conflict_index = last_index() + 1;
+  } else if (m.prev_index >= snapshot_index_ && term_at(m.prev_index) != m.prev_term) {
     // Entries up to commit_ are committed, so they match: the divergent run starts after them.
     r.conflict_term = term_at(m.prev_index);
     index_t first = m.prev_index;
     while (first - 1 > commit_ && term_at(first - 1) == r.conflict_term) --first;
     r.conflict_index = first;
   } else {
+    // Below our log start everything is committed, so it matches: skip it.
     for (const entry& e : m.entries) {
-      if (e.index <= log_.size()) {
+      if (e.index <= snapshot_index_) continue;
+      if (e.index <= last_index()) {
         if (term_at(e.index) == e.term) continue;  // already here: a duplicate never cuts anything
         FERRY_ASSERT(e.index > commit_, "a committed entry would be truncated");
-        log_.resize(e.index - 1);
+        log_.resize(e.index - 1 - snapshot_index_);
         std::erase_if(ready_.entries, [&](const entry& x) { return x.index >= e.index; });
         ready_.truncate_from = std::min(ready_.truncate_from.value_or(e.index), e.index);
         durable_ = std::min(durable_, e.index - 1);
         matched_ = std::min(matched_, e.index - 1);
       }
-      FERRY_ASSERT(e.index == log_.size() + 1, "append entries must be contiguous");
+      FERRY_ASSERT(e.index == last_index() + 1, "append entries must be contiguous");
       log_.push_back(e);
       ready_.entries.push_back(e);
     }
-    matched_ = std::max(matched_, m.prev_index + m.entries.size());
+    matched_ = std::max({matched_, m.prev_index + m.entries.size(), snapshot_index_});
     r.granted = true;
     const index_t c = std::min(m.commit, matched_);
     if (c > commit_) advance_commit(c);
@@ -419,14 +439,7 @@ void group::handle_append(const message& m, time_point now) {
 }
 
 void group::handle_heartbeat(const message& m, time_point now) {
-  FERRY_ASSERT(role_ != role::leader, "two leaders in one term");
-  if (role_ != role::follower && role_ != role::learner) become_follower(term_, m.from, now);
-  if (leader_ != m.from) {
-    leader_ = m.from;
-    ready_.role_changed = true;
-  }
-  last_leader_contact_ = now;
-  reset_election_timer(now);
+  note_leader_contact(m, now);
   const index_t c = std::min(m.commit, matched_);
   if (c > commit_) advance_commit(c);
   message r;
@@ -439,8 +452,50 @@ void group::handle_heartbeat(const message& m, time_point now) {
   send(std::move(r));
 }
 
+void group::handle_install_snapshot(const message& m, time_point now) {
+  note_leader_contact(m, now);
+  const index_t index = m.prev_index;
+  if (index > commit_) {
+    if (term_at(index) == m.prev_term) {
+      // We have that entry, hence the whole prefix: no need for the snapshot, just the commit.
+      matched_ = std::max(matched_, index);
+      advance_commit(index);
+    } else {
+      // Replace everything with the snapshot. Entries and commits not yet handed to the host are
+      // older than the snapshot: the snapshot subsumes them.
+      log_.clear();
+      snapshot_index_ = index;
+      snapshot_term_ = m.prev_term;
+      commit_ = applied_ = durable_ = matched_ = index;
+      ready_.entries.clear();
+      ready_.truncate_from.reset();
+      ready_.committed.clear();
+      ready_.snapshot = snapshot_ref{index, m.prev_term};  // durable before our reply leaves
+    }
+  }
+  message r;
+  r.type = msg_type::append_reply;
+  r.to = m.from;
+  r.sent_at = m.sent_at;
+  r.prev_index = index;
+  r.granted = true;
+  r.match = matched_;
+  r.durable = std::min(durable_, matched_);
+  reported_durable_ = std::max(reported_durable_, r.durable);
+  send(std::move(r));
+}
+
+void group::compact(index_t upto) {
+  if (upto <= snapshot_index_) return;
+  FERRY_ASSERT(upto <= applied_, "compact past the applied index");
+  snapshot_term_ = term_at(upto);
+  log_.erase(log_.begin(), log_.begin() + static_cast<std::ptrdiff_t>(upto - snapshot_index_));
+  snapshot_index_ = upto;
+  durable_ = std::max(durable_, upto);  // the snapshot is durable
+}
+
 void group::synced(index_t index, term_t term) {
-  if (index == 0 || index > log_.size() || term_at(index) != term || index <= durable_) return;
+  if (index == 0 || index > last_index() || term_at(index) != term || index <= durable_) return;
   durable_ = index;
   if (role_ == role::leader) {
     maybe_commit();
@@ -458,179 +513,11 @@ void group::synced(index_t index, term_t term) {
   }
 }
 
-propose_result group::propose(std::string data, time_point now) {
-  propose_result r;
-  if (role_ != role::leader) return r;
-  if (transfer_) {
-    r.status = propose_status::transferring;
-    return r;
-  }
-  append_local(entry_kind::normal, std::move(data));
-  for (auto& p : peers_) {
-    if (p.state == progress::mode::replicate) send_append(p, now, empty_append::skip);
-  }
-  maybe_commit();  // a group of one
-  r.status = propose_status::ok;
-  r.index = log_.size();
-  r.term = term_;
-  return r;
-}
-
-bool group::transfer_leadership(node_id target, time_point now) {
-  if (role_ != role::leader || target == cfg_.self || !is_voter(target)) return false;
-  progress* p = find_progress(target);
-  if (p == nullptr) return false;
-  transfer_ = transfer_state{target, now + cfg_.election_min};
-  if (p->match == log_.size()) {
-    maybe_send_timeout_now(*p);
-  } else {
-    send_append(*p, now, empty_append::send);
-  }
-  return true;
-}
-
-bool group::holds_lease(time_point now) const {
-  if (role_ != role::leader || !committed_own_term_ || lease_given_away_) return false;
-  std::vector<time_point> acked;
-  acked.push_back(time_point::max());  // our own acknowledgement of any round is immediate
-  for (const auto& p : peers_) {
-    if (p.voter) acked.push_back(p.acked_sent_at.value_or(time_point::min()));
-  }
-  const time_point start = quorum_value(std::move(acked));
-  return start != time_point::min() && now < start + cfg_.lease;
-}
-
-// --- leader --------------------------------------------------------------------------------------
-
-void group::append_local(entry_kind kind, std::string data) {
-  entry e;
-  e.index = log_.size() + 1;
-  e.term = term_;
-  e.kind = kind;
-  e.data = std::move(data);
-  log_.push_back(e);
-  ready_.entries.push_back(std::move(e));
-}
-
-void group::send_append(progress& p, time_point now, empty_append empty) {
-  const index_t last = log_.size();
-  index_t n = 0;
-  if (p.next <= last) n = std::min<index_t>(last - p.next + 1, cfg_.max_entries_per_append);
-  if (p.state == progress::mode::replicate) {
-    const index_t room =
-        p.match + cfg_.max_inflight_entries > p.next - 1 ? p.match + cfg_.max_inflight_entries - (p.next - 1) : 0;
-    n = std::min(n, room);
-  }
-  if (n == 0 && empty == empty_append::skip) return;
-  message m;
-  m.type = msg_type::append;
-  m.to = p.id;
-  m.prev_index = p.next - 1;
-  m.prev_term = term_at(m.prev_index);
-  m.entries.assign(log_.begin() + static_cast<std::ptrdiff_t>(p.next - 1),
-                   log_.begin() + static_cast<std::ptrdiff_t>(p.next - 1 + n));
-  m.commit = commit_;
-  m.sent_at = now;
-  // Probe sends the same range again until a reply says where the logs match.
-  if (p.state == progress::mode::replicate) p.next += n;
-  send(std::move(m));
-}
-
-void group::send_heartbeats(time_point now) {
-  for (const auto& p : peers_) {
-    message m;
-    m.type = msg_type::heartbeat;
-    m.to = p.id;
-    m.commit = commit_;
-    m.sent_at = now;
-    send(std::move(m));
-  }
-}
-
-void group::handle_append_reply(const message& m, time_point now) {
-  if (role_ != role::leader) return;
-  progress* p = find_progress(m.from);
-  if (p == nullptr) return;
-  p->last_heard = now;
-  if (m.sent_at != no_time) p->acked_sent_at = std::max(p->acked_sent_at.value_or(m.sent_at), m.sent_at);
-  if (m.granted) {
-    p->durable = std::max(p->durable, std::min(m.durable, log_.size()));
-    p->match = std::max({p->match, p->durable, std::min(m.match, log_.size())});
-    if (p->state == progress::mode::probe) p->state = progress::mode::replicate;
-    p->next = std::max(p->next, p->match + 1);
-    maybe_commit();
-    send_append(*p, now, empty_append::skip);
-    maybe_send_timeout_now(*p);
-    return;
-  }
-  // Refused. What it durably holds in this term is never lost, so a refusal at or below that is
-  // an old message overtaken by later ones; so is one for another probe than the current.
-  if (m.prev_index <= p->durable) return;
-  if (p->state == progress::mode::probe && m.prev_index != p->next - 1) return;
-  index_t next = m.conflict_index;
-  if (m.conflict_term != 0) {
-    // If we have entries of the follower's conflicting term, our last one of them matches its
-    // copy (one leader per term): resume after it. Otherwise skip its whole run of that term.
-    for (index_t i = std::min<index_t>(m.prev_index, log_.size()); i > 0 && term_at(i) >= m.conflict_term; --i) {
-      if (term_at(i) == m.conflict_term) {
-        next = i + 1;
-        break;
-      }
-    }
-  }
-  next = std::max(std::min(next, m.prev_index), p->durable + 1);
-  p->state = progress::mode::probe;
-  p->next = next;
-  p->match = std::max(p->durable, std::min(p->match, next - 1));
-  send_append(*p, now, empty_append::send);
-}
-
-void group::handle_heartbeat_reply(const message& m, time_point now) {
-  if (role_ != role::leader) return;
-  progress* p = find_progress(m.from);
-  if (p == nullptr) return;
-  p->last_heard = now;
-  if (m.sent_at != no_time) p->acked_sent_at = std::max(p->acked_sent_at.value_or(m.sent_at), m.sent_at);
-  p->durable = std::max(p->durable, std::min(m.durable, log_.size()));
-  maybe_commit();
-  // Behind, and either probing or no progress since the last heartbeat (a lost append, or it
-  // restarted and lost what it had not synced): probe again from what it says it has.
-  if (m.match < log_.size() && (p->state == progress::mode::probe || m.match == p->match_at_heartbeat)) {
-    p->state = progress::mode::probe;
-    p->next = std::max(m.match, p->durable) + 1;
-    p->match = std::max(p->durable, std::min(p->match, m.match));
-    send_append(*p, now, empty_append::send);
-  }
-  p->match_at_heartbeat = m.match;
-}
-
-void group::maybe_send_timeout_now(progress& p) {
-  if (!transfer_ || transfer_->target != p.id || p.match != log_.size() || lease_given_away_) return;
-  // The target's campaign is granted even by voters that hear from us: our lease ends here, for
-  // the rest of this term, even if the transfer fails.
-  lease_given_away_ = true;
-  message m;
-  m.type = msg_type::timeout_now;
-  m.to = p.id;
-  send(std::move(m));
-}
-
-void group::maybe_commit() {
-  if (role_ != role::leader) return;
-  std::vector<index_t> durable;
-  if (is_voter(cfg_.self)) durable.push_back(std::min<index_t>(durable_, log_.size()));
-  for (const auto& p : peers_) {
-    if (p.voter) durable.push_back(p.durable);
-  }
-  const index_t q = quorum_value(std::move(durable));
-  if (q > commit_ && term_at(q) == term_) advance_commit(q);
-}
-
 void group::advance_commit(index_t to) {
-  FERRY_ASSERT(to <= log_.size() && to > commit_, "commit must move forward within the log");
+  FERRY_ASSERT(to <= last_index() && to > commit_, "commit must move forward within the log");
   commit_ = to;
   if (role_ == role::leader && term_at(to) == term_) committed_own_term_ = true;
-  for (index_t i = applied_ + 1; i <= commit_; ++i) ready_.committed.push_back(log_[i - 1]);
+  for (index_t i = applied_ + 1; i <= commit_; ++i) ready_.committed.push_back(entry_at(i));
   applied_ = commit_;
 }
 

@@ -15,6 +15,7 @@
 //   synced(i, t)      the host's fsync completed and covers the log up to index i, whose entry
 //                     has term t (a stale completion, for an entry truncated since, is ignored).
 //   propose(data)     a leader appends an entry (returns not_leader / transferring otherwise).
+//   compact(upto)     the host holds a durable snapshot up to `upto`: the log starts after it.
 //   transfer_leadership(target, now), add/remove nothing else: membership is fixed at
 //                     construction in this version (see "Not yet" below).
 //
@@ -69,8 +70,13 @@
 //   The constructor asserts it. Defaults: 800 ms * 1.1 = 880 ms < 1000 ms * 0.9 = 900 ms.
 //   A paused leader's clock keeps running, so on waking its lease has expired; a crash drops it.
 //
-// Not yet (issue 10 item 1, later steps): log compaction and snapshot hand-over, configuration
-// changes (joint consensus), reading the log from storage instead of keeping it in memory.
+//   - Log start: after compact(upto), a follower that needs an entry at or below `upto` gets an
+//     install_snapshot at (upto, its term) instead; the host sends its snapshot with it. The
+//     follower installs it (ready::snapshot) unless it already has that entry; the leader resends
+//     it only after election_min without an answer.
+//
+// Not yet (issue 10 item 1, later steps): configuration changes (joint consensus), reading the
+// log from storage instead of keeping it in memory.
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -82,9 +88,12 @@
 
 namespace ferry::consensus {
 
-// What survived a crash: the durable hard state and the fsynced log (entries 1..n, in order).
+// What survived a crash: the durable hard state, the latest durable snapshot's index and term
+// (0, 0: none) and the fsynced log after it (entries snapshot_index + 1 .. n, in order).
 struct durable_state {
   hard_state hard;
+  index_t snapshot_index = 0;
+  term_t snapshot_term = 0;
   std::vector<entry> log;
 };
 
@@ -107,6 +116,10 @@ class group {
   void tick(time_point now);
   void synced(index_t index, term_t term);
   [[nodiscard]] propose_result propose(std::string data, time_point now);
+  // The host made a durable snapshot of the state after applying entries 1..upto; the core drops
+  // them from its log. A follower behind the new log start gets that snapshot (install_snapshot).
+  // Precondition: snapshot_index() <= upto <= the last index handed out in ready::committed.
+  void compact(index_t upto);
   // Starts a transfer to `target` (a voter other than self). False if not leader or no such voter.
   bool transfer_leadership(node_id target, time_point now);
 
@@ -119,10 +132,17 @@ class group {
   [[nodiscard]] node_id leader() const { return leader_; }
   [[nodiscard]] node_id id() const { return cfg_.self; }
   [[nodiscard]] index_t commit_index() const { return commit_; }
-  [[nodiscard]] index_t last_index() const { return log_.size(); }
+  [[nodiscard]] index_t last_index() const { return snapshot_index_ + log_.size(); }
+  // The log starts after the host's latest snapshot: entries up to this index are compacted.
+  [[nodiscard]] index_t snapshot_index() const { return snapshot_index_; }
   [[nodiscard]] index_t durable_index() const { return durable_; }
-  [[nodiscard]] term_t term_at(index_t i) const { return i == 0 || i > log_.size() ? 0 : log_[i - 1].term; }
-  [[nodiscard]] const entry& entry_at(index_t i) const { return log_[i - 1]; }
+  // The term of entry i: 0 if i is past the end or compacted (the snapshot's own index answers).
+  [[nodiscard]] term_t term_at(index_t i) const {
+    if (i == snapshot_index_) return snapshot_term_;
+    return i < snapshot_index_ || i > last_index() ? 0 : log_[i - snapshot_index_ - 1].term;
+  }
+  // Precondition: snapshot_index() < i <= last_index().
+  [[nodiscard]] const entry& entry_at(index_t i) const { return log_[i - snapshot_index_ - 1]; }
   [[nodiscard]] bool transferring() const { return transfer_.has_value(); }
   // Leader only: what it knows about `peer` (nullptr otherwise).
   [[nodiscard]] const progress* progress_of(node_id peer) const;
@@ -150,6 +170,8 @@ class group {
   void handle_vote_reply(const message& m, time_point now);
   void handle_append(const message& m, time_point now);
   void handle_heartbeat(const message& m, time_point now);
+  void handle_install_snapshot(const message& m, time_point now);
+  void note_leader_contact(const message& m, time_point now);
   void handle_append_reply(const message& m, time_point now);
   void handle_heartbeat_reply(const message& m, time_point now);
   void send_append(progress& p, time_point now, empty_append empty);
@@ -158,7 +180,7 @@ class group {
   void maybe_commit();
   void advance_commit(index_t to);
   void maybe_send_timeout_now(progress& p);
-  bool log_up_to_date(index_t last_index, term_t last_term) const;
+  bool log_up_to_date(index_t their_last_index, term_t their_last_term) const;
   bool in_leader_contact(time_point now) const;
   duration random_election_timeout();
   progress* find_progress(node_id n);
@@ -168,8 +190,10 @@ class group {
   term_t term_ = 0;
   node_id vote_;
   node_id leader_;
-  hard_state persisted_;    // the last hard state handed to the host
-  std::vector<entry> log_;  // entries 1..n; entry i is log_[i - 1]
+  hard_state persisted_;        // the last hard state handed to the host
+  index_t snapshot_index_ = 0;  // the log starts after the snapshot (0: no snapshot)
+  term_t snapshot_term_ = 0;
+  std::vector<entry> log_;  // entries snapshot_index_ + 1 .. last_index()
   index_t commit_ = 0;
   index_t applied_ = 0;           // handed out in ready::committed
   index_t durable_ = 0;           // fsynced here (synced())

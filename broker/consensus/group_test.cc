@@ -44,6 +44,11 @@ struct cluster {
       while (g->has_ready()) {
         ready r = g->take_ready();
         auto& log = disk[id];
+        if (r.snapshot) {  // the snapshot's entries stand in for the state it carries
+          log.clear();
+          for (index_t i = 1; i <= r.snapshot->index; ++i)
+            log.push_back(entry{i, r.snapshot->term, entry_kind::noop, {}});
+        }
         if (r.truncate_from) log.resize(std::min<size_t>(log.size(), *r.truncate_from - 1));
         for (auto& e : r.entries) log.push_back(e);
         if (r.hard) hard[id] = *r.hard;
@@ -109,7 +114,7 @@ TEST(consensus, pre_vote_does_not_bump_any_term) {
 }
 
 TEST(consensus, vote_refused_for_a_stale_log) {
-  cluster c(3, 0, {{2, {hard_state{2, {}}, log_of_terms({1, 2})}}});
+  cluster c(3, 0, {{2, {hard_state{2, {}}, 0, 0, log_of_terms({1, 2})}}});
   c.now += 2100ms;
   message m;
   m.type = msg_type::vote;
@@ -176,9 +181,9 @@ TEST(consensus, restarted_node_refuses_votes_for_an_election_timeout) {
 
 TEST(consensus, conflict_hint_skips_a_divergent_term_in_one_round_trip) {
   cluster c(3, 0,
-            {{1, {hard_state{3, {}}, log_of_terms({1, 1, 3, 3, 3, 3, 3})}},
-             {2, {hard_state{2, {}}, log_of_terms({1, 1, 2, 2, 2, 2})}},
-             {3, {hard_state{3, {}}, log_of_terms({1, 1, 3, 3, 3, 3, 3})}}});
+            {{1, {hard_state{3, {}}, 0, 0, log_of_terms({1, 1, 3, 3, 3, 3, 3})}},
+             {2, {hard_state{2, {}}, 0, 0, log_of_terms({1, 1, 2, 2, 2, 2})}},
+             {3, {hard_state{3, {}}, 0, 0, log_of_terms({1, 1, 3, 3, 3, 3, 3})}}});
   std::vector<message> to_2;
   c.now += 2100ms;
   c[1].tick(c.now);
@@ -213,9 +218,9 @@ TEST(consensus, commit_waits_for_a_majority_of_fsyncs) {
 
 TEST(consensus, entries_of_an_older_term_do_not_commit_by_counting) {
   cluster c(3, 0,
-            {{1, {hard_state{1, {}}, log_of_terms({1, 1})}},
-             {2, {hard_state{1, {}}, log_of_terms({1})}},
-             {3, {hard_state{1, {}}, log_of_terms({1})}}});
+            {{1, {hard_state{1, {}}, 0, 0, log_of_terms({1, 1})}},
+             {2, {hard_state{1, {}}, 0, 0, log_of_terms({1})}},
+             {3, {hard_state{1, {}}, 0, 0, log_of_terms({1})}}});
   c.auto_sync = false;
   c.elect(1);
   ASSERT_EQ(c[1].current_role(), role::leader);
@@ -304,6 +309,67 @@ TEST(consensus, learner_gets_the_log_but_never_votes_or_counts) {
   c[4].tick(c.now);
   EXPECT_EQ(c[4].current_role(), role::learner);
   EXPECT_FALSE(c[4].has_ready());
+}
+
+TEST(consensus, follower_behind_the_log_start_gets_the_snapshot_then_entries) {
+  cluster c(3);
+  c.elect(1);
+  auto cut_3 = [](const message& m) { return m.to != n(3) && m.from != n(3); };
+  for (int i = 0; i < 5; ++i) (void)c[1].propose("e" + std::to_string(i), c.now);
+  c.deliver(cut_3);
+  ASSERT_EQ(c[1].commit_index(), 6u);
+  c[1].compact(4);
+  EXPECT_EQ(c[1].snapshot_index(), 4u);
+  EXPECT_EQ(c[1].term_at(4), 1u);
+  (void)c[1].propose("e5", c.now);
+  std::vector<message> to_3;
+  c.now += 100ms;
+  c.tick_all();
+  c.deliver([&](const message& m) {
+    if (m.to == n(3)) to_3.push_back(m);
+    return true;
+  });
+  ASSERT_FALSE(to_3.empty());
+  bool snapshot_sent = false;
+  for (const auto& m : to_3) {
+    if (m.type == msg_type::install_snapshot) {
+      snapshot_sent = true;
+      EXPECT_EQ(m.prev_index, 4u);
+    }
+  }
+  EXPECT_TRUE(snapshot_sent);
+  EXPECT_EQ(c[3].snapshot_index(), 4u);
+  EXPECT_EQ(c[3].last_index(), 7u);
+  EXPECT_EQ(c[3].entry_at(7).data, "e5");
+  EXPECT_EQ(c[1].commit_index(), 7u);
+  EXPECT_EQ(c.disk[3].size(), 7u);
+  EXPECT_EQ(c[3].durable_index(), 7u);
+}
+
+TEST(consensus, install_snapshot_only_commits_when_the_entry_is_already_there) {
+  cluster c(3);
+  c.elect(1);
+  message m;
+  m.type = msg_type::install_snapshot;
+  m.from = n(1);
+  m.to = n(2);
+  m.term = 1;
+  m.prev_index = 1;
+  m.prev_term = 1;
+  (void)c[2].take_ready();
+  c[2].step(m, c.now);
+  ready r = c[2].take_ready();
+  EXPECT_FALSE(r.snapshot.has_value());
+  EXPECT_EQ(c[2].commit_index(), 1u);
+  m.prev_index = 9;  // past its log: installed
+  c[2].step(m, c.now);
+  r = c[2].take_ready();
+  ASSERT_TRUE(r.snapshot.has_value());
+  EXPECT_EQ(r.snapshot->index, 9u);
+  EXPECT_EQ(c[2].last_index(), 9u);
+  EXPECT_EQ(c[2].commit_index(), 9u);
+  ASSERT_EQ(r.messages.size(), 1u);
+  EXPECT_EQ(r.messages[0].durable, 9u);
 }
 
 }  // namespace

@@ -21,7 +21,11 @@ struct progress {
   index_t match = 0;
   index_t durable = 0;             // highest index known to match our log and be fsynced there: stable
   index_t match_at_heartbeat = 0;  // its match at the previous heartbeat reply (stall detection)
-  time_point last_heard{0};        // our clock when we last received a reply of this term from it
+  // Below our log start: the snapshot we sent it (index; 0: none) and when, so that a big
+  // snapshot is not sent again on every heartbeat while the first is on its way.
+  index_t snapshot_sent = 0;
+  time_point snapshot_sent_at{0};
+  time_point last_heard{0};  // our clock when we last received a reply of this term from it
   // The send time (our clock) of the newest append/heartbeat it acknowledged in this term; the
   // lease counts from the quorum's oldest such time (group::lease_start()).
   std::optional<time_point> acked_sent_at;

@@ -42,15 +42,17 @@ enum class role : uint8_t { follower, pre_candidate, candidate, leader, learner 
 const char* role_name(role r) noexcept;
 
 enum class msg_type : uint8_t {
-  pre_vote,         // "would you vote for me at term+1?"; changes no state on either side
-  pre_vote_reply,   //
-  vote,             // a real vote request at the candidate's (already durable) term
-  vote_reply,       //
-  append,           // log entries after (prev_index, prev_term), and the leader's commit index
-  append_reply,     //
-  heartbeat,        // commit index and the lease round's send time; no entries, no log check
-  heartbeat_reply,  //
-  timeout_now,      // leadership transfer: "campaign now, you are caught up"
+  pre_vote,          // "would you vote for me at term+1?"; changes no state on either side
+  pre_vote_reply,    //
+  vote,              // a real vote request at the candidate's (already durable) term
+  vote_reply,        //
+  append,            // log entries after (prev_index, prev_term), and the leader's commit index
+  append_reply,      //
+  heartbeat,         // commit index and the lease round's send time; no entries, no log check
+  heartbeat_reply,   //
+  timeout_now,       // leadership transfer: "campaign now, you are caught up"
+  install_snapshot,  // the follower needs entries the leader compacted: the host's snapshot at
+                     // (prev_index, prev_term) goes with it; answered by an append_reply
 };
 const char* msg_type_name(msg_type t) noexcept;
 
@@ -124,14 +126,24 @@ struct config {
   uint64_t seed = 1;                   // election jitter; the host picks it (deterministic runs)
 };
 
+// A snapshot the host holds or must install: the state after applying entries 1..index.
+struct snapshot_ref {
+  index_t index = 0;
+  term_t term = 0;
+  friend bool operator==(const snapshot_ref&, const snapshot_ref&) = default;
+};
+
 // What the core asks the host to do, drained by group::take_ready(). The host handles one ready
 // completely, in this order, before asking for the next:
+//   0. install `snapshot` (if set; its data came with the install_snapshot message at that
+//      index and term) durably, replacing the state machine and the whole log;
 //   1. truncate the log from `truncate_from` (if set), then write `entries` (page cache is
 //      enough; report the fsync with group::synced() when it completes, in any later call);
 //   2. make `hard` (term, vote) durable (fsync) if set;
 //   3. only then send `messages` (they may carry the new term or vote);
 //   4. apply `committed` in order (they are committed: a majority has them durably).
 struct ready {
+  std::optional<snapshot_ref> snapshot;  // install before anything else (follower only)
   std::optional<index_t> truncate_from;  // drop every entry at or after this index first
   std::vector<entry> entries;            // append after the (truncated) log, in order
   std::optional<hard_state> hard;        // make durable before sending `messages`
@@ -139,7 +151,8 @@ struct ready {
   std::vector<entry> committed;  // newly committed entries to apply, in index order
   bool role_changed = false;     // role(), leader() or term() changed since the last ready
   bool empty() const {
-    return !truncate_from && entries.empty() && !hard && messages.empty() && committed.empty() && !role_changed;
+    return !snapshot && !truncate_from && entries.empty() && !hard && messages.empty() && committed.empty() &&
+           !role_changed;
   }
 };
 

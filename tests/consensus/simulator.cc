@@ -45,6 +45,8 @@ struct node {
   std::vector<entry> written;
   std::vector<entry> durable;
   hard_state durable_hard;
+  snapshot_ref snapshot;    // durable; `written` and `durable` hold the committed entries it covers
+  int sync_generation = 0;  // an installed snapshot makes a sync in flight moot
   bool dirty = false;
   bool syncing = false;
   std::vector<entry> sync_copy;
@@ -218,7 +220,7 @@ class simulation {
 
   void sync_done(const event& e) {
     node& nd = nodes_[e.node];
-    if (nd.incarnation != e.incarnation) return;
+    if (nd.incarnation != e.incarnation || e.sender_incarnation != nd.sync_generation) return;
     if (paused(nd)) {
       event again = e;
       again.at = nd.paused_until + rng_.range(0, ms);
@@ -236,6 +238,7 @@ class simulation {
     group& g = *nd.g;
     while (g.has_ready()) {
       ready r = g.take_ready();
+      if (r.snapshot) install_snapshot(nd, *r.snapshot);
       if (r.truncate_from) {
         if (*r.truncate_from <= nd.applied) fail(fmt("n%d truncates applied entry %" PRIu64, nd.id, *r.truncate_from));
         nd.written.resize(std::min<size_t>(nd.written.size(), *r.truncate_from - 1));
@@ -272,7 +275,9 @@ class simulation {
       nd.dirty = false;
       nd.syncing = true;
       const real_ns latency = rng_.chance(0.05) ? rng_.range(20 * ms, 80 * ms) : rng_.range(ms / 2, 10 * ms);
-      schedule(make_event(now_ + latency, ev::sync_done, nd.id, nd.incarnation));
+      event e = make_event(now_ + latency, ev::sync_done, nd.id, nd.incarnation);
+      e.sender_incarnation = nd.sync_generation;
+      schedule(std::move(e));
     }
   }
 
@@ -330,6 +335,7 @@ class simulation {
     // term. (A leader of an older term, elected late from votes cast long ago, may lack it; it
     // can commit nothing, as the next check and log matching would show.)
     for (const entry& c : committed_) {
+      if (c.index < nd.g->snapshot_index()) continue;  // in its snapshot, checked when it was made
       if (commit_terms_[c.index - 1] < t && nd.g->term_at(c.index) != c.term) {
         fail(fmt("leader n%d (term %" PRIu64 ") lacks committed entry %" PRIu64, nd.id, t, c.index));
         return;
@@ -352,6 +358,11 @@ class simulation {
     if (idle_ && now_ < opt_.fault_ms * ms) return;
     node& nd = nodes_[rng_.range(1, static_cast<int64_t>(nodes_.size()))];
     if (!nd.up || paused(nd)) return;
+    if (rng_.chance(0.05) && nd.applied > 0) {
+      compact(nd, nd.applied -
+                      static_cast<index_t>(rng_.range(0, static_cast<int64_t>(std::min<index_t>(nd.applied, 30)))));
+      after_input(nd);
+    }
     node* target = &nd;
     if (nd.g->current_role() != role::leader && nd.g->leader().value != 0) target = &nodes_[nd.g->leader().value];
     if (!target->up || paused(*target) || target->g->current_role() != role::leader) return;
@@ -359,6 +370,36 @@ class simulation {
     auto r = target->g->propose("p" + std::to_string(k), local(*target));
     if (r.status == propose_status::ok) note(fmt("n%d proposes p%" PRId64 " at %" PRIu64, target->id, k, r.index));
     after_input(*target);
+  }
+
+  // The host's snapshot is the committed prefix; the simulator knows it, so it needs no data.
+  std::vector<entry> committed_prefix(index_t upto) const {
+    return {committed_.begin(), committed_.begin() + static_cast<std::ptrdiff_t>(upto)};
+  }
+
+  void install_snapshot(node& nd, const snapshot_ref& s) {
+    if (s.index > committed_.size() || committed_[s.index - 1].term != s.term) {
+      fail(fmt("n%d installs a snapshot of uncommitted entry %" PRIu64, nd.id, s.index));
+      return;
+    }
+    note(fmt("n%d installs snapshot %" PRIu64, nd.id, s.index));
+    ++res_.snapshots;
+    nd.written = committed_prefix(s.index);
+    nd.durable = nd.written;
+    nd.snapshot = s;
+    nd.applied = s.index;
+    nd.dirty = false;
+    nd.syncing = false;
+    ++nd.sync_generation;
+  }
+
+  // The host snapshots node `nd` at `upto` (applied there) and compacts its log.
+  void compact(node& nd, index_t upto) {
+    if (upto <= nd.snapshot.index || upto > nd.applied) return;
+    nd.g->compact(upto);
+    nd.snapshot = snapshot_ref{upto, committed_[upto - 1].term};
+    if (nd.durable.size() < upto) nd.durable = committed_prefix(upto);
+    if (nd.g->snapshot_index() != upto) fail(fmt("n%d: compact to %" PRIu64 " did not take", nd.id, upto));
   }
 
   void crash(node& nd) {
@@ -380,9 +421,12 @@ class simulation {
     if (nd.up) return;
     nd.up = true;
     nd.hard_barrier = now_;
-    nd.applied = 0;
-    nd.last_commit = 0;  // the commit index is volatile: it starts again from what is durable
-    nd.g = std::make_unique<group>(nd.cfg, durable_state{nd.durable_hard, nd.durable}, local(nd));
+    // The commit index is volatile: it starts again from what is durable (the snapshot).
+    durable_state d{nd.durable_hard, nd.snapshot.index, nd.snapshot.term, {}};
+    d.log.assign(nd.durable.begin() + static_cast<std::ptrdiff_t>(nd.snapshot.index), nd.durable.end());
+    nd.applied = nd.snapshot.index;  // the snapshot is applied state
+    nd.last_commit = nd.snapshot.index;
+    nd.g = std::make_unique<group>(nd.cfg, std::move(d), local(nd));
     note(fmt("n%d restarts: term %" PRIu64 " vote n%d log %zu", nd.id, nd.durable_hard.term, nd.durable_hard.vote.value,
              nd.durable.size()));
   }
@@ -432,7 +476,10 @@ class simulation {
         node& nd = nodes_[i];
         if (nd.up && !paused(nd) && nd.g->current_role() == role::leader) {
           const int target = static_cast<int>(rng_.range(1, opt_.voters + 1));
-          if (nd.g->transfer_leadership(node_id{target}, local(nd))) note(fmt("n%zu transfers to n%d", i, target));
+          if (nd.g->transfer_leadership(node_id{target}, local(nd))) {
+            ++res_.transfers;
+            note(fmt("n%zu transfers to n%d", i, target));
+          }
           after_input(nd);
         }
       }

@@ -39,6 +39,8 @@ struct result {
   uint64_t committed = 0;  // entries committed cluster-wide
   uint64_t crashes = 0;
   uint64_t pauses = 0;
+  uint64_t snapshots = 0;   // snapshots installed on a follower behind the leader's log start
+  uint64_t transfers = 0;   // leadership transfers started
   int64_t recovery_ms = 0;  // from healing to the first newly proposed entry committed
 };
 
