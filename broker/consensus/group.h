@@ -127,6 +127,9 @@ class group {
   [[nodiscard]] ready take_ready();
 
   [[nodiscard]] bool holds_lease(time_point now) const;
+  // When the lease ends on our clock if no further round is acknowledged (nullopt: not held, or
+  // not yet); a host can set one timer for it instead of polling holds_lease().
+  [[nodiscard]] std::optional<time_point> lease_expiry() const;
   [[nodiscard]] role current_role() const { return role_; }
   [[nodiscard]] term_t term() const { return term_; }
   [[nodiscard]] node_id leader() const { return leader_; }

@@ -264,6 +264,7 @@ TEST(consensus, lease_needs_a_majority_ack_and_ends_lease_after_its_send_time) {
   const time_point hb = c.now;
   c.deliver();
   ASSERT_EQ(c[1].commit_index(), 1u);
+  EXPECT_EQ(c[1].lease_expiry(), hb + 800ms);
   EXPECT_TRUE(c[1].holds_lease(hb + 799ms));
   EXPECT_FALSE(c[1].holds_lease(hb + 800ms));
   EXPECT_GT(hb, sent);

@@ -38,15 +38,21 @@ bool group::transfer_leadership(node_id target, time_point now) {
   return true;
 }
 
-bool group::holds_lease(time_point now) const {
-  if (role_ != role::leader || !committed_own_term_ || lease_given_away_) return false;
+std::optional<time_point> group::lease_expiry() const {
+  if (role_ != role::leader || !committed_own_term_ || lease_given_away_) return std::nullopt;
   std::vector<time_point> acked;
   acked.push_back(time_point::max());  // our own acknowledgement of any round is immediate
   for (const auto& p : peers_) {
     if (p.voter) acked.push_back(p.acked_sent_at.value_or(time_point::min()));
   }
   const time_point start = quorum_value(std::move(acked));
-  return start != time_point::min() && now < start + cfg_.lease;
+  if (start == time_point::min()) return std::nullopt;
+  return start + cfg_.lease;
+}
+
+bool group::holds_lease(time_point now) const {
+  const auto until = lease_expiry();
+  return until && now < *until;
 }
 
 // --- leader --------------------------------------------------------------------------------------
