@@ -35,12 +35,14 @@ int main(int argc, char** argv) {
       o.learners = static_cast<int>(value());
     } else if (a == "--fault-ms") {
       o.fault_ms = static_cast<int64_t>(value());
+    } else if (a == "--clock-rho-percent") {
+      o.clock_rho = static_cast<double>(value()) / 100;
     } else if (a == "--verbose") {
       o.verbose = true;
     } else {
       std::fprintf(stderr,
                    "usage: consensus_sim [--seeds N] [--start S] [--voters V] [--learners L] [--fault-ms MS] "
-                   "[--verbose]\n");
+                   "[--clock-rho-percent P] [--verbose]\n");
       return 2;
     }
   }

@@ -98,7 +98,8 @@ class simulation {
       node& nd = nodes_[i];
       nd.id = i;
       const double r = rng_.unit();
-      nd.rate = r < 0.3 ? 1 - opt_.rho : r < 0.6 ? 1 + opt_.rho : 1 - opt_.rho + 2 * opt_.rho * rng_.unit();
+      const double rho = opt_.clock_rho < 0 ? opt_.rho : opt_.clock_rho;
+      nd.rate = r < 0.3 ? 1 - rho : r < 0.6 ? 1 + rho : 1 - rho + 2 * rho * rng_.unit();
       nd.offset = rng_.range(0, 1000'000 * ms);
       for (int v = 1; v <= opt_.voters; ++v) nd.cfg.voters.push_back(node_id{v});
       for (int l = opt_.voters + 1; l <= total; ++l) nd.cfg.learners.push_back(node_id{l});

@@ -25,7 +25,9 @@ struct options {
   int learners = 0;
   int64_t fault_ms = 20'000;     // faults are injected during this much simulated time
   int64_t liveness_ms = 10'000;  // after healing, a new entry must commit within this
-  double rho = 0.1;              // clock-rate bound (must match the core's configuration)
+  double rho = 0.1;              // the clock-rate bound the cores are configured with
+  double clock_rho = -1;         // how far the clocks really stray (< 0: rho); above rho breaks
+                                 // the lease's assumption, and the checker must notice
   bool verbose = false;          // print every event as it happens (stdout)
 };
 

@@ -56,6 +56,20 @@ TEST(consensus_sim, three_voters) { run_seeds(3, 0, 1, seeds_per_config(5000)); 
 TEST(consensus_sim, three_voters_and_a_learner) { run_seeds(3, 1, 1, seeds_per_config(1000)); }
 TEST(consensus_sim, five_voters) { run_seeds(5, 0, 1, seeds_per_config(2000)); }
 
+// The checker has teeth: clocks that stray further than the lease allows (rho = 0.3 against a
+// core configured for 0.1) must show two lease holders at once within a few hundred seeds.
+TEST(consensus_sim, clocks_beyond_the_bound_break_the_lease_and_the_checker_sees_it) {
+  bool caught = false;
+  for (uint64_t seed = 1; seed <= 500 && !caught; ++seed) {
+    options o;
+    o.seed = seed;
+    o.clock_rho = 0.3;
+    const result r = run(o);
+    caught = !r.ok && r.failure.find("both hold the lease") != std::string::npos;
+  }
+  EXPECT_TRUE(caught);
+}
+
 TEST(consensus_sim, same_seed_same_run) {
   options o;
   o.seed = 42;
