@@ -64,8 +64,8 @@ uint64_t splitmix64(uint64_t& state) {
 
 group::group(const config& cfg, durable_state restored, time_point now)
     : cfg_(cfg), rng_(cfg.seed ^ (static_cast<uint64_t>(cfg.self.value) * 0x2545f4914f6cdd1dULL)) {
-  const bool voter = contains(cfg_.voters, cfg_.self);
-  FERRY_ASSERT(voter != contains(cfg_.learners, cfg_.self), "self must be a voter or a learner, not both");
+  FERRY_ASSERT(!(contains(cfg_.voters, cfg_.self) && contains(cfg_.learners, cfg_.self)),
+               "self must not be a voter and a learner");
   FERRY_ASSERT(cfg_.self.value != 0, "node id 0 means none");
   const double rho = cfg_.max_clock_rate_error;
   FERRY_ASSERT(rho >= 0 && rho < 1, "clock-rate bound out of range");
@@ -82,18 +82,82 @@ group::group(const config& cfg, durable_state restored, time_point now)
   snapshot_index_ = restored.snapshot_index;
   snapshot_term_ = restored.snapshot_term;
   log_ = std::move(restored.log);
+  base_config_ = restored.snapshot_config.value_or(membership{cfg_.voters, {}, cfg_.learners});
+  config_ = membership_at(last_index());
+  for (index_t i = last_index(); i > snapshot_index_ && config_index_ == 0; --i) {
+    if (entry_at(i).kind == entry_kind::config) config_index_ = i;
+  }
+  voter_before_latest_ = config_index_ != 0 && membership_at(config_index_ - 1).is_voter(cfg_.self);
   durable_ = last_index();
   // The snapshot holds committed, applied state.
   commit_ = snapshot_index_;
   applied_ = snapshot_index_;
-  role_ = voter ? role::follower : role::learner;
+  role_ = is_voter(cfg_.self) ? role::follower : role::learner;
   // We may have acknowledged a leader's lease round just before a crash: refuse votes (and wait
   // before campaigning) for a full election timeout from now, as if we had just heard from it.
   last_leader_contact_ = now;
   reset_election_timer(now);
 }
 
-bool group::is_voter(node_id n) const { return contains(cfg_.voters, n); }
+membership group::membership_at(index_t i) const {
+  for (index_t j = std::min(i, last_index()); j > snapshot_index_; --j) {
+    const entry& e = entry_at(j);
+    if (e.kind != entry_kind::config) continue;
+    membership m;
+    FERRY_ASSERT(decode_membership(e.data, m), "a config entry that does not decode");
+    return m;
+  }
+  return base_config_;
+}
+
+void group::refresh_membership(index_t from, time_point now) {
+  if (config_index_ < from) {
+    // Only entries at or after `from` changed: a config entry among them is the new latest.
+    for (index_t j = last_index(); j >= from && j > snapshot_index_; --j) {
+      if (entry_at(j).kind == entry_kind::config) {
+        config_index_ = j;
+        FERRY_ASSERT(decode_membership(entry_at(j).data, config_), "a config entry that does not decode");
+        break;
+      }
+    }
+  } else {
+    // The entry it came from was truncated: find the latest one still there.
+    config_index_ = 0;
+    config_ = membership_at(last_index());
+    for (index_t j = last_index(); j > snapshot_index_ && config_index_ == 0; --j) {
+      if (entry_at(j).kind == entry_kind::config) config_index_ = j;
+    }
+  }
+  voter_before_latest_ = config_index_ != 0 && membership_at(config_index_ - 1).is_voter(cfg_.self);
+  const bool voter = is_voter(cfg_.self);
+  if (role_ == role::learner && voter) {
+    role_ = role::follower;
+    ready_.role_changed = true;
+    reset_election_timer(now);
+  } else if ((role_ == role::follower || role_ == role::pre_candidate || role_ == role::candidate) && !voter) {
+    role_ = role::learner;
+    ready_.role_changed = true;
+  } else if (role_ == role::leader) {
+    sync_peers(now);
+  }
+}
+
+void group::sync_peers(time_point now) {
+  const std::vector<node_id> members = config_.others(cfg_.self);
+  std::erase_if(peers_, [&](const progress& p) { return !config_.is_member(p.id); });
+  for (node_id n : members) {
+    if (progress* p = find_progress(n)) {
+      p->voter = is_voter(n);
+      continue;
+    }
+    progress p;
+    p.id = n;
+    p.voter = is_voter(n);
+    p.next = last_index() + 1;
+    p.last_heard = now;  // check-quorum gives every member a full election timeout
+    peers_.push_back(p);
+  }
+}
 
 progress* group::find_progress(node_id n) {
   for (auto& p : peers_) {
@@ -180,8 +244,8 @@ void group::campaign(time_point now, campaign_kind kind) {
 void group::start_election(time_point now, campaign_kind kind) {
   become_candidate(now);
   if (role_ != role::candidate) return;  // a group of one is leader already
-  for (node_id v : cfg_.voters) {
-    if (v == cfg_.self) continue;
+  for (node_id v : config_.others(cfg_.self)) {
+    if (!is_voter(v)) continue;
     message m;
     m.type = msg_type::vote;
     m.to = v;
@@ -199,12 +263,12 @@ void group::become_pre_candidate(time_point now) {
   votes_.assign(1, cfg_.self);
   refusals_.clear();
   reset_election_timer(now);
-  if (votes_.size() >= quorum()) {
+  if (config_.has_quorum(votes_)) {
     start_election(now, campaign_kind::normal);  // a group of one: nothing to ask
     return;
   }
-  for (node_id v : cfg_.voters) {
-    if (v == cfg_.self) continue;
+  for (node_id v : config_.others(cfg_.self)) {
+    if (!is_voter(v)) continue;
     message m;
     m.type = msg_type::pre_vote;
     m.to = v;
@@ -226,7 +290,7 @@ void group::become_candidate(time_point now) {
   votes_.assign(1, cfg_.self);
   refusals_.clear();
   reset_election_timer(now);
-  if (votes_.size() >= quorum()) become_leader(now);
+  if (config_.has_quorum(votes_)) become_leader(now);
 }
 
 void group::become_leader(time_point now) {
@@ -239,17 +303,7 @@ void group::become_leader(time_point now) {
   lease_given_away_ = false;
   committed_own_term_ = false;
   peers_.clear();
-  auto add = [&](node_id n, bool voter) {
-    if (n == cfg_.self) return;
-    progress p;
-    p.id = n;
-    p.voter = voter;
-    p.next = last_index() + 1;
-    p.last_heard = now;  // check-quorum gives every member a full election timeout
-    peers_.push_back(p);
-  };
-  for (node_id v : cfg_.voters) add(v, true);
-  for (node_id l : cfg_.learners) add(l, false);
+  sync_peers(now);
   // An entry of our own term, so everything before it can commit (entries of older terms never
   // commit by counting replicas: Raft figure 8).
   append_local(entry_kind::noop, {});
@@ -267,23 +321,33 @@ void group::tick(time_point now) {
       next_heartbeat_ = now + cfg_.heartbeat_interval;
     }
     // Check-quorum: count the voters we heard from within election_min (ourselves included).
-    size_t active = is_voter(cfg_.self) ? 1 : 0;
+    std::vector<node_id> active{cfg_.self};
     for (const auto& p : peers_) {
-      if (p.voter && now - p.last_heard < cfg_.election_min) ++active;
+      if (p.voter && now - p.last_heard < cfg_.election_min) active.push_back(p.id);
     }
-    if (active < quorum()) {
+    // A leader not in C_new leaves once C_new is committed (it led the change to its end).
+    const bool removed = !is_voter(cfg_.self) && config_index_ <= commit_;
+    if (!config_.has_quorum(active) || removed) {
       become_follower(term_, node_id{}, now);
       return;
+    }
+    if (config_.joint() && config_index_ <= commit_) {
+      // C_old,new is committed: now C_new alone.
+      append_config(membership{config_.voters, {}, config_.learners}, now);
     }
     if (transfer_ && now >= transfer_->deadline) transfer_.reset();  // the lease stays given away
     return;
   }
-  if (role_ == role::learner) return;
+  // A member outside its latest configuration campaigns only while that one is uncommitted and
+  // it was a voter before it: if C_new reached only members outside C_new before its leader left,
+  // one of them must lead to commit it (counting C_new's votes), or nobody could.
+  if (role_ == role::learner && !(voter_before_latest_ && config_index_ > commit_)) return;
   if (now >= election_deadline_) campaign(now, campaign_kind::normal);
 }
 
 void group::step(const message& m, time_point now) {
-  if (m.to != cfg_.self || (!is_voter(m.from) && !contains(cfg_.learners, m.from))) return;
+  // Messages from non-members are not dropped: a new member may not know yet that it is one.
+  if (m.to != cfg_.self) return;
   const bool vote_request = m.type == msg_type::pre_vote || m.type == msg_type::vote;
   if (m.term > term_) {
     // A live leader's followers ignore campaigns (etcd's "in lease"): a node that is cut off and
@@ -346,7 +410,9 @@ void group::handle_vote_request(const message& m, time_point now) {
   // A pre-vote for a later term commits us to nothing; a real vote only if we have not voted for
   // someone else in this term and know no leader of it.
   const bool can_vote = vote_ == m.from || (vote_.value == 0 && leader_.value == 0) || (pre && m.term > term_);
-  const bool grant = role_ != role::learner && can_vote && log_up_to_date(m.last_index, m.last_term);
+  // Learners answer too: a new voter may not have the config entry that made it one yet; the
+  // candidate counts only the voters of its own configuration.
+  const bool grant = can_vote && log_up_to_date(m.last_index, m.last_term);
   message r;
   r.type = pre ? msg_type::pre_vote_reply : msg_type::vote_reply;
   r.to = m.from;
@@ -368,13 +434,17 @@ void group::handle_vote_reply(const message& m, time_point now) {
   }
   auto& tally = m.granted ? votes_ : refusals_;
   if (!contains(tally, m.from) && is_voter(m.from)) tally.push_back(m.from);
-  if (votes_.size() >= quorum()) {
+  std::vector<node_id> could_still_vote;
+  for (node_id v : config_.others(node_id{})) {
+    if (is_voter(v) && !contains(refusals_, v)) could_still_vote.push_back(v);
+  }
+  if (config_.has_quorum(votes_)) {
     if (pre) {
       start_election(now, campaign_kind::normal);
     } else {
       become_leader(now);
     }
-  } else if (refusals_.size() >= quorum()) {
+  } else if (!config_.has_quorum(could_still_vote)) {
     become_follower(term_, node_id{}, now);
   }
 }
@@ -411,6 +481,7 @@ void group::handle_append(const message& m, time_point now) {
     while (first - 1 > commit_ && term_at(first - 1) == r.conflict_term) --first;
     r.conflict_index = first;
   } else {
+    index_t config_changed_from = 0;  // 0: no config entry appended or truncated
     // Below our log start everything is committed, so it matches: skip it.
     for (const entry& e : m.entries) {
       if (e.index <= snapshot_index_) continue;
@@ -422,11 +493,14 @@ void group::handle_append(const message& m, time_point now) {
         ready_.truncate_from = std::min(ready_.truncate_from.value_or(e.index), e.index);
         durable_ = std::min(durable_, e.index - 1);
         matched_ = std::min(matched_, e.index - 1);
+        if (config_index_ >= e.index && config_changed_from == 0) config_changed_from = e.index;
       }
+      if (e.kind == entry_kind::config && config_changed_from == 0) config_changed_from = e.index;
       FERRY_ASSERT(e.index == last_index() + 1, "append entries must be contiguous");
       log_.push_back(e);
       ready_.entries.push_back(e);
     }
+    if (config_changed_from != 0) refresh_membership(config_changed_from, now);
     matched_ = std::max({matched_, m.prev_index + m.entries.size(), snapshot_index_});
     r.granted = true;
     const index_t c = std::min(m.commit, matched_);
@@ -470,7 +544,11 @@ void group::handle_install_snapshot(const message& m, time_point now) {
       ready_.entries.clear();
       ready_.truncate_from.reset();
       ready_.committed.clear();
-      ready_.snapshot = snapshot_ref{index, m.prev_term};  // durable before our reply leaves
+      ready_.snapshot = snapshot_ref{index, m.prev_term, m.config};  // durable before our reply leaves
+      base_config_ = m.config;
+      config_ = m.config;
+      config_index_ = 0;
+      refresh_membership(index + 1, now);  // nothing after it: only the role follows
     }
   }
   message r;
@@ -489,6 +567,11 @@ void group::compact(index_t upto) {
   if (upto <= snapshot_index_) return;
   FERRY_ASSERT(upto <= applied_, "compact past the applied index");
   snapshot_term_ = term_at(upto);
+  base_config_ = membership_at(upto);
+  if (config_index_ <= upto) {
+    config_index_ = 0;  // config_ is base_config_ now, and committed
+    voter_before_latest_ = false;
+  }
   log_.erase(log_.begin(), log_.begin() + static_cast<std::ptrdiff_t>(upto - snapshot_index_));
   snapshot_index_ = upto;
   durable_ = std::max(durable_, upto);  // the snapshot is durable

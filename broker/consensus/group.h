@@ -16,8 +16,7 @@
 //                     has term t (a stale completion, for an entry truncated since, is ignored).
 //   propose(data)     a leader appends an entry (returns not_leader / transferring otherwise).
 //   compact(upto)     the host holds a durable snapshot up to `upto`: the log starts after it.
-//   transfer_leadership(target, now), add/remove nothing else: membership is fixed at
-//                     construction in this version (see "Not yet" below).
+//   transfer_leadership(target, now), propose_membership(voters, learners, now).
 //
 // Outputs (take_ready(), in the order the host must honour; see `ready` in types.h)
 //   entries to write (and a truncation before them), the hard state (term, vote) to make durable
@@ -75,8 +74,12 @@
 //     follower installs it (ready::snapshot) unless it already has that entry; the leader resends
 //     it only after election_min without an answer.
 //
-// Not yet (issue 10 item 1, later steps): configuration changes (joint consensus), reading the
-// log from storage instead of keeping it in memory.
+//   - Membership changes by joint consensus (membership.h): while joint, elections, commits, the
+//     lease and check-quorum need a majority of the old and of the new voters. Votes are granted
+//     to any candidate that asks (a new voter may not know yet that it is one); a candidate
+//     counts only its own configuration's voters.
+//
+// Not yet: reading the log from storage instead of keeping it in memory.
 #include <cstdint>
 #include <deque>
 #include <optional>
@@ -94,10 +97,11 @@ struct durable_state {
   hard_state hard;
   index_t snapshot_index = 0;
   term_t snapshot_term = 0;
+  std::optional<membership> snapshot_config;  // with a snapshot: the membership at its index
   std::vector<entry> log;
 };
 
-enum class propose_status : uint8_t { ok, not_leader, transferring };
+enum class propose_status : uint8_t { ok, not_leader, transferring, config_pending };
 struct propose_result {
   propose_status status = propose_status::not_leader;
   index_t index = 0;  // ok: the index the entry got
@@ -120,6 +124,14 @@ class group {
   // them from its log. A follower behind the new log start gets that snapshot (install_snapshot).
   // Precondition: snapshot_index() <= upto <= the last index handed out in ready::committed.
   void compact(index_t upto);
+  // Leader only: starts a change to `voters` (non-empty) and `learners` by joint consensus: it
+  // appends C_old,new now and C_new once that is committed; a leader not in C_new steps down when
+  // C_new is committed. Refused (config_pending) until an entry of this term has committed and
+  // while another change is under way.
+  [[nodiscard]] propose_result propose_membership(std::vector<node_id> voters, std::vector<node_id> learners,
+                                                  time_point now);
+  [[nodiscard]] const membership& current_membership() const { return config_; }
+  [[nodiscard]] const membership& snapshot_membership() const { return base_config_; }
   // Starts a transfer to `target` (a voter other than self). False if not leader or no such voter.
   bool transfer_leadership(node_id target, time_point now);
 
@@ -156,8 +168,13 @@ class group {
     time_point deadline;
   };
 
-  bool is_voter(node_id n) const;
-  size_t quorum() const { return cfg_.voters.size() / 2 + 1; }
+  bool is_voter(node_id n) const { return config_.is_voter(n); }
+  // After the log changed at or below `from` (an append or a truncation): the membership in force
+  // is the latest config entry in the log, else the snapshot's.
+  void refresh_membership(index_t from, time_point now);
+  membership membership_at(index_t i) const;
+  void sync_peers(time_point now);
+  void append_config(const membership& m, time_point now);
   void reset_election_timer(time_point now);
   void become_follower(term_t term, node_id leader, time_point now);
   void become_pre_candidate(time_point now);
@@ -196,7 +213,11 @@ class group {
   hard_state persisted_;        // the last hard state handed to the host
   index_t snapshot_index_ = 0;  // the log starts after the snapshot (0: no snapshot)
   term_t snapshot_term_ = 0;
-  std::vector<entry> log_;  // entries snapshot_index_ + 1 .. last_index()
+  std::vector<entry> log_;            // entries snapshot_index_ + 1 .. last_index()
+  membership base_config_;            // in force at snapshot_index_ (the bootstrap one without a snapshot)
+  membership config_;                 // in force now: the latest config entry, or base_config_
+  index_t config_index_ = 0;          // the entry config_ comes from (0: base_config_)
+  bool voter_before_latest_ = false;  // a voter in the configuration before config_index_
   index_t commit_ = 0;
   index_t applied_ = 0;           // handed out in ready::committed
   index_t durable_ = 0;           // fsynced here (synced())

@@ -91,6 +91,13 @@ std::vector<entry> log_of_terms(std::initializer_list<term_t> terms) {
   return log;
 }
 
+durable_state on_disk(hard_state h, std::vector<entry> log) {
+  durable_state d;
+  d.hard = h;
+  d.log = std::move(log);
+  return d;
+}
+
 TEST(consensus, pre_vote_then_vote_elects_a_leader_that_commits_a_noop) {
   cluster c(3);
   c.elect(1);
@@ -114,7 +121,7 @@ TEST(consensus, pre_vote_does_not_bump_any_term) {
 }
 
 TEST(consensus, vote_refused_for_a_stale_log) {
-  cluster c(3, 0, {{2, {hard_state{2, {}}, 0, 0, log_of_terms({1, 2})}}});
+  cluster c(3, 0, {{2, on_disk(hard_state{2, {}}, log_of_terms({1, 2}))}});
   c.now += 2100ms;
   message m;
   m.type = msg_type::vote;
@@ -181,9 +188,9 @@ TEST(consensus, restarted_node_refuses_votes_for_an_election_timeout) {
 
 TEST(consensus, conflict_hint_skips_a_divergent_term_in_one_round_trip) {
   cluster c(3, 0,
-            {{1, {hard_state{3, {}}, 0, 0, log_of_terms({1, 1, 3, 3, 3, 3, 3})}},
-             {2, {hard_state{2, {}}, 0, 0, log_of_terms({1, 1, 2, 2, 2, 2})}},
-             {3, {hard_state{3, {}}, 0, 0, log_of_terms({1, 1, 3, 3, 3, 3, 3})}}});
+            {{1, on_disk(hard_state{3, {}}, log_of_terms({1, 1, 3, 3, 3, 3, 3}))},
+             {2, on_disk(hard_state{2, {}}, log_of_terms({1, 1, 2, 2, 2, 2}))},
+             {3, on_disk(hard_state{3, {}}, log_of_terms({1, 1, 3, 3, 3, 3, 3}))}});
   std::vector<message> to_2;
   c.now += 2100ms;
   c[1].tick(c.now);
@@ -218,9 +225,9 @@ TEST(consensus, commit_waits_for_a_majority_of_fsyncs) {
 
 TEST(consensus, entries_of_an_older_term_do_not_commit_by_counting) {
   cluster c(3, 0,
-            {{1, {hard_state{1, {}}, 0, 0, log_of_terms({1, 1})}},
-             {2, {hard_state{1, {}}, 0, 0, log_of_terms({1})}},
-             {3, {hard_state{1, {}}, 0, 0, log_of_terms({1})}}});
+            {{1, on_disk(hard_state{1, {}}, log_of_terms({1, 1}))},
+             {2, on_disk(hard_state{1, {}}, log_of_terms({1}))},
+             {3, on_disk(hard_state{1, {}}, log_of_terms({1}))}});
   c.auto_sync = false;
   c.elect(1);
   ASSERT_EQ(c[1].current_role(), role::leader);
@@ -371,6 +378,60 @@ TEST(consensus, install_snapshot_only_commits_when_the_entry_is_already_there) {
   EXPECT_EQ(c[2].commit_index(), 9u);
   ASSERT_EQ(r.messages.size(), 1u);
   EXPECT_EQ(r.messages[0].durable, 9u);
+}
+
+TEST(consensus, membership_encoding_round_trips) {
+  const membership m{{n(1), n(4), n(5)}, {n(1), n(2), n(3)}, {n(7)}};
+  membership back;
+  ASSERT_TRUE(decode_membership(encode_membership(m), back));
+  EXPECT_EQ(back, m);
+  ASSERT_TRUE(decode_membership(encode_membership(membership{{n(2)}, {}, {}}), back));
+  EXPECT_EQ(back.voters.size(), 1u);
+  EXPECT_FALSE(back.joint());
+  EXPECT_FALSE(decode_membership("v=1;o=x;l=", back));
+}
+
+TEST(consensus, joint_change_needs_both_majorities_then_moves_to_the_new_voters) {
+  cluster c(3, 2);  // voters 1..3, learners 4 and 5
+  c.elect(1);
+  ASSERT_EQ(c[1].current_role(), role::leader);
+  auto r = c[1].propose_membership({n(1), n(4), n(5)}, {n(2), n(3)}, c.now);
+  ASSERT_EQ(r.status, propose_status::ok);
+  EXPECT_TRUE(c[1].current_membership().joint());
+  EXPECT_EQ(c[1].propose_membership({n(1)}, {}, c.now).status, propose_status::config_pending);
+  c.deliver([](const message& m) { return m.to != n(4) && m.to != n(5); });
+  EXPECT_LT(c[1].commit_index(), r.index);  // the old voters agree; of the new, only the leader
+  for (int i = 0; i < 2; ++i) {             // the second heartbeat finds 4 stalled and resends the entry
+    c.now += 100ms;
+    c.tick_all();
+    c.deliver([](const message& m) { return m.to != n(5); });
+  }
+  EXPECT_GE(c[1].commit_index(), r.index);  // 1 and 4 of {1, 4, 5}, and 1..3 of {1, 2, 3}
+  c.now += 100ms;
+  c.tick_all();  // C_old,new is committed: the leader appends C_new
+  c.deliver();
+  EXPECT_FALSE(c[1].current_membership().joint());
+  EXPECT_EQ(c[4].current_role(), role::follower);
+  EXPECT_EQ(c[2].current_role(), role::learner);
+  EXPECT_EQ(c[1].commit_index(), c[1].last_index());
+}
+
+TEST(consensus, leader_outside_the_new_voters_steps_down_once_they_committed_it) {
+  cluster c(3, 1);
+  c.elect(1);
+  ASSERT_EQ(c[1].propose_membership({n(2), n(3), n(4)}, {n(1)}, c.now).status, propose_status::ok);
+  for (int i = 0; i < 5; ++i) {
+    c.now += 100ms;
+    c.tick_all();
+    c.deliver();
+  }
+  EXPECT_EQ(c[1].current_role(), role::learner);
+  EXPECT_EQ(c[1].current_membership().voters, (std::vector<node_id>{n(2), n(3), n(4)}));
+  c.elect(3);  // the new voters elect one of them
+  int leaders = 0;
+  for (int i = 2; i <= 4; ++i) leaders += c[i].current_role() == role::leader ? 1 : 0;
+  EXPECT_EQ(leaders, 1);
+  EXPECT_NE(c[1].current_role(), role::leader);
 }
 
 }  // namespace

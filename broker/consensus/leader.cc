@@ -3,9 +3,30 @@
 #include "broker/consensus/group.h"
 
 #include <algorithm>
+#include <vector>
+
 #include <utility>
+#include "broker/base/assert.h"
 
 namespace ferry::consensus {
+namespace {
+
+// The value a quorum agrees on under `c`: the (majority)-th largest of value_of(member) over the
+// voters, and while joint the smaller of that and the same over the outgoing voters.
+template <class T, class F>
+T agreed(const membership& c, F value_of) {
+  auto over = [&](const std::vector<node_id>& set) {
+    std::vector<T> values;
+    values.reserve(set.size());
+    for (node_id n : set) values.push_back(value_of(n));
+    return quorum_value(std::move(values));
+  };
+  T v = over(c.voters);
+  if (c.joint()) v = std::min(v, over(c.outgoing));
+  return v;
+}
+
+}  // namespace
 
 propose_result group::propose(std::string data, time_point now) {
   propose_result r;
@@ -25,6 +46,38 @@ propose_result group::propose(std::string data, time_point now) {
   return r;
 }
 
+propose_result group::propose_membership(std::vector<node_id> voters, std::vector<node_id> learners, time_point now) {
+  FERRY_ASSERT(!voters.empty(), "a configuration needs a voter");
+  propose_result r;
+  if (role_ != role::leader) return r;
+  if (transfer_) {
+    r.status = propose_status::transferring;
+    return r;
+  }
+  // One change at a time, and only after an entry of our term committed (so no change of an
+  // earlier leader is still uncommitted in our log: the single-server bug, thesis errata).
+  if (!committed_own_term_ || config_.joint() || config_index_ > commit_) {
+    r.status = propose_status::config_pending;
+    return r;
+  }
+  append_config(membership{std::move(voters), config_.voters, std::move(learners)}, now);
+  r.status = propose_status::ok;
+  r.index = last_index();
+  r.term = term_;
+  return r;
+}
+
+void group::append_config(const membership& m, time_point now) {
+  append_local(entry_kind::config, encode_membership(m));
+  config_ = m;
+  config_index_ = last_index();
+  sync_peers(now);
+  for (auto& p : peers_) {
+    if (p.state == progress::mode::replicate) send_append(p, now, empty_append::skip);
+  }
+  maybe_commit();
+}
+
 bool group::transfer_leadership(node_id target, time_point now) {
   if (role_ != role::leader || target == cfg_.self || !is_voter(target)) return false;
   progress* p = find_progress(target);
@@ -40,12 +93,11 @@ bool group::transfer_leadership(node_id target, time_point now) {
 
 std::optional<time_point> group::lease_expiry() const {
   if (role_ != role::leader || !committed_own_term_ || lease_given_away_) return std::nullopt;
-  std::vector<time_point> acked;
-  acked.push_back(time_point::max());  // our own acknowledgement of any round is immediate
-  for (const auto& p : peers_) {
-    if (p.voter) acked.push_back(p.acked_sent_at.value_or(time_point::min()));
-  }
-  const time_point start = quorum_value(std::move(acked));
+  const time_point start = agreed<time_point>(config_, [&](node_id n) {
+    if (n == cfg_.self) return time_point::max();  // our own acknowledgement of any round is immediate
+    const progress* p = progress_of(n);
+    return p != nullptr && p->acked_sent_at ? *p->acked_sent_at : time_point::min();
+  });
   if (start == time_point::min()) return std::nullopt;
   return start + cfg_.lease;
 }
@@ -79,6 +131,7 @@ void group::send_append(progress& p, time_point now, empty_append empty) {
     m.to = p.id;
     m.prev_index = snapshot_index_;
     m.prev_term = snapshot_term_;
+    m.config = base_config_;
     m.commit = commit_;
     m.sent_at = now;
     send(std::move(m));
@@ -188,12 +241,11 @@ void group::maybe_send_timeout_now(progress& p) {
 
 void group::maybe_commit() {
   if (role_ != role::leader) return;
-  std::vector<index_t> durable;
-  if (is_voter(cfg_.self)) durable.push_back(std::min<index_t>(durable_, last_index()));
-  for (const auto& p : peers_) {
-    if (p.voter) durable.push_back(p.durable);
-  }
-  const index_t q = quorum_value(std::move(durable));
+  const index_t q = agreed<index_t>(config_, [&](node_id n) {
+    if (n == cfg_.self) return std::min<index_t>(durable_, last_index());
+    const progress* p = progress_of(n);
+    return p != nullptr ? p->durable : 0;
+  });
   if (q > commit_ && term_at(q) == term_) advance_commit(q);
 }
 

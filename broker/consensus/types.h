@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/consensus/membership.h"
 #include "schema/types.h"
 
 namespace ferry::consensus {
@@ -28,6 +29,7 @@ inline constexpr time_point no_time = time_point::min();  // "not set"
 enum class entry_kind : uint8_t {
   normal,  // a client proposal
   noop,    // appended by a new leader at once, so an entry of its term can commit
+  config,  // a membership (membership.h, encode_membership()): in force once in the log
 };
 
 struct entry {
@@ -92,6 +94,9 @@ struct message {
   index_t durable = 0;
   term_t conflict_term = 0;
   index_t conflict_index = 0;
+
+  // install_snapshot: the membership in force at the snapshot's index.
+  membership config;
 };
 
 // What must be durable (fsynced) before any message that depends on it is sent: the current term
@@ -114,7 +119,9 @@ struct hard_state {
 //    others may elect another, so it stops serving.
 struct config {
   node_id self;
-  std::vector<node_id> voters;    // includes self unless self is a learner
+  // The membership before any config entry or snapshot (the group's bootstrap): later ones come
+  // from the log (group::propose_membership()).
+  std::vector<node_id> voters;
   std::vector<node_id> learners;  // receive the log, never vote, never count for a quorum
   duration heartbeat_interval = std::chrono::milliseconds(100);
   duration election_min = std::chrono::milliseconds(1000);  // timeout random in [min, 2 * min)
@@ -130,6 +137,7 @@ struct config {
 struct snapshot_ref {
   index_t index = 0;
   term_t term = 0;
+  membership config;  // in force at `index`; the host keeps it with the snapshot
   friend bool operator==(const snapshot_ref&, const snapshot_ref&) = default;
 };
 

@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
   }
   const auto t0 = std::chrono::steady_clock::now();
   auto last_report = t0;
-  uint64_t events = 0, committed = 0, leaders = 0, crashes = 0, pauses = 0, snapshots = 0, transfers = 0;
+  uint64_t events = 0, committed = 0, leaders = 0, crashes = 0, pauses = 0, snapshots = 0, transfers = 0,
+           config_changes = 0;
   int64_t worst_recovery = 0;
   for (uint64_t s = start; s < start + seeds; ++s) {
     o.seed = s;
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
     pauses += r.pauses;
     snapshots += r.snapshots;
     transfers += r.transfers;
+    config_changes += r.config_changes;
     worst_recovery = std::max(worst_recovery, r.recovery_ms);
     const auto now = std::chrono::steady_clock::now();
     if (now - last_report > std::chrono::seconds(5)) {
@@ -78,13 +80,15 @@ int main(int argc, char** argv) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf(
       "%llu seeds passed (%llu..%llu, %d voters, %d learners) in %.1f s (%.1f seeds/s): %llu events, %llu leaders, "
-      "%llu entries committed, %llu crashes, %llu pauses, %llu snapshots installed, %llu transfers; slowest recovery "
+      "%llu entries committed, %llu crashes, %llu pauses, %llu snapshots installed, %llu transfers, %llu membership "
+      "changes; slowest recovery "
       "after healing %lld ms\n",
       static_cast<unsigned long long>(seeds), static_cast<unsigned long long>(start),
       static_cast<unsigned long long>(start + seeds - 1), o.voters, o.learners, secs, static_cast<double>(seeds) / secs,
       static_cast<unsigned long long>(events), static_cast<unsigned long long>(leaders),
       static_cast<unsigned long long>(committed), static_cast<unsigned long long>(crashes),
       static_cast<unsigned long long>(pauses), static_cast<unsigned long long>(snapshots),
-      static_cast<unsigned long long>(transfers), static_cast<long long>(worst_recovery));
+      static_cast<unsigned long long>(transfers), static_cast<unsigned long long>(config_changes),
+      static_cast<long long>(worst_recovery));
   return 0;
 }

@@ -398,7 +398,7 @@ class simulation {
   void compact(node& nd, index_t upto) {
     if (upto <= nd.snapshot.index || upto > nd.applied) return;
     nd.g->compact(upto);
-    nd.snapshot = snapshot_ref{upto, committed_[upto - 1].term};
+    nd.snapshot = snapshot_ref{upto, committed_[upto - 1].term, nd.g->snapshot_membership()};
     if (nd.durable.size() < upto) nd.durable = committed_prefix(upto);
     if (nd.g->snapshot_index() != upto) fail(fmt("n%d: compact to %" PRIu64 " did not take", nd.id, upto));
   }
@@ -423,7 +423,11 @@ class simulation {
     nd.up = true;
     nd.hard_barrier = now_;
     // The commit index is volatile: it starts again from what is durable (the snapshot).
-    durable_state d{nd.durable_hard, nd.snapshot.index, nd.snapshot.term, {}};
+    durable_state d;
+    d.hard = nd.durable_hard;
+    d.snapshot_index = nd.snapshot.index;
+    d.snapshot_term = nd.snapshot.term;
+    if (nd.snapshot.index > 0) d.snapshot_config = nd.snapshot.config;
     d.log.assign(nd.durable.begin() + static_cast<std::ptrdiff_t>(nd.snapshot.index), nd.durable.end());
     nd.applied = nd.snapshot.index;  // the snapshot is applied state
     nd.last_commit = nd.snapshot.index;
@@ -472,6 +476,8 @@ class simulation {
       dup_ = rng_.unit() * 0.1;
       reorder_ = rng_.unit() * 0.3;
       note(fmt("drop %.2f dup %.2f reorder %.2f", drop_, dup_, reorder_));
+    } else if (pick < 84) {
+      change_membership();
     } else if (pick < 88) {
       for (size_t i = 1; i < nodes_.size(); ++i) {
         node& nd = nodes_[i];
@@ -488,6 +494,27 @@ class simulation {
       for (size_t i = 1; i < nodes_.size(); ++i) {
         if (!nodes_[i].up) restart(nodes_[i]);
       }
+    }
+  }
+
+  // The leader (if any) moves the group to a random set of voters from all the nodes, the rest
+  // learners, by joint consensus.
+  void change_membership() {
+    const int n = static_cast<int>(nodes_.size()) - 1;
+    for (int i = 1; i <= n; ++i) {
+      node& nd = nodes_[i];
+      if (!nd.up || paused(nd) || nd.g->current_role() != role::leader) continue;
+      std::vector<node_id> voters, learners;
+      for (int j = 1; j <= n; ++j) (rng_.chance(0.7) ? voters : learners).push_back(node_id{j});
+      if (voters.empty()) voters.push_back(node_id{i});
+      std::string text;
+      for (node_id v : voters) text += " n" + std::to_string(v.value);
+      auto r = nd.g->propose_membership(voters, learners, local(nd));
+      if (r.status == propose_status::ok) {
+        ++res_.config_changes;
+        note(fmt("n%d proposes voters%s at %" PRIu64, i, text.c_str(), r.index));
+      }
+      after_input(nd);
     }
   }
 

@@ -7,7 +7,7 @@
 //   - storage with fsync latency, where a crash loses everything not fsynced (entries and the
 //     hard state), and a restart rebuilds the node from what was durable;
 //   - process pauses (the node neither ticks nor steps; its messages wait), often longer than the
-//     lease; leadership transfers;
+//     lease; leadership transfers; log compaction (snapshots); membership changes;
 //   - a clock per node running at a rate within 1 +- rho of real time, with its own offset.
 // After every event it checks the safety invariants (at most one leader per term; never two
 // nodes that both believe they hold the lease at the same real time; log matching; committed
@@ -41,9 +41,10 @@ struct result {
   uint64_t committed = 0;  // entries committed cluster-wide
   uint64_t crashes = 0;
   uint64_t pauses = 0;
-  uint64_t snapshots = 0;   // snapshots installed on a follower behind the leader's log start
-  uint64_t transfers = 0;   // leadership transfers started
-  int64_t recovery_ms = 0;  // from healing to the first newly proposed entry committed
+  uint64_t snapshots = 0;       // snapshots installed on a follower behind the leader's log start
+  uint64_t transfers = 0;       // leadership transfers started
+  uint64_t config_changes = 0;  // membership changes started (joint consensus)
+  int64_t recovery_ms = 0;      // from healing to the first newly proposed entry committed
 };
 
 // Runs one simulation. Deterministic: the same options give the same result.
