@@ -380,6 +380,17 @@ TEST(consensus, install_snapshot_only_commits_when_the_entry_is_already_there) {
   EXPECT_EQ(r.messages[0].durable, 9u);
 }
 
+TEST(consensus, group_of_one_commits_after_its_own_fsync_and_holds_the_lease) {
+  cluster c(1);
+  c.auto_sync = false;
+  c.elect(1);
+  ASSERT_EQ(c[1].current_role(), role::leader);
+  EXPECT_EQ(c[1].commit_index(), 0u);
+  c.sync(1, 1);
+  EXPECT_EQ(c[1].commit_index(), 1u);
+  EXPECT_TRUE(c[1].holds_lease(c.now + 1000s));
+}
+
 TEST(consensus, membership_encoding_round_trips) {
   const membership m{{n(1), n(4), n(5)}, {n(1), n(2), n(3)}, {n(7)}};
   membership back;

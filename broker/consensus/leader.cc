@@ -99,6 +99,8 @@ std::optional<time_point> group::lease_expiry() const {
     return p != nullptr && p->acked_sent_at ? *p->acked_sent_at : time_point::min();
   });
   if (start == time_point::min()) return std::nullopt;
+  // We alone are a quorum (a group of one voter): nobody else can be elected while we lead.
+  if (start == time_point::max()) return time_point::max();
   return start + cfg_.lease;
 }
 
