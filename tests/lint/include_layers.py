@@ -7,7 +7,7 @@ file decides. Layers, bottom up:
 
   schema/            the wire contract both sides build on (error codes, result<T>, batches, frames)
   client/            the client library (public headers in client/include/ferry/), ferryctl
-  broker/base        below every other broker folder; then runtime, log, meta, scheduler;
+  broker/base        below every other broker folder; then runtime, log, consensus, meta, scheduler;
                      net; subscription; delay; partition; topics; protocol; app (ferryd) on top
   tests/, bench/     may use anything
 
@@ -23,6 +23,7 @@ BROKER_BELOW = {
     "broker/base": [],
     "broker/runtime": ["broker/base"],
     "broker/log": ["broker/base"],
+    "broker/consensus": ["broker/base"],
     "broker/meta": ["broker/base"],
     "broker/scheduler": ["broker/base"],
     "broker/net": ["broker/base", "broker/runtime"],
@@ -99,7 +100,9 @@ def self_test() -> int:
              ("broker/log/l.cc", "broker/partition/p.h", False), ("broker/base/b.cc", "broker/runtime/r.h", False),
              ("client/src/s.cc", "broker/base/assert.h", False), ("broker/log/l.cc", "broker/base/assert.h", True),
              ("broker/log/l_test.cc", "broker/partition/p.h", True), ("client/src/s.cc", "schema/result.h", True),
-             ("bench/b.cc", "broker/log/log.h", True)]
+             ("bench/b.cc", "broker/log/log.h", True),
+             ("broker/consensus/g.cc", "broker/base/assert.h", True),
+             ("broker/consensus/g.cc", "broker/log/log.h", False)]
     failures = 0
     for file, inc, ok in cases:
         with tempfile.TemporaryDirectory() as d:
