@@ -62,5 +62,6 @@ echo "lint: clang-tidy clean (${#units[@]} units) in $(( $(date +%s) - start )) 
 if [ "$record" = 1 ]; then
   printf 'commit %s\nclang-tidy %s\n' "$(git rev-parse HEAD)" \
     "$(clang-tidy --version | sed -n 's/.*version \(.*\)/\1/p' | head -n 1)" >scripts/tidy-clean
+  python3 tests/lint/tidy_scope.py "$build" --commands >>scripts/tidy-clean
   echo "lint: recorded $(git rev-parse --short HEAD) in scripts/tidy-clean; commit it"
 fi

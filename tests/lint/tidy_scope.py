@@ -2,22 +2,25 @@
 """Which translation units clang-tidy must check: those whose inputs changed since the last commit
 at which every unit was checked clean (scripts/tidy-clean), the way CI lints a change's diff.
 
-scripts/tidy-clean holds two lines, written by `scripts/lint.sh BUILD --full --record` after a run
-over every unit found nothing:
-    commit <sha>              every unit was clean there
-    clang-tidy <version>      with this clang-tidy
+scripts/tidy-clean is written by `scripts/lint.sh BUILD --full --record` after a run over every
+unit found nothing:
+    commit <sha>                 every unit was clean there
+    clang-tidy <version>         with this clang-tidy
+    unit <path> <sha1>           and this compile command (folders replaced by <root>, <build>)
 
-A unit is checked again when the unit itself or any file it includes (from the compiler's depfiles
-in the build folder, *.o.d) differs from that commit: committed since, changed in the working
-tree, or untracked. Everything is checked when the baseline is missing, its commit is not in this
-clone's history, the clang-tidy version differs, .clang-tidy or a schema (*.fbs, whose generated
-headers the units include) changed, or the top-level CMakeLists.txt changed; a changed
-CMakeLists.txt in a folder (compile flags) re-checks every unit under that folder. A unit without
-a depfile (not built in this folder) is always checked.
+A unit is checked again when its compile command differs from the recorded one (flags, defines,
+include folders), when it has no recorded command or no depfile (*.o.d, not built here), or when
+the unit or any project file it includes (from the compiler's depfiles) differs from that commit:
+committed since, changed in the work tree, or untracked. A changed schema (*.fbs) re-checks every
+unit that includes a header flatc generates. Everything is checked when the baseline is missing,
+its commit is not in this clone's history, the clang-tidy version differs, or .clang-tidy changed.
 
 Usage: tidy_scope.py BUILD_DIR [--all]   prints the units to check, one per line, then on stderr
-why (baseline and counts). --self-test checks the selection on a small made-up tree.
+how many and why. tidy_scope.py BUILD_DIR --commands  prints the `unit` lines of a baseline.
+tidy_scope.py --self-test checks the selection on a small made-up tree.
 """
+import hashlib
+import json
 import os
 import pathlib
 import subprocess
@@ -42,11 +45,31 @@ def clang_tidy_version():
 
 
 def read_baseline(root: pathlib.Path):
+    """(commit, clang-tidy version, {unit: command hash}) or Nones."""
     path = root / BASELINE
     if not path.is_file():
-        return None, None
-    fields = dict(line.split(" ", 1) for line in path.read_text().splitlines() if " " in line)
-    return fields.get("commit"), fields.get("clang-tidy")
+        return None, None, {}
+    fields, hashes = {}, {}
+    for line in path.read_text().splitlines():
+        parts = line.split(" ")
+        if parts[0] == "unit" and len(parts) == 3:
+            hashes[parts[1]] = parts[2]
+        elif len(parts) >= 2:
+            fields[parts[0]] = " ".join(parts[1:])
+    return fields.get("commit"), fields.get("clang-tidy"), hashes
+
+
+def command_hashes(root: pathlib.Path, build: pathlib.Path):
+    """unit (repo-relative) -> sha1 of its compile command with the folders replaced."""
+    out = {}
+    for e in json.loads((build / "compile_commands.json").read_text()):
+        try:
+            unit = pathlib.Path(e["file"]).resolve().relative_to(root).as_posix()
+        except ValueError:
+            continue
+        cmd = " ".join(e["command"].split()).replace(str(build), "<build>").replace(str(root), "<root>")
+        out[unit] = hashlib.sha1(cmd.encode()).hexdigest()
+    return out
 
 
 def changed_since(root: pathlib.Path, commit: str):
@@ -86,37 +109,48 @@ def depfile_inputs(root: pathlib.Path, build: pathlib.Path):
     return inputs
 
 
-def select(units, changed, inputs):
-    """The units to check, and why everything is checked (or None)."""
+def select(units, changed, inputs, hashes=None, recorded=None, generated="build/"):
+    """The units to check, and why everything is checked (or None). `hashes` and `recorded` map
+    units to their compile command's hash now and at the baseline; deps under `generated` come
+    from the schemas."""
     if changed is None:
         return list(units), "the baseline commit is not in this clone"
-    for c in changed:
-        if c == ".clang-tidy" or c.endswith(".fbs") or c == "CMakeLists.txt":
-            return list(units), f"{c} changed"
-    cmake_dirs = [c[: -len("CMakeLists.txt")] for c in changed if c.endswith("/CMakeLists.txt")]
+    if ".clang-tidy" in changed:
+        return list(units), ".clang-tidy changed"
+    schema_changed = any(c.endswith(".fbs") for c in changed)
+    hashes = hashes or {}
+    recorded = recorded or {}
     out = []
     for u in units:
         deps = inputs.get(u)
-        if deps is None or u in changed or deps & changed or any(u.startswith(d) for d in cmake_dirs):
+        if (deps is None or u in changed or deps & changed or hashes.get(u) is None or hashes.get(u) != recorded.get(u)
+                or (schema_changed and any(d.startswith(generated) for d in deps))):
             out.append(u)
     return out, None
 
 
 def self_test() -> int:
     units = ["a/x.cc", "a/y.cc", "b/z.cc", "c/w.cc"]
-    inputs = {"a/x.cc": {"a/x.cc", "a/x.h"}, "a/y.cc": {"a/y.cc", "a/x.h", "b/z.h"}, "b/z.cc": {"b/z.cc", "b/z.h"}}
+    inputs = {"a/x.cc": {"a/x.cc", "a/x.h"}, "a/y.cc": {"a/y.cc", "a/x.h", "b/z.h", "build/gen/f.h"},
+              "b/z.cc": {"b/z.cc", "b/z.h"}, "c/w.cc": {"c/w.cc"}}
+    same = {u: "h" for u in units}
     cases = [
-        (set(), ["c/w.cc"]),  # no depfile: always
-        ({"a/x.h"}, ["a/x.cc", "a/y.cc", "c/w.cc"]),
-        ({"b/z.cc"}, ["b/z.cc", "c/w.cc"]),
-        ({"b/CMakeLists.txt"}, ["b/z.cc", "c/w.cc"]),
-        ({"schema/ferry.fbs"}, units),
-        ({".clang-tidy"}, units),
-        (None, units),
+        (set(), same, []),
+        ({"a/x.h"}, same, ["a/x.cc", "a/y.cc"]),
+        ({"b/z.cc"}, same, ["b/z.cc"]),
+        ({"b/CMakeLists.txt"}, same, []),  # a CMakeLists.txt matters only through the commands
+        (set(), {**same, "c/w.cc": "other flags"}, ["c/w.cc"]),
+        (set(), {u: h for u, h in same.items() if u != "b/z.cc"}, ["b/z.cc"]),  # a unit new to the build
+        ({"schema/ferry.fbs"}, same, ["a/y.cc"]),
+        ({".clang-tidy"}, same, units),
+        (None, same, units),
     ]
     failures = 0
-    for changed, want in cases:
-        got, _ = select(units, changed, inputs)
+    for changed, now, want in cases:
+        ins = dict(inputs)
+        if "b/z.cc" not in now:
+            ins.pop("b/z.cc")
+        got, _ = select(units, changed, ins, now, same)
         if sorted(got) != sorted(want):
             print(f"self-test: changed {changed}: got {got}, want {want}")
             failures += 1
@@ -133,7 +167,11 @@ def main() -> int:
     root = pathlib.Path(git("rev-parse", "--show-toplevel").stdout.strip() or ".").resolve()
     build = pathlib.Path(sys.argv[1]).resolve()
     units = [u for u in git("ls-files", "*.cc", cwd=root).stdout.splitlines() if u]
-    commit, version = read_baseline(root)
+    if "--commands" in sys.argv[2:]:
+        for u, h in sorted(command_hashes(root, build).items()):
+            print(f"unit {u} {h}")
+        return 0
+    commit, version, recorded = read_baseline(root)
     reason = None
     if "--all" in sys.argv[2:]:
         reason = "--all"
@@ -146,7 +184,9 @@ def main() -> int:
     if reason is not None:
         chosen = units
     else:
-        chosen, reason = select(units, changed_since(root, commit), depfile_inputs(root, build))
+        generated = build.relative_to(root).as_posix() + "/" if build.is_relative_to(root) else str(build) + "/"
+        chosen, reason = select(units, changed_since(root, commit), depfile_inputs(root, build),
+                                command_hashes(root, build), recorded, generated)
     for u in chosen:
         print(u)
     how = f"every unit ({reason})" if reason else f"units changed since {commit[:12]} (clean there)"
