@@ -60,8 +60,7 @@ if [ -s "$out/failed" ]; then
 fi
 echo "lint: clang-tidy clean (${#units[@]} units) in $(( $(date +%s) - start )) s"
 if [ "$record" = 1 ]; then
-  printf 'commit %s\nclang-tidy %s\n' "$(git rev-parse HEAD)" \
-    "$(clang-tidy --version | sed -n 's/.*version \(.*\)/\1/p' | head -n 1)" >scripts/tidy-clean
-  python3 tests/lint/tidy_scope.py "$build" --commands >>scripts/tidy-clean
+  python3 tests/lint/tidy_scope.py "$build" --baseline >"$out/baseline"
+  mv "$out/baseline" scripts/tidy-clean
   echo "lint: recorded $(git rev-parse --short HEAD) in scripts/tidy-clean; commit it"
 fi

@@ -16,7 +16,7 @@ unit that includes a header flatc generates. Everything is checked when the base
 its commit is not in this clone's history, the clang-tidy version differs, or .clang-tidy changed.
 
 Usage: tidy_scope.py BUILD_DIR [--all]   prints the units to check, one per line, then on stderr
-how many and why. tidy_scope.py BUILD_DIR --commands  prints the `unit` lines of a baseline.
+how many and why. tidy_scope.py BUILD_DIR --baseline  prints a baseline for HEAD (lint.sh --record).
 tidy_scope.py --self-test checks the selection on a small made-up tree.
 """
 import hashlib
@@ -91,21 +91,16 @@ def depfile_inputs(root: pathlib.Path, build: pathlib.Path):
         # The compile ran in the CMake folder that holds CMakeFiles/: relative paths start there.
         parts = dep.parts
         cwd = pathlib.Path(*parts[: parts.index("CMakeFiles")]) if "CMakeFiles" in parts else build
-        names = text.split(":", 1)[1].split()
-        files = set()
-        for n in names:
-            p = pathlib.Path(os.path.normpath(cwd / n if not os.path.isabs(n) else n))
+        def project_path(name):  # repo-relative, or None for a file outside the repository
+            p = pathlib.Path(os.path.normpath(name if os.path.isabs(name) else cwd / name))
             try:
-                files.add(p.resolve().relative_to(root).as_posix())
+                return p.resolve().relative_to(root).as_posix()
             except ValueError:
-                continue  # a system header
-        if names:
-            first = pathlib.Path(os.path.normpath(cwd / names[0] if not os.path.isabs(names[0]) else names[0]))
-            try:
-                unit = first.resolve().relative_to(root).as_posix()
-            except ValueError:
-                continue
-            inputs.setdefault(unit, set()).update(files)
+                return None
+
+        paths = [project_path(n) for n in text.split(":", 1)[1].split()]
+        if paths and paths[0] is not None:  # the first input is the unit itself
+            inputs.setdefault(paths[0], set()).update(p for p in paths if p is not None)
     return inputs
 
 
@@ -167,7 +162,9 @@ def main() -> int:
     root = pathlib.Path(git("rev-parse", "--show-toplevel").stdout.strip() or ".").resolve()
     build = pathlib.Path(sys.argv[1]).resolve()
     units = [u for u in git("ls-files", "*.cc", cwd=root).stdout.splitlines() if u]
-    if "--commands" in sys.argv[2:]:
+    if "--baseline" in sys.argv[2:]:
+        print(f"commit {git('rev-parse', 'HEAD', cwd=root).stdout.strip()}")
+        print(f"clang-tidy {clang_tidy_version()}")
         for u, h in sorted(command_hashes(root, build).items()):
             print(f"unit {u} {h}")
         return 0
