@@ -32,7 +32,8 @@ std::string finish(flatbuffers::FlatBufferBuilder& b, fb::Body type, flatbuffers
 
 // The TopicConfig table as broker/meta/record.cc writes it. It is built here again (rather than
 // taken from encode_topic_record) because a finished FlatBuffer cannot grow the `assignments`
-// field; meta_test and the round trip in metadata_image_test keep the two in step.
+// field; records.every_topic_config_field_survives_the_round_trip (metadata_image_test.cc) checks
+// every field against broker/meta's decoder.
 flatbuffers::Offset<fb::TopicConfig> build_config(flatbuffers::FlatBufferBuilder& b, const meta::topic_config& c) {
   fb::TopicConfigBuilder cb(b);
   cb.add_partitions(c.partitions);

@@ -22,19 +22,34 @@ const char* session_status_name(session_status s) noexcept {
 
 void session_tracker::sync(const metadata_image& image, time_point now) {
   for (const auto& [n, b] : image.brokers()) {
-    uint64_t inc = b.registration.incarnation;
+    const uint64_t inc = b.registration.incarnation;
     auto it = sessions_.find(n);
-    // A session this controller opened or fenced at the same or a newer incarnation is newer news
-    // than the image (its record may not have committed yet): keep it.
-    if (it != sessions_.end() && it->second.incarnation >= inc) continue;
-    sessions_[n] = session{inc, b.state, now};
+    if (it == sessions_.end() || it->second.incarnation < inc) {
+      sessions_[n] = session{inc, b.state, now, inc, b.state};
+      continue;
+    }
+    session& s = it->second;
+    const bool image_changed = s.image_incarnation != inc || s.image_state != b.state;
+    // Only news from the log overrides the tracker: a fence committed since the last sync (an
+    // earlier controller's, proposed before this one took over) must reach the broker, which
+    // otherwise heartbeats on and never registers again; an unfence committed since starts a
+    // fresh session. The tracker being at a newer incarnation means the image is behind it.
+    if (image_changed && s.incarnation == inc && s.state != b.state) {
+      s.state = b.state;
+      if (b.state == broker_state::alive) s.last_heard = now;
+    }
+    s.image_incarnation = inc;
+    s.image_state = b.state;
   }
 }
 
 session_status session_tracker::registered(node_id node, uint64_t incarnation, time_point now) {
   auto it = sessions_.find(node);
   if (it != sessions_.end() && incarnation < it->second.incarnation) return session_status::stale_incarnation;
-  sessions_[node] = session{incarnation, broker_state::alive, now};
+  session& s = sessions_[node];
+  s.incarnation = incarnation;
+  s.state = broker_state::alive;
+  s.last_heard = now;
   return session_status::ok;
 }
 

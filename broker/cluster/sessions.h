@@ -57,7 +57,10 @@ class session_tracker {
 
   // Brings the tracker up to what the image knows: a broker it does not track, or that the image
   // knows at a newer incarnation, gets a session from `now` if the image says it is alive, and is
-  // tracked as fenced otherwise. Sessions the tracker already has are left as they are.
+  // tracked as fenced otherwise. For the incarnation it tracks, it follows the image only when
+  // the image's state changed since the last sync: a fence or unfence committed since (an earlier
+  // controller's, which this one never saw coming, or its own). A state the image has held all
+  // along does not undo what this tracker decided and proposed but the log has not applied yet.
   //
   // A new controller calls this first, with its image and the time it became controller, so every
   // alive broker gets a full session timeout from the start of this controller. It cannot do
@@ -91,6 +94,9 @@ class session_tracker {
     uint64_t incarnation = 0;
     broker_state state = broker_state::alive;
     time_point last_heard{};
+    // What the image said of this node at the last sync (incarnation 0: nothing yet).
+    uint64_t image_incarnation = 0;
+    broker_state image_state = broker_state::alive;
   };
 
   duration timeout_;

@@ -113,5 +113,40 @@ TEST(sessions, sync_adds_what_commits_later_and_keeps_newer_sessions) {
   EXPECT_EQ(s.tick(t0 + 9s), (std::vector<expired_session>{{n2, 7}}));
 }
 
+TEST(sessions, a_fence_committed_after_the_controller_change_reaches_the_broker) {
+  metadata_image img;
+  ASSERT_TRUE(testing::apply_next(img, testing::registration(1, 1)));
+  session_tracker s;
+  s.sync(img, t0);
+  // The old controller's BrokerFenced commits only now: the broker must learn it is fenced (and
+  // register again), not heartbeat on as if alive.
+  ASSERT_TRUE(testing::apply_next(img, encode_metadata_record(broker_fenced{n1, 1})));
+  s.sync(img, t0 + 1s);
+  EXPECT_EQ(s.heartbeat(n1, 1, t0 + 1s), session_status::fenced);
+  // It registers again; until its BrokerUnfenced commits the image still says fenced, which is
+  // old news and does not undo the new session.
+  ASSERT_EQ(s.registered(n1, 1, t0 + 2s), session_status::ok);
+  s.sync(img, t0 + 3s);
+  EXPECT_EQ(s.heartbeat(n1, 1, t0 + 3s), session_status::ok);
+  ASSERT_TRUE(testing::apply_next(img, encode_metadata_record(broker_unfenced{n1, 1})));
+  s.sync(img, t0 + 4s);
+  EXPECT_EQ(s.heartbeat(n1, 1, t0 + 4s), session_status::ok);
+}
+
+TEST(sessions, a_fence_this_controller_proposed_is_not_undone_before_it_commits) {
+  metadata_image img;
+  ASSERT_TRUE(testing::apply_next(img, testing::registration(1, 1)));
+  session_tracker s;
+  s.sync(img, t0);
+  ASSERT_EQ(s.tick(t0 + 6s).size(), 1U);  // BrokerFenced proposed, not applied yet
+  s.sync(img, t0 + 6s);
+  EXPECT_FALSE(s.alive(n1));
+  EXPECT_EQ(s.heartbeat(n1, 1, t0 + 6s), session_status::fenced);
+  ASSERT_TRUE(testing::apply_next(img, encode_metadata_record(broker_fenced{n1, 1})));
+  s.sync(img, t0 + 7s);
+  EXPECT_FALSE(s.alive(n1));
+  EXPECT_TRUE(s.tick(t0 + 20s).empty());
+}
+
 }  // namespace
 }  // namespace ferry::cluster
