@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <vector>
@@ -89,7 +90,7 @@ TEST(controller, a_topic_of_eight_partitions_spreads_over_three_brokers) {
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->entry.topic.id, 1U);
   std::map<node_id, int> served;
-  for (const auto& r : img.routes()) ++served[r.leader];
+  for (const auto& r : img.routing().routes) ++served[r.leader];
   EXPECT_EQ(served.size(), 3U);
   EXPECT_EQ(served[node_id{1}], 3);
   EXPECT_EQ(served[node_id{2}], 3);
@@ -187,6 +188,58 @@ TEST(controller, subscriptions_get_ids_topic_ids_and_a_dead_letter_topic) {
   commit(img, decide_delete_subscription(img, "t", "billing"));
   EXPECT_EQ(img.subscription("t", "billing"), nullptr);
   EXPECT_NE(img.subscription("t", "shipping"), nullptr);
+}
+
+// The pieces together, as the controller host will drive them: registrations open sessions, a
+// topic spreads, a silent broker is fenced and its partitions lose their leader, and its restart
+// (a new incarnation) brings them back; every replica's image ends equal to the controller's.
+TEST(controller, a_silent_broker_is_fenced_and_its_restart_unfences_it) {
+  using namespace std::chrono_literals;
+  const time_point t0 = std::chrono::seconds(100);
+  metadata_image controller_image;
+  metadata_image follower_image;
+  std::vector<std::string> log;
+  auto propose = [&](const decision& d) {
+    ASSERT_TRUE(d) << d.error().to_string();
+    for (const auto& r : *d) {
+      log.push_back(encode_metadata_record(r));
+      ASSERT_EQ(controller_image.apply(log.size(), log.back()).status, apply_status::applied) << record_kind(r);
+    }
+  };
+  session_tracker sessions;
+  sessions.sync(controller_image, t0);
+  for (int32_t n = 1; n <= 3; ++n) {
+    propose(decide_register(controller_image, reg(n, 1)));
+    ASSERT_EQ(sessions.registered(node_id{n}, 1, t0), session_status::ok);
+  }
+  propose(decide_create_topic(controller_image, "orders", partitions(8)));
+  // Brokers 1 and 2 heartbeat every 100 ms; broker 3 falls silent after 2 s.
+  std::vector<expired_session> expired;
+  for (time_point now = t0; now <= t0 + 10s && expired.empty(); now += 100ms) {
+    for (int32_t n = 1; n <= 3; ++n) {
+      if (n != 3 || now < t0 + 2s) {
+        ASSERT_EQ(sessions.heartbeat(node_id{n}, 1, now), session_status::ok);
+      }
+    }
+    expired = sessions.tick(now);
+    if (!expired.empty()) {
+      EXPECT_EQ(now, t0 + 1900ms + 6s);  // its last heartbeat + the session
+    }
+  }
+  ASSERT_EQ(expired, (std::vector<expired_session>{{node_id{3}, 1}}));
+  propose(decision(decide_fence(controller_image, expired.front())));
+  int leaderless = 0;
+  for (const auto& r : controller_image.routing().routes) leaderless += r.leader == no_leader ? 1 : 0;
+  EXPECT_EQ(leaderless, 2);  // broker 3 served 2 of the 8
+  EXPECT_EQ(sessions.heartbeat(node_id{3}, 1, t0 + 9s), session_status::fenced);
+
+  propose(decide_register(controller_image, reg(3, 2)));
+  ASSERT_EQ(sessions.registered(node_id{3}, 2, t0 + 9s), session_status::ok);
+  for (const auto& r : controller_image.routing().routes) EXPECT_NE(r.leader, no_leader) << r.partition;
+
+  for (size_t i = 0; i < log.size(); ++i) follower_image.apply(i + 1, log[i]);
+  EXPECT_EQ(follower_image, controller_image);
+  EXPECT_EQ(follower_image.version(), log.size());
 }
 
 }  // namespace

@@ -244,10 +244,10 @@ route metadata_image::make_route(const topic_info& t, int32_t partition) const {
   return r;
 }
 
-std::vector<route> metadata_image::routes() const {
-  std::vector<route> out;
+routing_table metadata_image::routing() const {
+  routing_table out{version_, {}};
   for (const auto& [name, t] : topics_)
-    for (int32_t p = 0; p < t.entry.topic.config.partitions; ++p) out.push_back(make_route(t, p));
+    for (int32_t p = 0; p < t.entry.topic.config.partitions; ++p) out.routes.push_back(make_route(t, p));
   return out;
 }
 

@@ -75,6 +75,13 @@ struct route {
   metadata_version epoch = 0;  // assigned_at of the topic: changes when the assignment does
 };
 
+// What a client caches: every partition's route and the metadata version they are as of. A
+// response from a broker at a newer version, or a not_leader, tells the client to fetch it again.
+struct routing_table {
+  metadata_version version = 0;
+  std::vector<route> routes;  // by topic name, then partition
+};
+
 enum class apply_status : uint8_t { applied, refused };
 struct apply_outcome {
   apply_status status = apply_status::applied;
@@ -108,8 +115,8 @@ class metadata_image {
   }
   [[nodiscard]] const meta::subscription_record* subscription(const std::string& topic, const std::string& name) const;
 
-  // The routing table: every partition of every topic, by topic name then partition.
-  [[nodiscard]] std::vector<route> routes() const;
+  // The routing table: every partition of every topic, at version().
+  [[nodiscard]] routing_table routing() const;
   // One partition's route. unknown_topic, or unknown_partition (the message says how many there are).
   [[nodiscard]] result<route> route_of(std::string_view topic, int32_t partition) const;
 

@@ -271,7 +271,9 @@ TEST(metadata_image, routes_name_the_first_replica_while_it_is_alive) {
   metadata_image img = three_brokers();
   ASSERT_TRUE(apply_next(img, enc(topic("a", 1, {{2, 1}, {3, 2}}))));
   metadata_version assigned = img.version();
-  auto rs = img.routes();
+  auto table = img.routing();
+  EXPECT_EQ(table.version, img.version());
+  const auto& rs = table.routes;
   ASSERT_EQ(rs.size(), 2U);
   EXPECT_EQ(rs[0].leader, node_id{2});
   EXPECT_EQ(rs[0].client_address, "10.0.0.2:7070");
