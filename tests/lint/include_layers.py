@@ -8,7 +8,8 @@ file decides. Layers, bottom up:
   schema/            the wire contract both sides build on (error codes, result<T>, batches, frames)
   client/            the client library (public headers in client/include/ferry/), ferryctl
   broker/base        below every other broker folder; then runtime, log, consensus, meta, scheduler;
-                     net; subscription; delay; partition; topics; protocol; app (ferryd) on top
+                     cluster (consensus and meta only); net; subscription; delay; partition;
+                     topics; protocol; app (ferryd) on top
   tests/, bench/     may use anything
 
 A unit test beside the code (`*_test.cc`, `*_test_fixture.h`) may include anything under broker/
@@ -26,6 +27,7 @@ BROKER_BELOW = {
     "broker/consensus": ["broker/base"],
     "broker/meta": ["broker/base"],
     "broker/scheduler": ["broker/base"],
+    "broker/cluster": ["broker/base", "broker/consensus", "broker/meta"],
     "broker/net": ["broker/base", "broker/runtime"],
     "broker/subscription": ["broker/base", "broker/runtime", "broker/meta", "broker/scheduler", "broker/log"],
     "broker/delay": ["broker/base", "broker/runtime", "broker/log", "broker/meta", "broker/scheduler",
@@ -102,7 +104,9 @@ def self_test() -> int:
              ("broker/log/l_test.cc", "broker/partition/p.h", True), ("client/src/s.cc", "schema/result.h", True),
              ("bench/b.cc", "broker/log/log.h", True),
              ("broker/consensus/g.cc", "broker/base/assert.h", True),
-             ("broker/consensus/g.cc", "broker/log/log.h", False)]
+             ("broker/consensus/g.cc", "broker/log/log.h", False),
+             ("broker/cluster/m.cc", "broker/meta/meta_store.h", True),
+             ("broker/cluster/m.cc", "broker/topics/router.h", False)]
     failures = 0
     for file, inc, ok in cases:
         with tempfile.TemporaryDirectory() as d:
