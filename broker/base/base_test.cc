@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <cstddef>
 #include <string>
 #include <thread>
 
 #include "broker/base/assert.h"
+#include "broker/base/uninit_buffer.h"
 #include "schema/crc32c.h"
 #include "schema/result.h"
 #include "schema/types.h"
@@ -77,3 +79,17 @@ TEST(strong_types, compare_by_value) {
 
 }  // namespace
 }  // namespace ferry
+
+TEST(uninit_buffer, keeps_its_bytes_across_growth_and_fills_what_it_is_told_to) {
+  ferry::uninit_buffer b;
+  for (size_t i = 0; i < 1000; ++i) {
+    b.resize(i + 1);  // grows through many reallocations
+    b[i] = static_cast<std::byte>(i * 7);
+  }
+  for (size_t i = 0; i < b.size(); ++i) ASSERT_EQ(b[i], static_cast<std::byte>(i * 7)) << i;
+  b.assign(64, std::byte{0x5a});  // construction with a value still fills
+  for (auto x : b) EXPECT_EQ(x, std::byte{0x5a});
+  b.resize(128, std::byte{1});
+  EXPECT_EQ(b[127], std::byte{1});
+  EXPECT_EQ(b[63], std::byte{0x5a});
+}

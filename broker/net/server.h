@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/base/uninit_buffer.h"
 #include "schema/result.h"
 #include "schema/types.h"
 
@@ -33,7 +34,7 @@ namespace asio = boost::asio;
 // (the FlatBuffers verifier checks alignment relative to the frame start). The buffer grows as the
 // body's bytes arrive: a length prefix alone never allocates the length it announces.
 struct in_frame {
-  std::vector<std::byte> bytes;
+  uninit_buffer bytes;  // grown as the socket fills it: never zeroed first
   std::span<const std::byte> view() const { return bytes; }
 };
 
