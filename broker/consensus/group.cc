@@ -201,6 +201,13 @@ void group::send(message m) {
   ready_.messages.push_back(std::move(m));
 }
 
+void group::send_reply(message r) {
+  r.match = matched_;
+  r.durable = std::min(durable_, matched_);
+  reported_durable_ = std::max(reported_durable_, r.durable);
+  send(std::move(r));
+}
+
 ready group::take_ready() {
   ready r = std::move(ready_);
   ready_ = ready{};
@@ -506,10 +513,7 @@ void group::handle_append(const message& m, time_point now) {
     const index_t c = std::min(m.commit, matched_);
     if (c > commit_) advance_commit(c);
   }
-  r.match = matched_;
-  r.durable = std::min(durable_, matched_);
-  reported_durable_ = std::max(reported_durable_, r.durable);
-  send(std::move(r));
+  send_reply(std::move(r));
 }
 
 void group::handle_heartbeat(const message& m, time_point now) {
@@ -520,10 +524,7 @@ void group::handle_heartbeat(const message& m, time_point now) {
   r.type = msg_type::heartbeat_reply;
   r.to = m.from;
   r.sent_at = m.sent_at;
-  r.match = matched_;
-  r.durable = std::min(durable_, matched_);
-  reported_durable_ = std::max(reported_durable_, r.durable);
-  send(std::move(r));
+  send_reply(std::move(r));
 }
 
 void group::handle_install_snapshot(const message& m, time_point now) {
@@ -557,10 +558,7 @@ void group::handle_install_snapshot(const message& m, time_point now) {
   r.sent_at = m.sent_at;
   r.prev_index = index;
   r.granted = true;
-  r.match = matched_;
-  r.durable = std::min(durable_, matched_);
-  reported_durable_ = std::max(reported_durable_, r.durable);
-  send(std::move(r));
+  send_reply(std::move(r));
 }
 
 void group::compact(index_t upto) {
@@ -584,15 +582,12 @@ void group::synced(index_t index, term_t term) {
     maybe_commit();
   } else if (leader_.value != 0 && std::min(durable_, matched_) > reported_durable_) {
     // Tell the leader at once: commit waits for durable copies.
-    reported_durable_ = std::min(durable_, matched_);
     message r;
     r.type = msg_type::append_reply;
     r.to = leader_;
     r.granted = true;
     r.prev_index = matched_;
-    r.match = matched_;
-    r.durable = reported_durable_;
-    send(std::move(r));
+    send_reply(std::move(r));
   }
 }
 

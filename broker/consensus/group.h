@@ -186,6 +186,9 @@ class group {
   void campaign(time_point now, campaign_kind kind);
   void start_election(time_point now, campaign_kind kind);
   void send(message m);
+  // A follower's answer to its leader (append_reply, heartbeat_reply): fills in what it matches
+  // and has durable (the two fields a leader commits and renews its lease from), then sends it.
+  void send_reply(message r);
   void handle_vote_request(const message& m, time_point now);
   void handle_vote_reply(const message& m, time_point now);
   void handle_append(const message& m, time_point now);
