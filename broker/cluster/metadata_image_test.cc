@@ -64,8 +64,9 @@ TEST(records, every_kind_round_trips) {
   EXPECT_EQ(std::get<broker_registration>(*r), reg);
 }
 
-// records.cc builds the TopicConfig table itself (to add assignments) and broker/meta decodes it:
-// every field, set away from its default, must come back.
+// records.cc builds the Topic table (with its assignments) around broker/meta's TopicConfig
+// builder and reads it back with broker/meta's reader: every field, set away from its default,
+// must come back.
 TEST(records, every_topic_config_field_survives_the_round_trip) {
   topic_entry t = topic("cfg", 3, {{1}, {2}, {1}});
   meta::topic_config& c = t.topic.config;
