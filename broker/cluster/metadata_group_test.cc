@@ -22,7 +22,7 @@ using testing::topic;
 
 // Three members of the metadata group in one thread: messages go through an in-memory queue,
 // time is a number the test advances, and each member's store is a real RocksDB under /tmp.
-class three_members : public ::testing::Test {
+class three_members : public ::testing::TestWithParam<uint64_t> {
  protected:
   struct in_flight {
     consensus::message m;
@@ -30,8 +30,8 @@ class three_members : public ::testing::Test {
   };
 
   void SetUp() override {
-    root_ = std::filesystem::temp_directory_path() / ("ferry-metadata-group-" + std::to_string(::getpid()) + "-" +
-                                                      ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    root_ = std::filesystem::temp_directory_path() /
+            ("ferry-metadata-group-" + std::to_string(::getpid()) + "-" + std::to_string(GetParam()));
     std::filesystem::remove_all(root_);
     for (int32_t n = 1; n <= 3; ++n) start(n);
   }
@@ -47,7 +47,7 @@ class three_members : public ::testing::Test {
     consensus::config cfg;
     cfg.self = node_id{n};
     cfg.voters = {node_id{1}, node_id{2}, node_id{3}};
-    cfg.seed = 11;
+    cfg.seed = GetParam();  // election jitter: each seed is another interleaving
     auto store = raft_store::open(dir(n));
     ASSERT_TRUE(store) << store.error().to_string();
     auto g =
@@ -134,7 +134,7 @@ class three_members : public ::testing::Test {
   std::unique_ptr<metadata_group> members_[3];
 };
 
-TEST_F(three_members, elect_commit_records_restart_a_member_and_converge) {
+TEST_P(three_members, elect_commit_records_restart_a_member_and_converge) {
   ASSERT_TRUE(run_until([&] { return leader() != 0; })) << "no leader within 10 s";
   for (int32_t n = 1; n <= 3; ++n) propose(registration(n, 1));
   propose(encode_metadata_record(topic("orders", 1, {{1, 2}, {2, 3}, {3, 1}})));
@@ -164,7 +164,7 @@ TEST_F(three_members, elect_commit_records_restart_a_member_and_converge) {
   EXPECT_EQ(member(f).image().dump(), member(l).image().dump());
 }
 
-TEST_F(three_members, a_member_behind_the_leaders_log_start_catches_up_from_its_snapshot) {
+TEST_P(three_members, a_member_behind_the_leaders_log_start_catches_up_from_its_snapshot) {
   ASSERT_TRUE(run_until([&] { return leader() != 0; })) << "no leader within 10 s";
   for (int32_t n = 1; n <= 3; ++n) propose(registration(n, 1));
   propose(encode_metadata_record(topic("orders", 1, {{1, 2}, {2, 3}})));
@@ -203,6 +203,33 @@ TEST_F(three_members, a_member_behind_the_leaders_log_start_catches_up_from_its_
   EXPECT_EQ(member(f).image().dump(), member(l).image().dump());
   EXPECT_NE(member(f).image().topic("audit"), nullptr);
 }
+
+TEST_P(three_members, the_leader_restarts_and_the_others_go_on_without_losing_a_commit) {
+  ASSERT_TRUE(run_until([&] { return leader() != 0; })) << "no leader within 10 s";
+  for (int32_t n = 1; n <= 3; ++n) propose(registration(n, 1));
+  ASSERT_TRUE(run_until([&] { return converged(); })) << state();
+  const int32_t old = leader();
+  const consensus::index_t committed = member(old).core().commit_index();
+  const std::string before = member(old).image().dump();
+  // The leader crashes (its store keeps what it wrote) and stays down until another leads.
+  stop(old);
+  ASSERT_TRUE(run_until([&] { return leader() != 0; })) << state();
+  const int32_t next = leader();
+  ASSERT_NE(next, old);
+  EXPECT_GE(member(next).image().version(), committed);  // it had applied them before the crash
+  propose(encode_metadata_record(topic("orders", 1, {{1, 2}, {2, 3}, {3, 1}})));
+  ASSERT_TRUE(run_until([&] { return converged(); })) << state();
+  EXPECT_EQ(member(next).image().brokers().size(), 3U);  // nothing committed was lost
+  start(old);
+  ASSERT_FALSE(HasFatalFailure());
+  ASSERT_TRUE(run_until([&] { return converged(); })) << state();
+  EXPECT_EQ(leader(), next);  // the restarted member follows; it does not disrupt the leader
+  EXPECT_EQ(member(old).image().dump(), member(next).image().dump());
+  EXPECT_NE(member(old).image().dump(), before);
+  EXPECT_NE(member(old).image().topic("orders"), nullptr);
+}
+
+INSTANTIATE_TEST_SUITE_P(seeds, three_members, ::testing::Range<uint64_t>(1, 6));
 
 }  // namespace
 }  // namespace ferry::cluster
