@@ -120,6 +120,16 @@ class metadata_image {
   // One partition's route. unknown_topic, or unknown_partition (the message says how many there are).
   [[nodiscard]] result<route> route_of(std::string_view topic, int32_t partition) const;
 
+  // The whole image as bytes, a MetadataSnapshot (schema/meta.fbs, schema/meta.md "Snapshots of
+  // the metadata image"): restore() of them is an image equal to this one (dump() and refused()),
+  // which applies the entry at version() + 1 next. Equal images have equal snapshots.
+  [[nodiscard]] std::string snapshot() const;
+  // The image in `bytes`, as snapshot() made it. storage_error, and no image, when the bytes lack
+  // the identifier, fail verification or the checksum, carry an unknown format or enum value, or
+  // break the image's invariants (the message says which); the bytes may come from another broker
+  // or the disk, so nothing in them is trusted before it is checked.
+  [[nodiscard]] static result<metadata_image> restore(std::string_view bytes);
+
   // A canonical text of the whole state (sorted, every field): equal images have equal dumps.
   [[nodiscard]] std::string dump() const;
   friend bool operator==(const metadata_image& a, const metadata_image& b) { return a.dump() == b.dump(); }

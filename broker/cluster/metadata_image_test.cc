@@ -3,13 +3,17 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "broker/cluster/cluster_test_fixture.h"
 #include "broker/cluster/records.h"
+#include "broker/meta/record_tables.h"
+#include "schema/crc32c.h"
 #include "schema/meta_generated.h"
 
 namespace ferry::cluster {
@@ -60,8 +64,9 @@ TEST(records, every_kind_round_trips) {
   EXPECT_EQ(std::get<broker_registration>(*r), reg);
 }
 
-// records.cc builds the TopicConfig table itself (to add assignments) and broker/meta decodes it:
-// every field, set away from its default, must come back.
+// records.cc builds the Topic table (with its assignments) around broker/meta's TopicConfig
+// builder and reads it back with broker/meta's reader: every field, set away from its default,
+// must come back.
 TEST(records, every_topic_config_field_survives_the_round_trip) {
   topic_entry t = topic("cfg", 3, {{1}, {2}, {1}});
   meta::topic_config& c = t.topic.config;
@@ -423,6 +428,157 @@ TEST(metadata_image, images_that_differ_in_one_entry_are_not_equal) {
   b.advance(b.version() + 1);
   EXPECT_EQ(a.version(), b.version());
   EXPECT_NE(a, b);
+}
+
+// A snapshot taken at a random point of a random log, restored, then fed the rest of the log next
+// to the image it came from: the two never differ.
+TEST(metadata_image_snapshot, restore_at_a_random_point_then_the_rest_of_the_log_gives_equal_images) {
+  quiet_log quiet;
+  size_t topics_at_cut = 0;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    auto entries = random_entries(seed, 300);
+    std::mt19937_64 rng(seed * 104729);
+    const size_t cut = rng() % (entries.size() + 1);
+    metadata_image a;
+    metadata_version offset = 0;
+    for (size_t i = 0; i < cut; ++i) {
+      offset += 1 + rng() % 3;
+      a.apply(offset, entries[i]);
+    }
+    if (rng() % 2 == 0) a.advance(a.version() + 1 + rng() % 3);  // a noop last
+    std::string bytes = a.snapshot();
+    auto b = metadata_image::restore(bytes);
+    ASSERT_TRUE(b) << "seed " << seed << ": " << b.error().to_string();
+    ASSERT_EQ(b->dump(), a.dump()) << "seed " << seed;
+    EXPECT_EQ(b->refused(), a.refused());
+    EXPECT_EQ(b->version(), a.version());
+    EXPECT_EQ(b->snapshot(), bytes) << "seed " << seed;  // equal images, equal snapshots
+    topics_at_cut += a.topics().size();
+    for (size_t i = cut; i < entries.size(); ++i) {
+      offset = std::max(offset, a.version()) + 1 + rng() % 3;
+      auto oa = a.apply(offset, entries[i]);
+      auto ob = b->apply(offset, entries[i]);
+      ASSERT_EQ(oa.status, ob.status) << "seed " << seed << " entry " << i << ": " << oa.reason << " / " << ob.reason;
+    }
+    EXPECT_EQ(b->dump(), a.dump()) << "seed " << seed;
+    EXPECT_EQ(b->refused(), a.refused());
+    EXPECT_EQ(b->routing().routes.size(), a.routing().routes.size());
+  }
+  EXPECT_GT(topics_at_cut, 20U);  // the cuts hold topics, not only brokers
+}
+
+TEST(metadata_image_snapshot, an_empty_image_round_trips) {
+  metadata_image empty;
+  auto r = metadata_image::restore(empty.snapshot());
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(*r, empty);
+  EXPECT_EQ(r->next_topic_id(), 1U);
+}
+
+TEST(metadata_image_snapshot, a_restored_image_applies_from_version_plus_one) {
+  metadata_image a = three_brokers();
+  ASSERT_TRUE(apply_next(a, enc(topic("t", 1, {{1, 2}, {2, 3}}))));
+  auto b = metadata_image::restore(a.snapshot());
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->version(), 4U);
+  EXPECT_EQ(b->route_of("t", 1)->epoch, a.route_of("t", 1)->epoch);
+  EXPECT_EQ(b->apply(5, enc(broker_fenced{node_id{2}, 1})).status, apply_status::applied);
+  EXPECT_EQ(b->route_of("t", 1)->leader, no_leader);
+  EXPECT_DEATH(b->apply(5, registration(4, 1)), "offset order");
+}
+
+metadata_image rich_image() {
+  quiet_log quiet;
+  metadata_image a;
+  for (const auto& e : random_entries(7, 300)) a.apply(a.version() + 1, e);
+  return a;
+}
+
+// Every truncation and every flipped byte: refused with storage_error, or (a byte the format
+// does not read, such as padding in the envelope) the same image. Inside the image bytes the
+// checksum catches every one.
+TEST(metadata_image_snapshot, damaged_bytes_are_refused_with_storage_error) {
+  quiet_log quiet;
+  metadata_image a = rich_image();
+  ASSERT_FALSE(a.topics().empty());
+  const std::string bytes = a.snapshot();
+  for (size_t n = 0; n < bytes.size(); ++n) {
+    auto r = metadata_image::restore(bytes.substr(0, n));
+    ASSERT_FALSE(r) << "truncated to " << n;
+    EXPECT_EQ(r.error().code, errc::storage_error);
+  }
+  std::vector<uint64_t> aligned((bytes.size() + 7) / 8);
+  std::memcpy(aligned.data(), bytes.data(), bytes.size());
+  const auto* snap = flatbuffers::GetRoot<meta::fb::MetadataSnapshot>(aligned.data());
+  const size_t image_begin =
+      static_cast<size_t>(snap->image()->data() - reinterpret_cast<const uint8_t*>(aligned.data()));
+  const size_t image_end = image_begin + snap->image()->size();
+  size_t refused = 0;
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    for (uint8_t mask : {uint8_t{0x01}, uint8_t{0x80}, uint8_t{0xff}}) {
+      std::string bad = bytes;
+      bad[i] = static_cast<char>(bad[i] ^ mask);
+      auto r = metadata_image::restore(bad);
+      if (!r) {
+        EXPECT_EQ(r.error().code, errc::storage_error);
+        ++refused;
+        continue;
+      }
+      ASSERT_FALSE(i >= image_begin && i < image_end) << "a damaged image byte " << i << " was accepted";
+      ASSERT_EQ(r->dump(), a.dump()) << "byte " << i << " changed the image without being refused";
+    }
+  }
+  EXPECT_GT(refused, 3 * (image_end - image_begin) - 1);
+}
+
+// Bytes that verify and carry a matching checksum but describe an impossible image.
+std::string wrap_image(flatbuffers::FlatBufferBuilder& inner, uint16_t format = 1) {
+  flatbuffers::FlatBufferBuilder outer;
+  auto image = outer.CreateVector(inner.GetBufferPointer(), inner.GetSize());
+  outer.Finish(
+      meta::fb::CreateMetadataSnapshot(outer, format, crc32c(inner.GetBufferPointer(), inner.GetSize()), image),
+      "FMIS");
+  return {reinterpret_cast<const char*>(outer.GetBufferPointer()), outer.GetSize()};
+}
+
+TEST(metadata_image_snapshot, an_image_that_breaks_the_invariants_is_refused) {
+  namespace fb = meta::fb;
+  {  // a topic whose partition is assigned to a broker nobody registered
+    flatbuffers::FlatBufferBuilder b;
+    auto name = b.CreateString("t");
+    meta::topic_config c;
+    auto config = b.CreateVector(std::vector<flatbuffers::Offset<fb::Assignment>>{
+        fb::CreateAssignment(b, 0, b.CreateVector(std::vector<int32_t>{9}))});
+    auto tc = fb::CreateTopicConfig(b, c.partitions, c.replication, c.retention_ms, c.retention_bytes, c.segment_bytes,
+                                    c.segment_ms, c.max_batch_bytes, fb::FsyncMode::Always, c.fsync_interval_ms,
+                                    c.max_delay_ms);
+    auto t = fb::CreateTopic(b, name, 1, tc, config);
+    auto ts = b.CreateVector(std::vector<flatbuffers::Offset<fb::ImageTopic>>{fb::CreateImageTopic(b, t, 1, 1)});
+    b.Finish(fb::CreateMetadataImage(b, 5, 2, 1, 0, 0, ts, 0));
+    auto r = metadata_image::restore(wrap_image(b));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::storage_error);
+    EXPECT_NE(r.error().message.find("not registered"), std::string::npos) << r.error().message;
+  }
+  {  // a subscription of a topic that is not there
+    flatbuffers::FlatBufferBuilder b;
+    auto s = meta::build_subscription(b, subscription("gone", 4, "s", 1));
+    auto ss = b.CreateVector(std::vector<flatbuffers::Offset<fb::Subscription>>{s});
+    b.Finish(fb::CreateMetadataImage(b, 5, 5, 2, 0, 0, 0, ss));
+    auto r = metadata_image::restore(wrap_image(b));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code, errc::storage_error);
+    EXPECT_NE(r.error().message.find("no topic"), std::string::npos) << r.error().message;
+  }
+  {  // an unknown format, and a log record where a snapshot belongs
+    flatbuffers::FlatBufferBuilder b;
+    b.Finish(fb::CreateMetadataImage(b, 5, 1, 1, 0));
+    auto r = metadata_image::restore(wrap_image(b, 2));
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().message.find("format 2"), std::string::npos) << r.error().message;
+    EXPECT_TRUE(metadata_image::restore(wrap_image(b, 1)));
+    EXPECT_EQ(metadata_image::restore(registration(1, 1)).error().code, errc::storage_error);
+  }
 }
 
 }  // namespace

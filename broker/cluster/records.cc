@@ -1,6 +1,6 @@
-// Encoding of the metadata log's records. Topic and subscription bodies are decoded by
-// broker/meta (one place knows their fields and enums); this file adds the assignments of a topic
-// and the records only the log holds.
+// Encoding of the metadata log's records. Topic and subscription configuration tables are built
+// and read by broker/meta (record_tables.h: one place knows their fields and enums); this file adds
+// the assignments of a topic and the records only the log holds.
 #include "broker/cluster/records.h"
 
 #include <flatbuffers/flatbuffers.h>
@@ -11,6 +11,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "broker/cluster/record_tables.h"
+#include "broker/meta/record_tables.h"
 #include "schema/meta_generated.h"
 
 namespace ferry::cluster {
@@ -30,62 +32,16 @@ std::string finish(flatbuffers::FlatBufferBuilder& b, fb::Body type, flatbuffers
   return {reinterpret_cast<const char*>(b.GetBufferPointer()), b.GetSize()};
 }
 
-// The TopicConfig table as broker/meta/record.cc writes it. It is built here again (rather than
-// taken from encode_topic_record) because a finished FlatBuffer cannot grow the `assignments`
-// field; records.every_topic_config_field_survives_the_round_trip (metadata_image_test.cc) checks
-// every field against broker/meta's decoder.
-flatbuffers::Offset<fb::TopicConfig> build_config(flatbuffers::FlatBufferBuilder& b, const meta::topic_config& c) {
-  fb::TopicConfigBuilder cb(b);
-  cb.add_partitions(c.partitions);
-  cb.add_replication(c.replication);
-  cb.add_retention_ms(c.retention_ms);
-  cb.add_retention_bytes(c.retention_bytes);
-  cb.add_segment_bytes(c.segment_bytes);
-  cb.add_segment_ms(c.segment_ms);
-  cb.add_max_batch_bytes(c.max_batch_bytes);
-  cb.add_fsync(c.fsync == meta::fsync_mode::interval ? fb::FsyncMode::Interval : fb::FsyncMode::Always);
-  cb.add_fsync_interval_ms(c.fsync_interval_ms);
-  cb.add_max_delay_ms(c.max_delay_ms);
-  return cb.Finish();
-}
-
 std::string encode(const topic_entry& t) {
   flatbuffers::FlatBufferBuilder b(256);
-  auto name = b.CreateString(t.topic.name);
-  std::vector<flatbuffers::Offset<fb::Assignment>> as;
-  as.reserve(t.assignments.size());
-  for (const auto& a : t.assignments) {
-    std::vector<int32_t> ids;
-    ids.reserve(a.replicas.size());
-    for (node_id n : a.replicas) ids.push_back(n.value);
-    as.push_back(fb::CreateAssignment(b, a.partition, b.CreateVector(ids)));
-  }
-  auto assignments = b.CreateVector(as);
-  auto config = build_config(b, t.topic.config);
-  fb::TopicBuilder tb(b);
-  tb.add_name(name);
-  tb.add_id(t.topic.id);
-  tb.add_config(config);
-  tb.add_assignments(assignments);
-  return finish(b, fb::Body::Topic, tb.Finish().Union());
+  return finish(b, fb::Body::Topic, build_topic(b, t).Union());
 }
 
 std::string encode(const meta::subscription_record& s) { return meta::encode_subscription_record(s); }
 
 std::string encode(const broker_registration& r) {
   flatbuffers::FlatBufferBuilder b(128);
-  auto client = b.CreateString(r.client_address);
-  auto peer = b.CreateString(r.peer_address);
-  auto http = r.http_address.empty() ? 0 : b.CreateString(r.http_address);
-  auto rack = r.rack.empty() ? 0 : b.CreateString(r.rack);
-  fb::BrokerRegistrationBuilder rb(b);
-  rb.add_node_id(r.node.value);
-  rb.add_incarnation(r.incarnation);
-  rb.add_client_address(client);
-  rb.add_peer_address(peer);
-  if (!http.IsNull()) rb.add_http_address(http);
-  if (!rack.IsNull()) rb.add_rack(rack);
-  return finish(b, fb::Body::BrokerRegistration, rb.Finish().Union());
+  return finish(b, fb::Body::BrokerRegistration, build_registration(b, r).Union());
 }
 
 std::string encode(const broker_fenced& r) {
@@ -116,13 +72,34 @@ std::string encode(const id_allocation& r) {
   return finish(b, fb::Body::IdAllocation, fb::CreateIdAllocation(b, r.next_topic_id, r.next_subscription_id).Union());
 }
 
-std::string str(const flatbuffers::String* s) { return s ? s->str() : std::string(); }
+}  // namespace
 
-result<metadata_record> decode_topic(std::string_view bytes, const fb::Topic* t) {
-  auto rec = meta::decode_topic_record(bytes);
-  if (!rec) return rec.error();
-  topic_entry e{std::move(*rec), {}};
-  if (const auto* as = t->assignments()) {
+flatbuffers::Offset<fb::Topic> build_topic(flatbuffers::FlatBufferBuilder& b, const topic_entry& t) {
+  auto name = b.CreateString(t.topic.name);
+  std::vector<flatbuffers::Offset<fb::Assignment>> as;
+  as.reserve(t.assignments.size());
+  for (const auto& a : t.assignments) {
+    std::vector<int32_t> ids;
+    ids.reserve(a.replicas.size());
+    for (node_id n : a.replicas) ids.push_back(n.value);
+    as.push_back(fb::CreateAssignment(b, a.partition, b.CreateVector(ids)));
+  }
+  auto assignments = b.CreateVector(as);
+  auto config = meta::build_topic_config(b, t.topic.config);
+  fb::TopicBuilder tb(b);
+  tb.add_name(name);
+  tb.add_id(t.topic.id);
+  tb.add_config(config);
+  tb.add_assignments(assignments);
+  return tb.Finish();
+}
+
+result<topic_entry> read_topic(const fb::Topic& t) {
+  auto config = meta::read_topic_config(*t.config());
+  if (!config) return config.error();
+  topic_entry e{meta::topic_record{t.name()->str(), t.id(), *config}, {}};
+  if (e.topic.name.empty()) return fail(errc::storage_error, "metadata record without a topic name");
+  if (const auto* as = t.assignments()) {
     e.assignments.reserve(as->size());
     for (const fb::Assignment* a : *as) {
       partition_assignment pa;
@@ -135,7 +112,27 @@ result<metadata_record> decode_topic(std::string_view bytes, const fb::Topic* t)
   return e;
 }
 
-}  // namespace
+flatbuffers::Offset<fb::BrokerRegistration> build_registration(flatbuffers::FlatBufferBuilder& b,
+                                                               const broker_registration& r) {
+  auto client = b.CreateString(r.client_address);
+  auto peer = b.CreateString(r.peer_address);
+  auto http = r.http_address.empty() ? 0 : b.CreateString(r.http_address);
+  auto rack = r.rack.empty() ? 0 : b.CreateString(r.rack);
+  fb::BrokerRegistrationBuilder rb(b);
+  rb.add_node_id(r.node.value);
+  rb.add_incarnation(r.incarnation);
+  rb.add_client_address(client);
+  rb.add_peer_address(peer);
+  if (!http.IsNull()) rb.add_http_address(http);
+  if (!rack.IsNull()) rb.add_rack(rack);
+  return rb.Finish();
+}
+
+broker_registration read_registration(const fb::BrokerRegistration& r) {
+  auto str = [](const flatbuffers::String* s) { return s ? s->str() : std::string(); };
+  return broker_registration{node_id{r.node_id()},  r.incarnation(),       str(r.client_address()),
+                             str(r.peer_address()), str(r.http_address()), str(r.rack())};
+}
 
 std::string encode_metadata_record(const metadata_record& r) {
   return std::visit([](const auto& v) { return encode(v); }, r);
@@ -156,19 +153,18 @@ result<metadata_record> decode_metadata_record(std::string_view bytes) {
     return fail(errc::storage_error, "metadata record of version " + std::to_string(r->version()) +
                                          "; this broker reads version " + std::to_string(record_version));
   switch (r->body_type()) {
-    case fb::Body::Topic:
-      return decode_topic(bytes, r->body_as_Topic());
+    case fb::Body::Topic: {
+      auto t = read_topic(*r->body_as_Topic());
+      if (!t) return t.error();
+      return metadata_record{std::move(*t)};
+    }
     case fb::Body::Subscription: {
-      auto s = meta::decode_subscription_record(bytes);
+      auto s = meta::read_subscription(*r->body_as_Subscription());
       if (!s) return s.error();
       return metadata_record{std::move(*s)};
     }
-    case fb::Body::BrokerRegistration: {
-      const auto* b = r->body_as_BrokerRegistration();
-      broker_registration out{node_id{b->node_id()},  b->incarnation(),       str(b->client_address()),
-                              str(b->peer_address()), str(b->http_address()), str(b->rack())};
-      return metadata_record{std::move(out)};
-    }
+    case fb::Body::BrokerRegistration:
+      return metadata_record{read_registration(*r->body_as_BrokerRegistration())};
     case fb::Body::BrokerFenced: {
       const auto* b = r->body_as_BrokerFenced();
       return metadata_record{broker_fenced{node_id{b->node_id()}, b->incarnation()}};
@@ -179,11 +175,11 @@ result<metadata_record> decode_metadata_record(std::string_view bytes) {
     }
     case fb::Body::TopicDeleted: {
       const auto* b = r->body_as_TopicDeleted();
-      return metadata_record{topic_deleted{str(b->name()), b->id()}};
+      return metadata_record{topic_deleted{b->name()->str(), b->id()}};
     }
     case fb::Body::SubscriptionDeleted: {
       const auto* b = r->body_as_SubscriptionDeleted();
-      return metadata_record{subscription_deleted{str(b->topic()), str(b->name()), b->id()}};
+      return metadata_record{subscription_deleted{b->topic()->str(), b->name()->str(), b->id()}};
     }
     case fb::Body::IdAllocation: {
       const auto* b = r->body_as_IdAllocation();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "broker/meta/legacy_text.h"
+#include "broker/meta/record_tables.h"
 #include "broker/meta/subscription_config.h"
 #include "broker/meta/topic_config.h"
 #include "schema/meta_generated.h"
@@ -82,10 +83,7 @@ result<backoff_kind> from_fb(fb::BackoffKind k) {
 
 }  // namespace
 
-std::string encode_topic_record(const topic_record& r) {
-  const topic_config& c = r.config;
-  flatbuffers::FlatBufferBuilder b(256);
-  auto name = b.CreateString(r.name);
+flatbuffers::Offset<fb::TopicConfig> build_topic_config(flatbuffers::FlatBufferBuilder& b, const topic_config& c) {
   fb::TopicConfigBuilder cb(b);
   cb.add_partitions(c.partitions);
   cb.add_replication(c.replication);
@@ -97,44 +95,29 @@ std::string encode_topic_record(const topic_record& r) {
   cb.add_fsync(c.fsync == fsync_mode::interval ? fb::FsyncMode::Interval : fb::FsyncMode::Always);
   cb.add_fsync_interval_ms(c.fsync_interval_ms);
   cb.add_max_delay_ms(c.max_delay_ms);
-  auto config = cb.Finish();
-  fb::TopicBuilder tb(b);
-  tb.add_name(name);
-  tb.add_id(r.id);
-  tb.add_config(config);
-  return finish(b, fb::Body::Topic, tb.Finish().Union());
+  return cb.Finish();
 }
 
-result<topic_record> decode_topic_record(std::string_view s) {
-  if (!is_flatbuffer(s)) return detail::decode_text_topic_record(s);
-  std::vector<uint64_t> copy;
-  auto rec = open_record(s, fb::Body::Topic, copy);
-  if (!rec) return rec.error();
-  const fb::Topic* t = (*rec)->body_as_Topic();
-  const fb::TopicConfig* fc = t->config();
-  topic_record r;
-  r.name = t->name()->str();
-  r.id = t->id();
-  topic_config& c = r.config;
-  c.partitions = fc->partitions();
-  c.replication = fc->replication();
-  c.retention_ms = fc->retention_ms();
-  c.retention_bytes = fc->retention_bytes();
-  c.segment_bytes = fc->segment_bytes();
-  c.segment_ms = fc->segment_ms();
-  c.max_batch_bytes = fc->max_batch_bytes();
-  auto fsync = from_fb(fc->fsync());
+result<topic_config> read_topic_config(const fb::TopicConfig& t) {
+  topic_config c;
+  c.partitions = t.partitions();
+  c.replication = t.replication();
+  c.retention_ms = t.retention_ms();
+  c.retention_bytes = t.retention_bytes();
+  c.segment_bytes = t.segment_bytes();
+  c.segment_ms = t.segment_ms();
+  c.max_batch_bytes = t.max_batch_bytes();
+  auto fsync = from_fb(t.fsync());
   if (!fsync) return fsync.error();
   c.fsync = *fsync;
-  c.fsync_interval_ms = fc->fsync_interval_ms();
-  c.max_delay_ms = fc->max_delay_ms();
-  if (r.name.empty()) return fail(errc::storage_error, "metadata record without a topic name");
-  return r;
+  c.fsync_interval_ms = t.fsync_interval_ms();
+  c.max_delay_ms = t.max_delay_ms();
+  return c;
 }
 
-std::string encode_subscription_record(const subscription_record& r) {
+flatbuffers::Offset<fb::Subscription> build_subscription(flatbuffers::FlatBufferBuilder& b,
+                                                         const subscription_record& r) {
   const subscription_config& c = r.config;
-  flatbuffers::FlatBufferBuilder b(256);
   auto topic = b.CreateString(r.topic);
   auto name = b.CreateString(r.name);
   auto dlq = b.CreateString(c.dead_letter_topic);
@@ -157,23 +140,18 @@ std::string encode_subscription_record(const subscription_record& r) {
   sb.add_config(config);
   sb.add_start_offsets(starts);
   sb.add_created_ms(r.created_ms);
-  return finish(b, fb::Body::Subscription, sb.Finish().Union());
+  return sb.Finish();
 }
 
-result<subscription_record> decode_subscription_record(std::string_view s) {
-  if (!is_flatbuffer(s)) return detail::decode_text_subscription_record(s);
-  std::vector<uint64_t> copy;
-  auto rec = open_record(s, fb::Body::Subscription, copy);
-  if (!rec) return rec.error();
-  const fb::Subscription* fs = (*rec)->body_as_Subscription();
-  const fb::SubscriptionConfig* fc = fs->config();
+result<subscription_record> read_subscription(const fb::Subscription& s) {
+  const fb::SubscriptionConfig* fc = s.config();
   subscription_record r;
-  r.topic = fs->topic()->str();
-  r.topic_id = fs->topic_id();
-  r.name = fs->name()->str();
-  r.id = fs->id();
-  r.created_ms = fs->created_ms();
-  if (fs->start_offsets()) r.start_offsets.assign(fs->start_offsets()->begin(), fs->start_offsets()->end());
+  r.topic = s.topic()->str();
+  r.topic_id = s.topic_id();
+  r.name = s.name()->str();
+  r.id = s.id();
+  r.created_ms = s.created_ms();
+  if (s.start_offsets()) r.start_offsets.assign(s.start_offsets()->begin(), s.start_offsets()->end());
   subscription_config& c = r.config;
   auto start = from_fb(fc->start());
   if (!start) return start.error();
@@ -190,6 +168,44 @@ result<subscription_record> decode_subscription_record(std::string_view s) {
   if (r.topic.empty() || r.name.empty() || r.id == 0)
     return fail(errc::storage_error, "subscription record without topic, name or id");
   return r;
+}
+
+std::string encode_topic_record(const topic_record& r) {
+  flatbuffers::FlatBufferBuilder b(256);
+  auto name = b.CreateString(r.name);
+  auto config = build_topic_config(b, r.config);
+  fb::TopicBuilder tb(b);
+  tb.add_name(name);
+  tb.add_id(r.id);
+  tb.add_config(config);
+  return finish(b, fb::Body::Topic, tb.Finish().Union());
+}
+
+result<topic_record> decode_topic_record(std::string_view s) {
+  if (!is_flatbuffer(s)) return detail::decode_text_topic_record(s);
+  std::vector<uint64_t> copy;
+  auto rec = open_record(s, fb::Body::Topic, copy);
+  if (!rec) return rec.error();
+  const fb::Topic* t = (*rec)->body_as_Topic();
+  auto config = read_topic_config(*t->config());
+  if (!config) return config.error();
+  topic_record r{t->name()->str(), t->id(), *config};
+  if (r.name.empty()) return fail(errc::storage_error, "metadata record without a topic name");
+  return r;
+}
+
+std::string encode_subscription_record(const subscription_record& r) {
+  flatbuffers::FlatBufferBuilder b(256);
+  auto sub = build_subscription(b, r);
+  return finish(b, fb::Body::Subscription, sub.Union());
+}
+
+result<subscription_record> decode_subscription_record(std::string_view s) {
+  if (!is_flatbuffer(s)) return detail::decode_text_subscription_record(s);
+  std::vector<uint64_t> copy;
+  auto rec = open_record(s, fb::Body::Subscription, copy);
+  if (!rec) return rec.error();
+  return read_subscription(*(*rec)->body_as_Subscription());
 }
 
 }  // namespace ferry::meta
