@@ -285,6 +285,13 @@ frame encode_reject(std::string_view reason) {
   return finish(fbb, fb::PeerBody::Reject, body.Union(), lane::control, 0);
 }
 
+frame encode_keepalive() {
+  flatbuffers::FlatBufferBuilder fbb(64);
+  fb::HeartbeatsBuilder b(fbb);
+  auto body = b.Finish();
+  return finish(fbb, fb::PeerBody::Heartbeats, body.Union(), lane::control, 0);
+}
+
 result<decoded_frame> decode_frame(std::span<const std::byte> frame, node_id from, node_id to) {
   const auto* p = reinterpret_cast<const uint8_t*>(frame.data());
   if (frame.size() < frame_prefix_bytes + 2 * sizeof(flatbuffers::uoffset_t) + flatbuffers::kFileIdentifierLength)

@@ -90,6 +90,8 @@ struct encode_options {
 [[nodiscard]] std::vector<frame> encode_messages(std::span<const addressed_message> batch, encode_options opt = {});
 [[nodiscard]] frame encode_hello(const hello& h);
 [[nodiscard]] frame encode_reject(std::string_view reason);
+// A frame that says only "this connection is alive": a Heartbeats frame with no groups.
+[[nodiscard]] frame encode_keepalive();
 
 struct decoded_frame {
   enum class kind : uint8_t { hello, reject, messages } type = kind::messages;

@@ -305,6 +305,15 @@ TEST(peer_codec, hello_and_reject_round_trip) {
   EXPECT_EQ(r->reason, "wrong cluster");
 }
 
+TEST(peer_codec, a_keepalive_is_a_small_frame_without_messages) {
+  auto f = encode_keepalive();
+  EXPECT_LE(f.size(), 48U) << f.size();
+  auto d = decode(f);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->type, decoded_frame::kind::messages);
+  EXPECT_TRUE(d->messages.empty());
+}
+
 TEST(peer_codec, every_truncation_of_a_frame_is_rejected) {
   std::vector<addressed_message> in;
   uint64_t g = 0;
