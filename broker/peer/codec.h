@@ -95,8 +95,8 @@ struct encode_options {
 
 struct decoded_frame {
   enum class kind : uint8_t { hello, reject, messages } type = kind::messages;
-  struct hello hello;                      // kind::hello
-  std::string reason;                      // kind::reject
+  struct hello hello;                       // kind::hello
+  std::string reason;                       // kind::reject
   std::vector<addressed_message> messages;  // kind::messages: from `from` to `to`
 };
 

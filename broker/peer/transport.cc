@@ -62,7 +62,7 @@ struct connection {
   connection(tcp::socket s, uint64_t conn_id) : sock(std::move(s)), id(conn_id), timer(sock.get_executor()) {}
   tcp::socket sock;
   uint64_t id;
-  node_id peer;             // known once the Hello arrived
+  node_id peer;              // known once the Hello arrived
   bool established = false;  // Hello exchange done, attached to its peer
   bool closed = false;
   std::string remote;  // host:port for logs
@@ -79,7 +79,7 @@ struct peer_state {
   std::string host;
   uint16_t port = 0;
   bool has_address = false;
-  bool dialing = false;                     // its dialer coroutine runs
+  bool dialing = false;                    // its dialer coroutine runs
   std::vector<addressed_message> pending;  // queued by send(), not yet encoded
   std::deque<frame> control;
   std::deque<frame> bulk;
@@ -160,8 +160,7 @@ struct transport::impl : std::enable_shared_from_this<impl> {
     if (stopping) {
       logger()->debug("node {}: connection {} to node {} closed: {}", self(), c->id, c->peer.value, why);
     } else {
-      logger()->info("node {}: connection {} to node {} ({}) closed: {}", self(), c->id, c->peer.value, c->remote,
-                     why);
+      logger()->info("node {}: connection {} to node {} ({}) closed: {}", self(), c->id, c->peer.value, c->remote, why);
     }
   }
 
@@ -189,8 +188,8 @@ struct transport::impl : std::enable_shared_from_this<impl> {
     b.n = frame_prefix_bytes + len;
     b.storage.resize((b.n + 7) / 8);
     std::memcpy(b.data(), prefix.data(), prefix.size());
-    auto [ec2, n2] = co_await asio::async_read(c->sock, asio::buffer(b.data() + frame_prefix_bytes, len),
-                                               as_tuple(use_awaitable));
+    auto [ec2, n2] =
+        co_await asio::async_read(c->sock, asio::buffer(b.data() + frame_prefix_bytes, len), as_tuple(use_awaitable));
     if (ec2) co_return fail(errc::connection_closed, ec2.message());
     c->last_read = steady::now();
     co_return b;
@@ -323,8 +322,7 @@ struct transport::impl : std::enable_shared_from_this<impl> {
     peer_state& p = self->peer(n);
     const std::string where = p.host + ":" + std::to_string(p.port);
     tcp::resolver resolver(self->ex);
-    auto [rec, endpoints] =
-        co_await resolver.async_resolve(p.host, std::to_string(p.port), as_tuple(use_awaitable));
+    auto [rec, endpoints] = co_await resolver.async_resolve(p.host, std::to_string(p.port), as_tuple(use_awaitable));
     if (rec) {
       logger()->warn("node {}: cannot resolve node {} at {}: {}", self->self(), n.value, where, rec.message());
       co_return false;
@@ -402,8 +400,8 @@ struct transport::impl : std::enable_shared_from_this<impl> {
       if (!d || d->type != decoded_frame::kind::messages) {
         ++self->stats.malformed_frames;
         const std::string why = d ? "a Hello or Reject after the handshake" : d.error().to_string();
-        logger()->warn("node {}: closing connection {} to node {}: bad frame: {}", self->self(), c->id,
-                       c->peer.value, why);
+        logger()->warn("node {}: closing connection {} to node {}: bad frame: {}", self->self(), c->id, c->peer.value,
+                       why);
         self->close_conn(c, "bad frame");
         break;
       }
@@ -440,7 +438,7 @@ struct transport::impl : std::enable_shared_from_this<impl> {
         auto [ec] = co_await p.writer_wake.async_wait(as_tuple(use_awaitable));
         if (c->closed) break;
         if (ec || !p.control.empty() || !p.bulk.empty()) continue;  // woken: something to send
-        batch.push_back(encode_keepalive());                           // idle: tell the peer we live
+        batch.push_back(encode_keepalive());                        // idle: tell the peer we live
       }
       size_t messages = 0;
       for (const auto& f : batch) {

@@ -82,7 +82,7 @@ struct transport_stats {
   uint64_t frames_received = 0;
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
-  uint64_t writes = 0;  // socket writes (each gathers one or more frames)
+  uint64_t writes = 0;             // socket writes (each gathers one or more frames)
   uint64_t messages_sent = 0;      // consensus messages in frames written
   uint64_t messages_received = 0;  // consensus messages handed to on_message
   uint64_t bulk_dropped_frames = 0;

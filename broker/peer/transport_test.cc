@@ -96,8 +96,8 @@ message make(msg_type type, node_id from, node_id to) {
 }
 
 constexpr msg_type all_types[] = {
-    msg_type::pre_vote,  msg_type::pre_vote_reply, msg_type::vote,         msg_type::vote_reply,
-    msg_type::append,    msg_type::append_reply,   msg_type::heartbeat,    msg_type::heartbeat_reply,
+    msg_type::pre_vote,    msg_type::pre_vote_reply,   msg_type::vote,      msg_type::vote_reply,
+    msg_type::append,      msg_type::append_reply,     msg_type::heartbeat, msg_type::heartbeat_reply,
     msg_type::timeout_now, msg_type::install_snapshot,
 };
 
@@ -212,9 +212,8 @@ TEST_F(peer_transport, three_brokers_hold_one_connection_per_pair) {
         auto m = make(msg_type::vote, from->id, to->id);
         from->t->send(to->id, static_cast<group_id>(from->id.value * 10 + to->id.value), m);
       }
-  ASSERT_TRUE(run_until([&] {
-    return std::all_of(nodes.begin(), nodes.end(), [](const auto& n) { return n->got.size() == 2; });
-  }));
+  ASSERT_TRUE(run_until(
+      [&] { return std::all_of(nodes.begin(), nodes.end(), [](const auto& n) { return n->got.size() == 2; }); }));
   for (auto& n : nodes)
     for (const auto& r : n->got) {
       EXPECT_EQ(r.msg.to, n->id);
