@@ -9,7 +9,6 @@
 
 namespace ferry::peer {
 
-namespace fb = ferry::peer::fb;
 using consensus::msg_type;
 
 static_assert(static_cast<uint8_t>(fb::MsgType::InstallSnapshot) == static_cast<uint8_t>(msg_type::install_snapshot));

@@ -143,7 +143,8 @@ struct transport::impl : std::enable_shared_from_this<impl> {
 
   // Closes `c` (idempotent). If it was its peer's connection, the peer has none now: its writer
   // and dialer wake up.
-  void close_conn(std::shared_ptr<connection> c, std::string_view why) {  // by value: it may be p.conn
+  void close_conn(const std::shared_ptr<connection>& conn, std::string_view why) {
+    const std::shared_ptr<connection> c = conn;  // a copy: `conn` may be p.conn, reset below
     if (c->closed) return;
     c->closed = true;
     boost::system::error_code ec;
@@ -533,7 +534,15 @@ struct transport::impl : std::enable_shared_from_this<impl> {
 transport::transport(asio::any_io_executor ex, transport_config cfg, message_handler on_message)
     : impl_(std::make_shared<impl>(std::move(ex), std::move(cfg), std::move(on_message))) {}
 
-transport::~transport() { impl_->close(); }
+transport::~transport() {
+  try {
+    impl_->close();
+  } catch (const std::exception& e) {
+    logger()->error("node {}: closing the peer transport: {}", impl_->self(), e.what());
+  } catch (...) {
+    // Nothing more to do in a destructor: the sockets close with their objects anyway.
+  }
+}
 
 result<uint16_t> transport::listen() {
   auto& i = *impl_;
