@@ -123,7 +123,7 @@ void host::stop() {
   impl_->timer.cancel();
 }
 
-void host::deliver(group_id g, consensus::message m, consensus::time_point received) {
+void host::deliver(group_id g, const consensus::message& m, consensus::time_point received) {
   auto it = impl_->groups.find(g);
   if (it == impl_->groups.end()) {
     ++impl_->dropped;

@@ -70,7 +70,7 @@ class host {
   void stop();
 
   // A message from the transport: stepped into its group (unknown groups: dropped and counted).
-  void deliver(group_id g, consensus::message m, consensus::time_point received);
+  void deliver(group_id g, const consensus::message& m, consensus::time_point received);
   // The storage's fsync covers group g's log up to (index, term).
   void synced(group_id g, consensus::index_t index, consensus::term_t term);
   // Proposes `data` to group g (not_leader if it is unknown or not led here).

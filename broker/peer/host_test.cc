@@ -70,7 +70,7 @@ class peer_host : public ::testing::Test {
       broker* raw = b.get();
       b->t = std::make_unique<transport>(
           io.get_executor(), tc,
-          [raw](group_id g, consensus::message m, consensus::time_point at) { raw->h->deliver(g, std::move(m), at); });
+          [raw](group_id g, const consensus::message& m, consensus::time_point at) { raw->h->deliver(g, m, at); });
       auto port = b->t->listen();
       ASSERT_TRUE(port);
       b->port = *port;

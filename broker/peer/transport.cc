@@ -144,7 +144,8 @@ struct transport::impl : std::enable_shared_from_this<impl> {
   // Closes `c` (idempotent). If it was its peer's connection, the peer has none now: its writer
   // and dialer wake up.
   void close_conn(const std::shared_ptr<connection>& conn, std::string_view why) {
-    const std::shared_ptr<connection> c = conn;  // a copy: `conn` may be p.conn, reset below
+    // A copy that keeps the connection alive: `conn` may be p.conn, which is reset below.
+    const std::shared_ptr<connection> c = conn;  // NOLINT(performance-unnecessary-copy-initialization)
     if (c->closed) return;
     c->closed = true;
     boost::system::error_code ec;

@@ -135,7 +135,8 @@ class peer_transport : public ::testing::Test {
     })) << "a transport did not stop";
   }
 
-  node& add_node(int id, std::string cluster = "test-cluster", std::function<void(transport_config&)> tweak = {}) {
+  node& add_node(int id, std::string cluster = "test-cluster",
+                 const std::function<void(transport_config&)>& tweak = {}) {
     auto n = std::make_unique<node>();
     n->id = node_id{id};
     transport_config cfg;
@@ -210,14 +211,14 @@ TEST_F(peer_transport, three_brokers_hold_one_connection_per_pair) {
     for (auto& to : nodes)
       if (from != to) {
         auto m = make(msg_type::vote, from->id, to->id);
-        from->t->send(to->id, static_cast<group_id>(from->id.value * 10 + to->id.value), m);
+        from->t->send(to->id, static_cast<group_id>(from->id.value) * 10 + static_cast<group_id>(to->id.value), m);
       }
   ASSERT_TRUE(run_until(
       [&] { return std::all_of(nodes.begin(), nodes.end(), [](const auto& n) { return n->got.size() == 2; }); }));
   for (auto& n : nodes)
     for (const auto& r : n->got) {
       EXPECT_EQ(r.msg.to, n->id);
-      EXPECT_EQ(r.group, static_cast<group_id>(r.msg.from.value * 10 + n->id.value));
+      EXPECT_EQ(r.group, static_cast<group_id>(r.msg.from.value) * 10 + static_cast<group_id>(n->id.value));
     }
   // 1 dials 2 and 3; 2 dials 3; nobody dials a lower id.
   EXPECT_EQ(nodes[0]->t->stats().connections_dialed, 2U);
@@ -261,7 +262,7 @@ TEST_F(peer_transport, heartbeats_of_a_thousand_groups_travel_as_one_frame) {
 }
 
 TEST_F(peer_transport, a_heartbeat_overtakes_bulk_data_queued_before_it) {
-  node& a = add_node(1, "test-cluster", [](transport_config& c) { c.max_bulk_write_bytes = 64 * 1024; });
+  node& a = add_node(1, "test-cluster", [](transport_config& c) { c.max_bulk_write_bytes = size_t{64} * 1024; });
   node& b = add_node(2);
   mesh();
   ASSERT_TRUE(run_until([&] { return a.t->connected(b.id); }));
