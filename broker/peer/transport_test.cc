@@ -9,6 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -429,6 +430,44 @@ TEST_F(peer_transport, garbage_closes_only_that_connection) {
   a.t->send(b.id, 42, make(msg_type::timeout_now, a.id, b.id));
   ASSERT_TRUE(run_until([&] { return b.got.size() == 1; }));
   EXPECT_EQ(b.got[0].group, 42U);
+}
+
+TEST_F(peer_transport, a_newer_connection_from_the_same_node_replaces_the_old_one) {
+  node& a = add_node(1);
+  node& b = add_node(2);
+  mesh();
+  ASSERT_TRUE(run_until([&] { return a.t->connected(b.id) && b.t->connected(a.id); }));
+  // Node 1 "restarted" (a new incarnation dials in): b keeps the newest connection and closes a's.
+  raw_client r(io);
+  r.sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), b.port));
+  r.read_more();
+  r.write(bytes_of(encode_hello(hello{"test-cluster", node_id{1}, 5000, protocol_version})));
+  ASSERT_TRUE(run_until([&] { return b.t->stats().connections_accepted == 2; }));
+  EXPECT_EQ(b.t->stats().connections_closed, 1U);
+  // a sees its connection closed and dials again, which in turn replaces the raw one.
+  ASSERT_TRUE(run_until([&] { return a.t->stats().connections_dialed == 2 && a.t->connected(b.id) && r.eof; }));
+  a.t->send(b.id, 1, make(msg_type::vote, a.id, b.id));
+  ASSERT_TRUE(run_until([&] { return b.got.size() == 1; }));
+}
+
+TEST_F(peer_transport, a_hello_with_another_protocol_version_is_refused) {
+  node& b = add_node(2);
+  raw_client r(io);
+  r.sock.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), b.port));
+  r.read_more();
+  r.write(bytes_of(encode_hello(hello{"test-cluster", node_id{1}, 1, protocol_version + 1})));
+  ASSERT_TRUE(run_until([&] { return r.eof; }));
+  EXPECT_EQ(b.t->stats().hellos_refused, 1U);
+  EXPECT_FALSE(b.t->connected(node_id{1}));
+  // The answer was a Reject that says why.
+  ASSERT_GE(r.got.size(), 4U);
+  std::vector<uint64_t> aligned((r.got.size() + 7) / 8);
+  std::memcpy(aligned.data(), r.got.data(), r.got.size());
+  auto d = decode_frame(std::span<const std::byte>(reinterpret_cast<const std::byte*>(aligned.data()), r.got.size()),
+                        b.id, node_id{1});
+  ASSERT_TRUE(d) << d.error().to_string();
+  EXPECT_EQ(d->type, decoded_frame::kind::reject);
+  EXPECT_NE(d->reason.find("protocol version"), std::string::npos) << d->reason;
 }
 
 TEST_F(peer_transport, an_idle_connection_stays_up_on_keepalives_and_a_silent_one_is_closed) {
