@@ -39,6 +39,7 @@ runtime::subsystem_logger logger{"peer"};
 // The first frame of a connection is a Hello: a stranger cannot make us allocate more than this
 // before it has said who it is.
 constexpr uint32_t max_handshake_frame_bytes = 64 * 1024;
+constexpr size_t read_chunk_bytes = size_t{64} * 1024;
 
 // One received frame in an 8-byte aligned buffer, the length prefix included (the codec verifies
 // alignment relative to the frame start).
@@ -186,18 +187,26 @@ struct transport::impl : std::enable_shared_from_this<impl> {
       co_return fail(errc::frame_too_large,
                      "frame of " + std::to_string(len) + " bytes, over the limit of " + std::to_string(max_bytes));
     }
+    // The buffer grows as the body arrives (doubling from 64 KiB): a length prefix alone never
+    // allocates the length it announces.
     in_buf b;
     b.n = frame_prefix_bytes + len;
-    b.storage.resize((b.n + 7) / 8);
+    size_t have = 0;
+    b.storage.resize((frame_prefix_bytes + std::min<size_t>(len, read_chunk_bytes) + 7) / 8);
     std::memcpy(b.data(), prefix.data(), prefix.size());
-    auto [ec2, n2] =
-        co_await asio::async_read(c->sock, asio::buffer(b.data() + frame_prefix_bytes, len), as_tuple(use_awaitable));
-    if (ec2) co_return fail(errc::connection_closed, ec2.message());
-    c->last_read = steady::now();
+    while (have < len) {
+      const size_t chunk = std::min<size_t>(len - have, std::max(read_chunk_bytes, have));
+      b.storage.resize((frame_prefix_bytes + have + chunk + 7) / 8);
+      auto [ec2, n2] = co_await asio::async_read(c->sock, asio::buffer(b.data() + frame_prefix_bytes + have, chunk),
+                                                 as_tuple(use_awaitable));
+      if (ec2) co_return fail(errc::connection_closed, ec2.message());
+      have += n2;
+      c->last_read = steady::now();
+    }
     co_return b;
   }
 
-  static asio::awaitable<bool> write_frame(std::shared_ptr<connection> c, const frame& f) {
+  static asio::awaitable<bool> write_frame(std::shared_ptr<connection> c, frame f) {
     auto b = f.bytes();
     auto [ec, n] = co_await asio::async_write(c->sock, asio::buffer(b.data(), b.size()), as_tuple(use_awaitable));
     co_return !ec;
@@ -281,13 +290,13 @@ struct transport::impl : std::enable_shared_from_this<impl> {
       ++self->stats.hellos_refused;
       logger()->warn("node {}: refused connection {} from {} (node {}): {}", self->self(), c->id, c->remote,
                      d->hello.node.value, why);
-      const frame reject = encode_reject(why);
-      co_await write_frame(c, reject);
+      frame reject = encode_reject(why);
+      co_await write_frame(c, std::move(reject));
       self->close_conn(c, "refused");
       co_return;
     }
-    const frame ours = encode_hello(self->our_hello());
-    if (!co_await write_frame(c, ours) || c->closed || self->stopping) {
+    frame ours = encode_hello(self->our_hello());
+    if (!co_await write_frame(c, std::move(ours)) || c->closed || self->stopping) {
       self->close_conn(c, "Hello not sent");
       co_return;
     }
@@ -341,8 +350,8 @@ struct transport::impl : std::enable_shared_from_this<impl> {
     }
     boost::system::error_code ignored;
     c->sock.set_option(tcp::no_delay(true), ignored);
-    const frame ours = encode_hello(self->our_hello());
-    if (!co_await write_frame(c, ours)) {
+    frame ours = encode_hello(self->our_hello());
+    if (!co_await write_frame(c, std::move(ours))) {
       self->close_conn(c, "Hello not sent");
       co_return false;
     }
@@ -370,8 +379,8 @@ struct transport::impl : std::enable_shared_from_this<impl> {
     if (auto why = self->check_hello(d->hello, n); !why.empty()) {
       ++self->stats.hellos_refused;
       logger()->warn("node {}: refused the answer of {} (dialed as node {}): {}", self->self(), where, n.value, why);
-      const frame reject = encode_reject(why);
-      co_await write_frame(c, reject);
+      frame reject = encode_reject(why);
+      co_await write_frame(c, std::move(reject));
       self->close_conn(c, "refused");
       co_return false;
     }

@@ -283,6 +283,19 @@ TEST_F(peer_transport, a_heartbeat_overtakes_bulk_data_queued_before_it) {
   EXPECT_EQ(b.got[pos].msg.type, msg_type::heartbeat);
 }
 
+TEST_F(peer_transport, a_large_append_arrives_whole) {
+  node& a = add_node(1);
+  node& b = add_node(2);
+  mesh();
+  auto m = make(msg_type::append, a.id, b.id);
+  std::string big(3'000'000, ' ');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 26);
+  m.entries = {entry{11, 5, entry_kind::normal, big}, entry{12, 5, entry_kind::normal, "tail"}};
+  a.t->send(b.id, 7, m);
+  ASSERT_TRUE(run_until([&] { return b.got.size() == 1; }));
+  expect_same(b.got[0].msg, m);
+}
+
 TEST_F(peer_transport, the_bulk_queue_drops_its_oldest_frames_when_full) {
   // Node 2 never dials 1 (1 is lower, and knows no address of 2): 2's queues only fill.
   node& b = add_node(2, "test-cluster", [](transport_config& c) {
