@@ -105,10 +105,13 @@ class peer_host : public ::testing::Test {
     }
   }
 
-  // The leader of group g if exactly one broker leads it and the others follow it in its term.
-  broker* settled_leader(group_id g) {
+  // The leader of group g if exactly one broker leads it and the others follow it in its term
+  // (among the brokers not in `down`).
+  broker* settled_leader(group_id g, const std::vector<node_id>& down = {}) {
+    auto up = [&](const broker& b) { return std::find(down.begin(), down.end(), b.id) == down.end(); };
     broker* leader = nullptr;
     for (auto& b : brokers) {
+      if (!up(*b)) continue;
       const auto* grp = b->h->find(g);
       if (grp->current_role() == role::leader) {
         if (leader != nullptr) return nullptr;
@@ -118,6 +121,7 @@ class peer_host : public ::testing::Test {
     if (leader == nullptr) return nullptr;
     const auto term = leader->h->find(g)->term();
     for (auto& b : brokers) {
+      if (!up(*b)) continue;
       const auto* grp = b->h->find(g);
       if (grp->term() != term || grp->leader() != leader->id) return nullptr;
     }
@@ -208,6 +212,37 @@ TEST_F(peer_host, idle_groups_keep_their_leaders_on_coalesced_heartbeats) {
   std::printf("broker 1 received %llu frames in 200 ticks of 100 idle groups\n",
               static_cast<unsigned long long>(frames));
   EXPECT_LT(frames, 2000U);
+}
+
+TEST_F(peer_host, when_a_broker_stops_the_others_take_over_its_groups_and_commit) {
+  constexpr size_t groups = 10;
+  start_cluster(groups);
+  ASSERT_TRUE(run_until([&] {
+    for (group_id g = 0; g < groups; ++g)
+      if (settled_leader(g) == nullptr) return false;
+    return true;
+  }));
+  // Broker 1 goes away: no more ticks, its connections closed (peers see them drop).
+  broker& gone = *brokers[0];
+  gone.h->stop();
+  gone.t->close();
+  const std::vector<node_id> down{gone.id};
+  ASSERT_TRUE(run_until([&] {
+    for (group_id g = 0; g < groups; ++g)
+      if (settled_leader(g, down) == nullptr) return false;
+    return true;
+  })) << "groups led by the stopped broker did not elect another leader";
+  for (group_id g = 0; g < groups; ++g) {
+    auto r = settled_leader(g, down)->h->propose(g, "after-" + std::to_string(g));
+    ASSERT_EQ(r.status, consensus::propose_status::ok);
+  }
+  ASSERT_TRUE(run_until([&] {
+    for (size_t i = 1; i < brokers.size(); ++i)
+      for (group_id g = 0; g < groups; ++g)
+        if (brokers[i]->applied[g].empty() || brokers[i]->applied[g].back() != "after-" + std::to_string(g))
+          return false;
+    return true;
+  })) << "a proposal after the stop was not applied on both live brokers";
 }
 
 }  // namespace
