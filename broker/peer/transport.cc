@@ -22,6 +22,7 @@
 
 #include "broker/base/assert.h"
 #include "broker/runtime/logger.h"
+#include "broker/runtime/metrics.h"
 #include "broker/runtime/runtime.h"
 #include "schema/endian.h"
 
@@ -40,6 +41,48 @@ runtime::subsystem_logger logger{"peer"};
 // before it has said who it is.
 constexpr uint32_t max_handshake_frame_bytes = 64 * 1024;
 constexpr size_t read_chunk_bytes = size_t{64} * 1024;
+
+// Process-wide metrics (/metrics); transport_stats holds the same counts per transport.
+struct probe {
+  metrics::counter& dialed = metrics::get_counter(
+      "ferry_peer_connections_total", "Peer connections established (Hello exchange done)", {{"side", "dialed"}});
+  metrics::counter& accepted = metrics::get_counter(
+      "ferry_peer_connections_total", "Peer connections established (Hello exchange done)", {{"side", "accepted"}});
+  metrics::counter& closed =
+      metrics::get_counter("ferry_peer_connections_closed_total", "Established peer connections that closed");
+  metrics::counter& dial_failures =
+      metrics::get_counter("ferry_peer_dial_failures_total", "Peer dials whose connect or Hello exchange failed");
+  metrics::counter& refused =
+      metrics::get_counter("ferry_peer_hellos_refused_total", "Peer Hellos refused (cluster id, version, direction)");
+  metrics::counter& refused_by_peer =
+      metrics::get_counter("ferry_peer_refused_by_peer_total", "Our Hellos that a peer refused");
+  metrics::counter& malformed = metrics::get_counter("ferry_peer_malformed_frames_total",
+                                                     "Peer frames that did not decode or were over the size limit");
+  metrics::counter& frames_out = metrics::get_counter("ferry_peer_frames_sent_total", "Peer frames sent");
+  metrics::counter& frames_in = metrics::get_counter("ferry_peer_frames_received_total", "Peer frames received");
+  metrics::counter& bytes_out = metrics::get_counter("ferry_peer_sent_bytes_total", "Peer bytes sent");
+  metrics::counter& bytes_in = metrics::get_counter("ferry_peer_received_bytes_total", "Peer bytes received");
+  metrics::counter& writes =
+      metrics::get_counter("ferry_peer_writes_total", "Peer socket writes (each gathers frames)");
+  metrics::counter& messages_out =
+      metrics::get_counter("ferry_peer_messages_sent_total", "Consensus messages sent to peers");
+  metrics::counter& messages_in =
+      metrics::get_counter("ferry_peer_messages_received_total", "Consensus messages received from peers");
+  metrics::counter& dropped_bulk_frames =
+      metrics::get_counter("ferry_peer_dropped_frames_total",
+                           "Queued peer frames dropped, oldest first, over the queue bound", {{"lane", "bulk"}});
+  metrics::counter& dropped_control_frames =
+      metrics::get_counter("ferry_peer_dropped_frames_total",
+                           "Queued peer frames dropped, oldest first, over the queue bound", {{"lane", "control"}});
+  metrics::counter& dropped_bulk_messages = metrics::get_counter(
+      "ferry_peer_dropped_messages_total", "Consensus messages in dropped peer frames", {{"lane", "bulk"}});
+  metrics::counter& dropped_control_messages = metrics::get_counter(
+      "ferry_peer_dropped_messages_total", "Consensus messages in dropped peer frames", {{"lane", "control"}});
+  static probe& get() {
+    static probe p;
+    return p;
+  }
+};
 
 // One received frame in an 8-byte aligned buffer, the length prefix included (the codec verifies
 // alignment relative to the frame start).
@@ -119,6 +162,12 @@ struct transport::impl : std::enable_shared_from_this<impl> {
 
   int32_t self() const { return cfg.self.value; }
 
+  // Counts in this transport's stats and in the process-wide metric.
+  void count(uint64_t transport_stats::*field, metrics::counter& metric, uint64_t n = 1) {
+    stats.*field += n;
+    metric.inc(n);
+  }
+
   peer_state& peer(node_id n) {
     auto& p = peers[n.value];
     if (!p) p = std::make_unique<peer_state>(n, ex);
@@ -155,7 +204,7 @@ struct transport::impl : std::enable_shared_from_this<impl> {
     c->timer.cancel();
     std::erase(handshaking, c);
     if (!c->established) return;
-    ++stats.connections_closed;
+    count(&transport_stats::connections_closed, probe::get().closed);
     peer_state& p = peer(c->peer);
     if (p.conn == c) p.conn.reset();
     p.writer_wake.cancel();
@@ -240,7 +289,11 @@ struct transport::impl : std::enable_shared_from_this<impl> {
     peer_state& p = peer(n);
     if (p.conn) close_conn(p.conn, "replaced by a newer connection from the same node");
     p.conn = c;
-    ++(dialed ? stats.connections_dialed : stats.connections_accepted);
+    if (dialed) {
+      count(&transport_stats::connections_dialed, probe::get().dialed);
+    } else {
+      count(&transport_stats::connections_accepted, probe::get().accepted);
+    }
     logger()->info("node {}: connected to node {} ({}, connection {}, {})", self(), n.value, c->remote, c->id,
                    dialed ? "dialed" : "accepted");
     spawn(reader(shared_from_this(), c), "peer reader");
@@ -280,14 +333,14 @@ struct transport::impl : std::enable_shared_from_this<impl> {
     }
     auto d = decode_frame(f->view(), node_id{}, self->cfg.self);
     if (!d || d->type != decoded_frame::kind::hello) {
-      ++self->stats.malformed_frames;
+      self->count(&transport_stats::malformed_frames, probe::get().malformed);
       logger()->warn("node {}: connection {} from {}: first frame is not a Hello ({})", self->self(), c->id, c->remote,
                      d ? "another frame type" : d.error().to_string());
       self->close_conn(c, "no Hello");
       co_return;
     }
     if (auto why = self->check_hello(d->hello, node_id{}); !why.empty()) {
-      ++self->stats.hellos_refused;
+      self->count(&transport_stats::hellos_refused, probe::get().refused);
       logger()->warn("node {}: refused connection {} from {} (node {}): {}", self->self(), c->id, c->remote,
                      d->hello.node.value, why);
       frame reject = encode_reject(why);
@@ -320,7 +373,7 @@ struct transport::impl : std::enable_shared_from_this<impl> {
         backoff = self->cfg.reconnect_min;
         continue;
       }
-      ++self->stats.dial_failures;
+      self->count(&transport_stats::dial_failures, probe::get().dial_failures);
       if (self->stopping) break;
       p.dial_wake.expires_after(backoff);
       co_await p.dial_wake.async_wait(as_tuple(use_awaitable));
@@ -364,20 +417,20 @@ struct transport::impl : std::enable_shared_from_this<impl> {
     }
     auto d = decode_frame(f->view(), n, self->cfg.self);
     if (d && d->type == decoded_frame::kind::reject) {
-      ++self->stats.refused_by_peer;
+      self->count(&transport_stats::refused_by_peer, probe::get().refused_by_peer);
       logger()->warn("node {}: node {} at {} refused our connection: {}", self->self(), n.value, where, d->reason);
       self->close_conn(c, "refused by peer");
       co_return false;
     }
     if (!d || d->type != decoded_frame::kind::hello) {
-      ++self->stats.malformed_frames;
+      self->count(&transport_stats::malformed_frames, probe::get().malformed);
       logger()->warn("node {}: node {} at {} did not answer with a Hello ({})", self->self(), n.value, where,
                      d ? "another frame type" : d.error().to_string());
       self->close_conn(c, "no Hello");
       co_return false;
     }
     if (auto why = self->check_hello(d->hello, n); !why.empty()) {
-      ++self->stats.hellos_refused;
+      self->count(&transport_stats::hellos_refused, probe::get().refused);
       logger()->warn("node {}: refused the answer of {} (dialed as node {}): {}", self->self(), where, n.value, why);
       frame reject = encode_reject(why);
       co_await write_frame(c, std::move(reject));
@@ -398,18 +451,18 @@ struct transport::impl : std::enable_shared_from_this<impl> {
       if (c->closed) break;
       if (!f) {
         if (f.error().code == errc::frame_too_large) {
-          ++self->stats.malformed_frames;
+          self->count(&transport_stats::malformed_frames, probe::get().malformed);
           logger()->warn("node {}: node {} sent a {}", self->self(), c->peer.value, f.error().message);
         }
         self->close_conn(c, f.error().to_string());
         break;
       }
       const consensus::time_point now = self->cfg.clock();
-      ++self->stats.frames_received;
-      self->stats.bytes_received += f->n;
+      self->count(&transport_stats::frames_received, probe::get().frames_in);
+      self->count(&transport_stats::bytes_received, probe::get().bytes_in, f->n);
       auto d = decode_frame(f->view(), c->peer, self->cfg.self);
       if (!d || d->type != decoded_frame::kind::messages) {
-        ++self->stats.malformed_frames;
+        self->count(&transport_stats::malformed_frames, probe::get().malformed);
         const std::string why = d ? "a Hello or Reject after the handshake" : d.error().to_string();
         logger()->warn("node {}: closing connection {} to node {}: bad frame: {}", self->self(), c->id, c->peer.value,
                        why);
@@ -417,7 +470,7 @@ struct transport::impl : std::enable_shared_from_this<impl> {
         break;
       }
       for (auto& a : d->messages) {
-        ++self->stats.messages_received;
+        self->count(&transport_stats::messages_received, probe::get().messages_in);
         self->on_message(a.group, std::move(a.msg), now);
       }
     }
@@ -463,10 +516,11 @@ struct transport::impl : std::enable_shared_from_this<impl> {
         self->close_conn(c, "write failed: " + ec.message());
         break;
       }
-      ++self->stats.writes;
-      self->stats.frames_sent += batch.size();
-      self->stats.bytes_sent += n;
-      self->stats.messages_sent += messages;
+      auto& pr = probe::get();
+      self->count(&transport_stats::writes, pr.writes);
+      self->count(&transport_stats::frames_sent, pr.frames_out, batch.size());
+      self->count(&transport_stats::bytes_sent, pr.bytes_out, n);
+      self->count(&transport_stats::messages_sent, pr.messages_out, messages);
     }
   }
 
@@ -498,8 +552,14 @@ struct transport::impl : std::enable_shared_from_this<impl> {
     // resends what matters; an old heartbeat is worth nothing once a newer one is queued.
     while (bytes > bound && q.size() > 1) {
       bytes -= q.front().size();
-      ++(is_bulk ? stats.bulk_dropped_frames : stats.control_dropped_frames);
-      (is_bulk ? stats.bulk_dropped_messages : stats.control_dropped_messages) += q.front().messages();
+      auto& pr = probe::get();
+      if (is_bulk) {
+        count(&transport_stats::bulk_dropped_frames, pr.dropped_bulk_frames);
+        count(&transport_stats::bulk_dropped_messages, pr.dropped_bulk_messages, q.front().messages());
+      } else {
+        count(&transport_stats::control_dropped_frames, pr.dropped_control_frames);
+        count(&transport_stats::control_dropped_messages, pr.dropped_control_messages, q.front().messages());
+      }
       q.pop_front();
     }
   }

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "broker/runtime/metrics.h"
 #include "schema/endian.h"
 
 namespace ferry::peer {
@@ -303,6 +304,10 @@ TEST_F(peer_transport, the_bulk_queue_drops_its_oldest_frames_when_full) {
     c.encoding.target_frame_bytes = 1;  // one message per frame
   });
   node& a = add_node(1);
+  auto& dropped_metric =
+      metrics::get_counter("ferry_peer_dropped_frames_total",
+                           "Queued peer frames dropped, oldest first, over the queue bound", {{"lane", "bulk"}});
+  const uint64_t dropped_before = dropped_metric.value();
   for (group_id g = 0; g < 10; ++g) {
     auto m = make(msg_type::append, b.id, a.id);
     m.entries = {entry{11, 5, entry_kind::normal, std::string(100'000, 'x')}};
@@ -312,6 +317,7 @@ TEST_F(peer_transport, the_bulk_queue_drops_its_oldest_frames_when_full) {
   ASSERT_TRUE(run_until([&] { return b.t->stats().bulk_dropped_frames > 0; }));
   EXPECT_EQ(b.t->stats().bulk_dropped_frames, 8U);  // two 100 KB frames fit in 300 KB
   EXPECT_EQ(b.t->stats().bulk_dropped_messages, 8U);
+  EXPECT_EQ(dropped_metric.value() - dropped_before, 8U);  // and on /metrics
   // Now let a connect: the newest two appends and the vote reply arrive.
   a.t->add_peer(b.id, "127.0.0.1", b.port);
   ASSERT_TRUE(run_until([&] { return a.got.size() == 3; }));
