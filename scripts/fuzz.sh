@@ -16,9 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 seconds=${FUZZ_SECONDS:-60}
-targets=(${FUZZ_TARGETS:-request_frame record_batch control_record checkpoint delay_entry segment_recovery})
+targets=(${FUZZ_TARGETS:-request_frame record_batch control_record checkpoint delay_entry segment_recovery peer_frame})
 declare -A max_len=([request_frame]=4096 [record_batch]=4096 [control_record]=2048 [checkpoint]=1024
-                    [delay_entry]=1024 [segment_recovery]=16384)
+                    [delay_entry]=1024 [segment_recovery]=16384 [peer_frame]=4096)
 
 start=$(date +%s)
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -18,6 +18,7 @@
 #include "broker/base/clock.h"
 #include "broker/delay/codec.h"
 #include "broker/log/log.h"
+#include "broker/peer/codec.h"
 #include "broker/subscription/control.h"
 #include "broker/subscription/dispatcher.h"
 #include "schema/frame.h"
@@ -502,6 +503,34 @@ void frame_seeds() {
   });
 }
 
+// peer_frame: frame bodies (without the length prefix) of every peer frame kind.
+void peer_frame_seeds() {
+  namespace c = ferry::consensus;
+  auto put_body = [](const std::string& name, const ferry::peer::frame& f) {
+    put("peer_frame", name, f.bytes().subspan(ferry::peer::frame_prefix_bytes));
+  };
+  put_body("hello", ferry::peer::encode_hello({"cluster", ferry::node_id{1}, 7, ferry::peer::protocol_version}));
+  put_body("reject", ferry::peer::encode_reject("cluster id 'x' is not ours"));
+  put_body("keepalive", ferry::peer::encode_keepalive());
+  std::vector<ferry::peer::addressed_message> msgs;
+  for (int t = 0; t <= static_cast<int>(c::msg_type::install_snapshot); ++t) {
+    c::message m;
+    m.type = static_cast<c::msg_type>(t);
+    m.term = 3;
+    m.last_index = m.prev_index = m.commit = m.match = m.durable = 10;
+    m.last_term = m.prev_term = m.conflict_term = 2;
+    m.conflict_index = 8;
+    m.granted = m.transfer = true;
+    m.sent_at = c::time_point(1000);
+    m.entries = {c::entry{11, 3, c::entry_kind::normal, "value"}, c::entry{12, 3, c::entry_kind::config, "v=1,2"}};
+    m.config.voters = {ferry::node_id{1}, ferry::node_id{2}};
+    m.config.learners = {ferry::node_id{3}};
+    msgs.push_back({static_cast<uint64_t>(t) + 1, m});
+  }
+  int i = 0;
+  for (const auto& f : ferry::peer::encode_messages(msgs)) put_body("messages_" + std::to_string(i++), f);
+}
+
 }  // namespace
 
 static int seeds_main(int argc, char** argv) {
@@ -517,6 +546,7 @@ static int seeds_main(int argc, char** argv) {
   checkpoint_seeds();
   delay_entry_seeds();
   segment_seeds();
+  peer_frame_seeds();
   std::printf("wrote %d seed files under %s\n", written, out_dir.c_str());
   return 0;
 }
