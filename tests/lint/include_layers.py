@@ -29,6 +29,7 @@ BROKER_BELOW = {
     "broker/scheduler": ["broker/base"],
     "broker/cluster": ["broker/base", "broker/consensus", "broker/meta"],
     "broker/net": ["broker/base", "broker/runtime"],
+    "broker/peer": ["broker/base", "broker/runtime", "broker/consensus"],
     "broker/subscription": ["broker/base", "broker/runtime", "broker/meta", "broker/scheduler", "broker/log"],
     "broker/delay": ["broker/base", "broker/runtime", "broker/log", "broker/meta", "broker/scheduler",
                      "broker/subscription"],
